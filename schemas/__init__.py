@@ -1,0 +1,71 @@
+"""Typed payloads, envelopes and the schema registry of the reference event catalog.
+
+Every event type the reference bus knows has a frozen msgspec Struct in :mod:`schemas.events`;
+:data:`REGISTRY` maps event types and ``payload.<PascalCase>.v1`` refs to them and validates.
+This package imports nothing else of the project.
+"""
+
+from __future__ import annotations
+
+from . import events
+from ._common import FieldChange, Payload
+from ._envelope import WORKFLOW_FIELDS, BusEvent, WorkflowEvent, decode_bus_event, encode_bus_event
+from ._errors import EventValidationError, SchemaError, UnknownEventTypeError, UnknownSchemaRefError
+from ._registry import REGISTRY, Registry, TypedPayload, schema_ref_for, translate_validation_error
+from ._spec import EventSpec, VariantKind
+from ._types import (
+    DATE_PATTERN,
+    DATETIME_PATTERN,
+    EMAIL_PATTERN,
+    URL_PATTERN,
+    UUID_PATTERN,
+    ActorType,
+    Email,
+    IsoDate,
+    IsoDateTime,
+    NonEmptyStr,
+    Url,
+    Uuid,
+    is_uuid,
+    parse_iso,
+    to_iso,
+    utc_now_iso,
+)
+
+__all__ = [
+    "DATETIME_PATTERN",
+    "DATE_PATTERN",
+    "EMAIL_PATTERN",
+    "REGISTRY",
+    "URL_PATTERN",
+    "UUID_PATTERN",
+    "WORKFLOW_FIELDS",
+    "ActorType",
+    "BusEvent",
+    "Email",
+    "EventSpec",
+    "EventValidationError",
+    "FieldChange",
+    "IsoDate",
+    "IsoDateTime",
+    "NonEmptyStr",
+    "Payload",
+    "Registry",
+    "SchemaError",
+    "TypedPayload",
+    "UnknownEventTypeError",
+    "UnknownSchemaRefError",
+    "Url",
+    "Uuid",
+    "VariantKind",
+    "WorkflowEvent",
+    "decode_bus_event",
+    "encode_bus_event",
+    "events",
+    "is_uuid",
+    "parse_iso",
+    "schema_ref_for",
+    "to_iso",
+    "translate_validation_error",
+    "utc_now_iso",
+]
