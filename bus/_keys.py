@@ -1,0 +1,67 @@
+"""Every Redis key, stream and group name the bus uses is built here (reference layout)."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "CHANNEL_EMAIL",
+    "CHANNEL_GLOBAL",
+    "CHANNEL_NOTIFICATIONS",
+    "WORKFLOW_DLQ",
+    "WORKFLOW_GROUP",
+    "WORKFLOW_STREAM",
+    "Keys",
+]
+
+CHANNEL_GLOBAL = "global"
+CHANNEL_NOTIFICATIONS = "internal-notifications"
+CHANNEL_EMAIL = "emailservice::v7"
+WORKFLOW_STREAM = "workflow:events:global"
+WORKFLOW_DLQ = "workflow:events:global:dlq"
+WORKFLOW_GROUP = "workflow-runtime-v2"
+
+
+class Keys(msgspec.Struct, frozen=True):
+    """Key builder for one prefix configuration (REDIS_PREFIX + REDIS_EVENT_STREAM_PREFIX)."""
+
+    prefix: str = "alga-psa:"
+    stream_prefix: str = "event-stream:"
+
+    def stream(self, channel: str, event_type: str) -> str:
+        """The per-type stream of a channel: ``alga-psa:event-stream:global:TICKET_CREATED``."""
+        return f"{self.prefix}{self.stream_prefix}{channel}:{event_type}"
+
+    def stream_pattern(self, channel: str = "*") -> str:
+        """A SCAN pattern for the per-type streams of a channel (or all channels)."""
+        return f"{self.prefix}{self.stream_prefix}{channel}:*"
+
+    def parse_stream(self, key: str) -> tuple[str, str] | None:
+        """``(channel, event_type)`` of a per-type stream key, or None for another key.
+
+        Channels may contain ``::`` (``emailservice::v7``); the event type is the last segment.
+        """
+        head = self.prefix + self.stream_prefix
+        if not key.startswith(head) or key.endswith(":dead-letter"):
+            return None
+        channel, sep, event_type = key[len(head) :].rpartition(":")
+        return (channel, event_type) if sep and channel and event_type else None
+
+    @staticmethod
+    def dead_letter(stream: str) -> str:
+        """The dead-letter stream of a per-type stream."""
+        return f"{stream}:dead-letter"
+
+    @staticmethod
+    def processed_events(tenant_id: str) -> str:
+        """Set of processed event ids of a tenant (reference layout, TTL 3 days)."""
+        return f"processed_events:{tenant_id}"
+
+    @staticmethod
+    def processed_handlers(tenant_id: str) -> str:
+        """Set of ``{eventId}:{handlerKey}`` markers of a tenant (reference layout, TTL 3 days)."""
+        return f"processed_event_handlers:{tenant_id}"
+
+    def notification_channel(self, tenant_id: str, user_id: str) -> str:
+        """Pub/sub channel of a user's in-app notifications."""
+        return f"{self.prefix}internal-notifications:{tenant_id}:{user_id}"

@@ -1,0 +1,210 @@
+"""Typed settings, from arguments, the environment (reference variable names) or a URL.
+
+The reference's variables keep their names and defaults (REDIS_HOST, REDIS_PORT, ...); our own
+additions are prefixed ``BUS_``. Invalid values fail at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import unquote, urlsplit
+
+import msgspec
+from msgspec import Meta
+
+from ._errors import ConfigurationError
+
+__all__ = ["BusSettings", "default_consumer_name"]
+
+PosInt = Annotated[int, Meta(gt=0)]
+NonNegInt = Annotated[int, Meta(ge=0)]
+PosFloat = Annotated[float, Meta(gt=0)]
+
+
+def default_consumer_name() -> str:
+    """``{host}-{pid}-{random}``: unique per process and host, unlike the reference's ``consumer-{pid}``."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything the bus needs to connect, publish and consume.
+
+    Build with ``BusSettings(...)``, :meth:`from_env` or :meth:`from_url`; all three validate.
+    """
+
+    # Connection (reference: REDIS_HOST, REDIS_PORT, REDIS_PASSWORD; ours: REDIS_URL and TLS).
+    redis_url: str | None = None
+    host: str = "localhost"
+    port: Annotated[int, Meta(ge=1, le=65535)] = 6379
+    username: str | None = None
+    password: str | None = None
+    db: NonNegInt = 0
+    ssl: bool = False
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+    #: Only for tests: allow rediss:// without certificate verification.
+    ssl_insecure_for_tests: bool = False
+    socket_timeout_s: PosFloat = 10.0
+    connect_timeout_s: PosFloat = 5.0
+
+    # Keys (reference: REDIS_PREFIX, REDIS_EVENT_STREAM_PREFIX, REDIS_EVENT_CONSUMER_GROUP).
+    prefix: str = "alga-psa:"
+    stream_prefix: str = "event-stream:"
+    consumer_group: Annotated[str, Meta(min_length=1)] = "event-processors"
+    consumer_name: str | None = None
+
+    # Streams (reference: REDIS_STREAM_MAX_LENGTH, _BLOCKING_TIMEOUT, _CLAIM_TIMEOUT, _BATCH_SIZE, _MAX_DELIVERIES).
+    max_len: PosInt = 1000
+    block_ms: PosInt = 5000
+    claim_idle_ms: PosInt = 30000
+    batch_size: PosInt = 10
+    max_deliveries: PosInt = 10
+
+    # Ours (BUS_*).
+    read_timeout_s: PosFloat = 15.0
+    concurrency: PosInt = 16
+    handler_timeout_s: PosFloat = 30.0
+    handler_retries: NonNegInt = 2
+    retry_backoff_s: Annotated[float, Meta(ge=0)] = 0.05
+    retry_backoff_max_s: Annotated[float, Meta(ge=0)] = 1.0
+    reclaim_interval_s: PosFloat = 5.0
+    shutdown_grace_s: Annotated[float, Meta(ge=0)] = 10.0
+    marker_ttl_s: PosInt = 3 * 24 * 3600
+    idempotency_window_s: PosInt = 24 * 3600
+    max_payload_bytes: PosInt = 1024 * 1024
+    trim_policy: Literal["approx", "safe", "none"] = "approx"
+
+    ENV: ClassVar[dict[str, str]] = {
+        "REDIS_URL": "redis_url",
+        "REDIS_HOST": "host",
+        "REDIS_PORT": "port",
+        "REDIS_USERNAME": "username",
+        "REDIS_PASSWORD": "password",
+        "REDIS_DB": "db",
+        "REDIS_TLS_CA_FILE": "ssl_ca_certs",
+        "REDIS_TLS_CERT_FILE": "ssl_certfile",
+        "REDIS_TLS_KEY_FILE": "ssl_keyfile",
+        "REDIS_PREFIX": "prefix",
+        "REDIS_EVENT_STREAM_PREFIX": "stream_prefix",
+        "REDIS_EVENT_CONSUMER_GROUP": "consumer_group",
+        "REDIS_STREAM_MAX_LENGTH": "max_len",
+        "REDIS_STREAM_BLOCKING_TIMEOUT": "block_ms",
+        "REDIS_STREAM_CLAIM_TIMEOUT": "claim_idle_ms",
+        "REDIS_STREAM_BATCH_SIZE": "batch_size",
+        "REDIS_STREAM_MAX_DELIVERIES": "max_deliveries",
+        "BUS_CONSUMER_NAME": "consumer_name",
+        "BUS_READ_TIMEOUT_S": "read_timeout_s",
+        "BUS_CONCURRENCY": "concurrency",
+        "BUS_HANDLER_TIMEOUT_S": "handler_timeout_s",
+        "BUS_HANDLER_RETRIES": "handler_retries",
+        "BUS_RECLAIM_INTERVAL_S": "reclaim_interval_s",
+        "BUS_SHUTDOWN_GRACE_S": "shutdown_grace_s",
+        "BUS_IDEMPOTENCY_WINDOW_S": "idempotency_window_s",
+        "BUS_MAX_PAYLOAD_BYTES": "max_payload_bytes",
+        "BUS_TRIM_POLICY": "trim_policy",
+    }
+
+    def __post_init__(self) -> None:
+        if self.redis_url is not None:
+            scheme = urlsplit(self.redis_url).scheme
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ConfigurationError("REDIS_URL", f"scheme {scheme!r} is not redis://, rediss:// or unix://")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ConfigurationError("REDIS_TLS_KEY_FILE", "a client key needs REDIS_TLS_CERT_FILE too")
+        if self.uses_tls and not self.ssl_check_hostname and not self.ssl_insecure_for_tests:
+            raise ConfigurationError(
+                "ssl_check_hostname", "certificate verification may only be disabled with ssl_insecure_for_tests=True"
+            )
+        if self.read_timeout_s * 1000 <= self.block_ms:
+            raise ConfigurationError(
+                "BUS_READ_TIMEOUT_S", f"must exceed REDIS_STREAM_BLOCKING_TIMEOUT ({self.block_ms} ms)"
+            )
+        if self.retry_backoff_max_s < self.retry_backoff_s:
+            raise ConfigurationError("retry_backoff_max_s", "must be >= retry_backoff_s")
+
+    @property
+    def uses_tls(self) -> bool:
+        """True for rediss:// URLs or ``ssl=True``."""
+        return self.ssl or (self.redis_url or "").startswith("rediss://")
+
+    @property
+    def resolved_consumer_name(self) -> str:
+        """The configured consumer name, or a fresh host-pid-random one."""
+        return self.consumer_name or default_consumer_name()
+
+    @classmethod
+    def build(cls, **values: Any) -> BusSettings:
+        """Validate keyword values (strings from env/flags are converted) into settings."""
+        try:
+            return msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            field = text.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in text else "settings"
+            variable = next((k for k, v in cls.ENV.items() if v == field), field)
+            raise ConfigurationError(variable, text.split(" - at ")[0]) from None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> BusSettings:
+        """Read the reference's variables (and ours) from ``environ`` (default ``os.environ``)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var, name in cls.ENV.items():
+            raw = env.get(var)
+            if raw is not None and raw != "":
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "redis_url" in values:
+            return cls.from_url(values.pop("redis_url"), **values)
+        return cls.build(**values)
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> BusSettings:
+        """Parse ``redis://[user:pass@]host:port/db`` or ``rediss://...?ssl_ca_certs=...``."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError("REDIS_URL", f"scheme {parts.scheme!r} is not redis://, rediss:// or unix://")
+        values: dict[str, Any] = {"redis_url": url}
+        try:
+            if parts.hostname:
+                values["host"] = parts.hostname
+            if parts.port:
+                values["port"] = parts.port
+        except ValueError as exc:
+            raise ConfigurationError("REDIS_URL", f"invalid port: {exc}") from None
+        if parts.username:
+            values["username"] = unquote(parts.username)
+        if parts.password:
+            values["password"] = unquote(parts.password)
+        path = parts.path.strip("/")
+        if path and parts.scheme != "unix":
+            if not path.isdigit():
+                raise ConfigurationError("REDIS_URL", f"database {path!r} is not a number")
+            values["db"] = int(path)
+        for item in filter(None, parts.query.split("&")):
+            key, _, value = item.partition("=")
+            if key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+                values[key] = unquote(value)
+            elif key == "ssl_check_hostname":
+                values[key] = value.lower() not in ("0", "false", "no")
+        if parts.scheme == "rediss":
+            values["ssl"] = True
+        values.update(overrides)
+        return cls.build(**values)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets masked: safe for logs and ``bus status``."""
+        out = msgspec.structs.asdict(self)
+        if out.get("password"):
+            out["password"] = "***"
+        if self.redis_url:
+            parts = urlsplit(self.redis_url)
+            if parts.password:
+                netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
+                out["redis_url"] = parts._replace(netloc=netloc).geturl()
+        return out
