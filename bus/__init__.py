@@ -1,5 +1,67 @@
-"""bus package (filled in by its issue)."""
+"""The bus engine: settings, publish, consumer groups, delivery, reclaim, dead letters, CLI.
+
+``bus`` imports only ``schemas``; it runs publishers and subscribers through protocols.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._bus import EventBus
+from ._errors import (
+    AuthenticationError,
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    BusClosedError,
+    BusError,
+    ConfigurationError,
+    GroupMissingError,
+    HandlerError,
+    PayloadTooLargeError,
+    PayloadValidationError,
+    PermissionDeniedError,
+    PublishError,
+    PublishOutcomeUnknownError,
+    Reject,
+    RetryLater,
+)
+from ._keys import (
+    CHANNEL_EMAIL,
+    CHANNEL_GLOBAL,
+    CHANNEL_NOTIFICATIONS,
+    WORKFLOW_DLQ,
+    WORKFLOW_GROUP,
+    WORKFLOW_STREAM,
+    Keys,
+)
+from ._redis import create_client
+from ._settings import BusSettings, default_consumer_name
+
+__all__ = [
+    "CHANNEL_EMAIL",
+    "CHANNEL_GLOBAL",
+    "CHANNEL_NOTIFICATIONS",
+    "WORKFLOW_DLQ",
+    "WORKFLOW_GROUP",
+    "WORKFLOW_STREAM",
+    "AuthenticationError",
+    "BackendError",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
+    "BusClosedError",
+    "BusError",
+    "BusSettings",
+    "ConfigurationError",
+    "EventBus",
+    "GroupMissingError",
+    "HandlerError",
+    "Keys",
+    "PayloadTooLargeError",
+    "PayloadValidationError",
+    "PermissionDeniedError",
+    "PublishError",
+    "PublishOutcomeUnknownError",
+    "Reject",
+    "RetryLater",
+    "create_client",
+    "default_consumer_name",
+]
