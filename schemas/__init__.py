@@ -11,6 +11,19 @@ from . import events
 from ._common import FieldChange, Payload
 from ._envelope import WORKFLOW_FIELDS, BusEvent, WorkflowEvent, decode_bus_event, encode_bus_event
 from ._errors import EventValidationError, SchemaError, UnknownEventTypeError, UnknownSchemaRefError
+from ._export import (
+    CATALOG_TABLE,
+    JSON_SCHEMA_DIALECT,
+    CatalogRow,
+    FieldRow,
+    catalog_json,
+    catalog_rows,
+    catalog_sql,
+    field_rows,
+    json_schema,
+    json_schemas,
+    sql_literal,
+)
 from ._registry import REGISTRY, Registry, TypedPayload, schema_ref_for, translate_validation_error
 from ._spec import EventSpec, VariantKind
 from ._types import (
@@ -33,19 +46,23 @@ from ._types import (
 )
 
 __all__ = [
+    "CATALOG_TABLE",
     "DATETIME_PATTERN",
     "DATE_PATTERN",
     "EMAIL_PATTERN",
+    "JSON_SCHEMA_DIALECT",
     "REGISTRY",
     "URL_PATTERN",
     "UUID_PATTERN",
     "WORKFLOW_FIELDS",
     "ActorType",
     "BusEvent",
+    "CatalogRow",
     "Email",
     "EventSpec",
     "EventValidationError",
     "FieldChange",
+    "FieldRow",
     "IsoDate",
     "IsoDateTime",
     "NonEmptyStr",
@@ -59,12 +76,19 @@ __all__ = [
     "Uuid",
     "VariantKind",
     "WorkflowEvent",
+    "catalog_json",
+    "catalog_rows",
+    "catalog_sql",
     "decode_bus_event",
     "encode_bus_event",
     "events",
+    "field_rows",
     "is_uuid",
+    "json_schema",
+    "json_schemas",
     "parse_iso",
     "schema_ref_for",
+    "sql_literal",
     "to_iso",
     "translate_validation_error",
     "utc_now_iso",
