@@ -223,7 +223,7 @@ def _describe(t: mi.Type) -> _Described:
             return _Described("const", [f"= {_json(t.values[0])}"])
         return _Described("enum", ["one of " + ", ".join(str(v) for v in t.values)])
     if isinstance(t, mi.UnionType):
-        members = [m for m in t.types if not isinstance(m, (mi.NoneType, mi.UnsetType))]
+        members = [m for m in t.types if not isinstance(m, mi.NoneType)]
         nullable = any(isinstance(m, mi.NoneType) for m in t.types)
         if len(members) == 1:
             out = _describe(members[0])
@@ -257,7 +257,7 @@ def _rows(struct: mi.StructType, prefix: str) -> list[FieldRow]:
     for f in struct.fields:
         d = _describe(f.type)
         extra = list(d.constraints)
-        if f.default not in (mi.NODEFAULT, msgspec.UNSET):
+        if f.default not in (msgspec.NODEFAULT, msgspec.UNSET):
             extra.append(f"default {_json(f.default)}")
         path = prefix + f.encode_name
         out.append(FieldRow(path=path, type=d.name, required=f.required, constraints=tuple(extra)))
