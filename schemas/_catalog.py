@@ -157,7 +157,7 @@ SPECS: tuple[EventSpec, ...] = (
         name="Contract Created",
         description="A contract was created.",
         catalog_type=billing.ContractCreated,
-        variants=(("legacy", billing.ContractCreatedLegacy), ("domain", billing.ContractCreatedDomain),),
+        variants=(("domain", billing.ContractCreated), ("legacy", billing.ContractCreatedLegacy),),
     ),
     EventSpec(
         event_type="CONTRACT_RENEWAL_UPCOMING",
@@ -185,7 +185,7 @@ SPECS: tuple[EventSpec, ...] = (
         name="Contract Status Changed",
         description="A contract status changed.",
         catalog_type=billing.ContractStatusChanged,
-        variants=(("legacy", billing.ContractStatusChangedLegacy), ("domain", billing.ContractStatusChangedDomain),),
+        variants=(("domain", billing.ContractStatusChanged), ("legacy", billing.ContractStatusChangedLegacy),),
     ),
     EventSpec(
         event_type="CONTRACT_UPDATED",
@@ -199,7 +199,7 @@ SPECS: tuple[EventSpec, ...] = (
         name="Contract Updated",
         description="A contract was updated.",
         catalog_type=billing.ContractUpdated,
-        variants=(("legacy", billing.ContractUpdatedLegacy), ("domain", billing.ContractUpdatedDomain),),
+        variants=(("domain", billing.ContractUpdated), ("legacy", billing.ContractUpdatedLegacy),),
     ),
     EventSpec(
         event_type="CREDIT_NOTE_APPLIED",

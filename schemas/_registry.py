@@ -204,20 +204,23 @@ class Registry:
     def decode_payload(self, event_type: str, data: bytes | str, *, root: str = "$.payload") -> TypedPayload[Any]:
         """Validate JSON payload bytes against what the bus accepts for ``event_type``.
 
-        Union types try the legacy shape first, as the reference does. On failure the error
-        of the last shape tried is raised (the v2 domain shape for unions).
+        Union types try their shapes in the reference's order (legacy first, except the
+        ``CONTRACT_*`` types, which list the domain shape first); the first that matches wins.
+        On failure the error of the v2 domain shape is raised for unions, the only shape's
+        error otherwise.
         """
         spec = self.get(event_type)
         error: msgspec.ValidationError | msgspec.DecodeError | None = None
-        decoder: msgspec.json.Decoder[Any] | None = None
+        failed: msgspec.json.Decoder[Any] | None = None
         for kind, cls in spec.variants:
             decoder = self.decoder(cls)
             try:
                 return TypedPayload(kind, decoder.decode(data))
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                error = exc
+                if error is None or kind == "domain":
+                    error, failed = exc, decoder
         assert error is not None
-        raise translate_validation_error(error, event_type, root, decoder=decoder, data=data) from None
+        raise translate_validation_error(error, event_type, root, decoder=failed, data=data) from None
 
     def decode_catalog_payload(self, event_type: str, data: bytes | str, *, root: str = "$.payload") -> Payload:
         """Validate JSON payload bytes against the catalog shape (what the workflow side checks)."""

@@ -17,8 +17,9 @@ VariantKind = Literal["catalog", "bus", "legacy", "domain"]
 class EventSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Facts about one event type: names, category, status and the Structs that validate it.
 
-    ``variants`` are what a publish accepts, tried in order (legacy before domain, as the
-    reference does); ``catalog_type`` is the shape the workflow side validates.
+    ``variants`` are what a publish accepts, tried in the reference's order (the first that
+    matches wins: legacy before domain, except ``CONTRACT_*``, whose union lists the domain
+    shape first); ``catalog_type`` is the shape the workflow side validates.
     """
 
     event_type: str

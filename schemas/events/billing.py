@@ -14,16 +14,13 @@ __all__ = [
     "ClientContractDeleted",
     "ClientContractUpdated",
     "ContractCreated",
-    "ContractCreatedDomain",
     "ContractCreatedLegacy",
     "ContractDeleted",
     "ContractRenewalUpcoming",
     "ContractRenewalUpcomingBus",
     "ContractStatusChanged",
-    "ContractStatusChangedDomain",
     "ContractStatusChangedLegacy",
     "ContractUpdated",
-    "ContractUpdatedDomain",
     "ContractUpdatedLegacy",
     "CreditExpiring",
     "CreditNoteApplied",
@@ -108,7 +105,7 @@ class InvoiceGeneratedLegacy(Payload, frozen=True, kw_only=True):
 
 
 class InvoiceGeneratedDomain(Payload, frozen=True, kw_only=True):
-    """Invoice Generated: the domain bus shape."""
+    """Invoice Generated: the domain bus shape (tried second)."""
 
     tenant_id: NonEmptyStr = field(name="tenantId")
     occurred_at: IsoDateTime = field(name="occurredAt")
@@ -162,7 +159,7 @@ class InvoiceFinalizedLegacy(Payload, frozen=True, kw_only=True):
 
 
 class InvoiceFinalizedDomain(Payload, frozen=True, kw_only=True):
-    """Invoice Finalized: the domain bus shape."""
+    """Invoice Finalized: the domain bus shape (tried second)."""
 
     tenant_id: NonEmptyStr = field(name="tenantId")
     occurred_at: IsoDateTime = field(name="occurredAt")
@@ -195,24 +192,7 @@ class ContractCreated(Payload, frozen=True, kw_only=True):
 
 
 class ContractCreatedLegacy(Payload, frozen=True, kw_only=True):
-    """Contract Created: the legacy bus shape (tried first)."""
-
-    tenant_id: NonEmptyStr = field(name="tenantId")
-    occurred_at: IsoDateTime = field(name="occurredAt")
-    actor_user_id: Uuid | UnsetType = field(default=UNSET, name="actorUserId")
-    actor_contact_id: Uuid | UnsetType = field(default=UNSET, name="actorContactId")
-    actor_type: ActorType | UnsetType = field(default=UNSET, name="actorType")
-    contract_id: Uuid = field(name="contractId")
-    client_id: Uuid = field(name="clientId")
-    created_by_user_id: Uuid | UnsetType = field(default=UNSET, name="createdByUserId")
-    created_at: IsoDateTime | UnsetType = field(default=UNSET, name="createdAt")
-    start_date: str | UnsetType = field(default=UNSET, name="startDate")
-    end_date: str | UnsetType = field(default=UNSET, name="endDate")
-    status: str | UnsetType = UNSET
-
-
-class ContractCreatedDomain(Payload, frozen=True, kw_only=True):
-    """Contract Created: the domain bus shape."""
+    """Contract Created: the legacy bus shape (tried second)."""
 
     tenant_id: Uuid = field(name="tenantId")
     contract_id: Uuid = field(name="contractId")
@@ -270,22 +250,7 @@ class ContractStatusChanged(Payload, frozen=True, kw_only=True):
 
 
 class ContractStatusChangedLegacy(Payload, frozen=True, kw_only=True):
-    """Contract Status Changed: the legacy bus shape (tried first)."""
-
-    tenant_id: NonEmptyStr = field(name="tenantId")
-    occurred_at: IsoDateTime = field(name="occurredAt")
-    actor_user_id: Uuid | UnsetType = field(default=UNSET, name="actorUserId")
-    actor_contact_id: Uuid | UnsetType = field(default=UNSET, name="actorContactId")
-    actor_type: ActorType | UnsetType = field(default=UNSET, name="actorType")
-    contract_id: Uuid = field(name="contractId")
-    client_id: Uuid = field(name="clientId")
-    previous_status: NonEmptyStr = field(name="previousStatus")
-    new_status: NonEmptyStr = field(name="newStatus")
-    changed_at: IsoDateTime | UnsetType = field(default=UNSET, name="changedAt")
-
-
-class ContractStatusChangedDomain(Payload, frozen=True, kw_only=True):
-    """Contract Status Changed: the domain bus shape."""
+    """Contract Status Changed: the legacy bus shape (tried second)."""
 
     tenant_id: Uuid = field(name="tenantId")
     contract_id: Uuid = field(name="contractId")
@@ -312,22 +277,7 @@ class ContractUpdated(Payload, frozen=True, kw_only=True):
 
 
 class ContractUpdatedLegacy(Payload, frozen=True, kw_only=True):
-    """Contract Updated: the legacy bus shape (tried first)."""
-
-    tenant_id: NonEmptyStr = field(name="tenantId")
-    occurred_at: IsoDateTime = field(name="occurredAt")
-    actor_user_id: Uuid | UnsetType = field(default=UNSET, name="actorUserId")
-    actor_contact_id: Uuid | UnsetType = field(default=UNSET, name="actorContactId")
-    actor_type: ActorType | UnsetType = field(default=UNSET, name="actorType")
-    contract_id: Uuid = field(name="contractId")
-    client_id: Uuid = field(name="clientId")
-    updated_at: IsoDateTime | UnsetType = field(default=UNSET, name="updatedAt")
-    updated_fields: list[str] | UnsetType = field(default=UNSET, name="updatedFields")
-    changes: dict[str, FieldChange] | UnsetType = UNSET
-
-
-class ContractUpdatedDomain(Payload, frozen=True, kw_only=True):
-    """Contract Updated: the domain bus shape."""
+    """Contract Updated: the legacy bus shape (tried second)."""
 
     tenant_id: Uuid = field(name="tenantId")
     contract_id: Uuid = field(name="contractId")

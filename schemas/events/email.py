@@ -260,7 +260,7 @@ class InboundEmailReceivedDomainEmailData(Payload, frozen=True, kw_only=True):
 
 
 class InboundEmailReceivedDomain(Payload, frozen=True, kw_only=True):
-    """Inbound Email Received: the domain bus shape."""
+    """Inbound Email Received: the domain bus shape (tried second)."""
 
     tenant_id: NonEmptyStr = field(name="tenantId")
     occurred_at: IsoDateTime = field(name="occurredAt")
