@@ -30,6 +30,7 @@ __all__ = [
     "as_utc",
     "camel",
     "ctx_now",
+    "date_window_entered",
     "days_until",
     "diff_entities",
     "digest",
@@ -298,6 +299,23 @@ def window_entered(
     deadline is never inside.
     """
     return _inside(target_after, now_after, window, minimum) and not _inside(target_before, now_before, window, minimum)
+
+
+def date_window_entered(
+    *,
+    target_before: date | None,
+    target_after: date | None,
+    today_before: date,
+    today_after: date,
+    window_days: int,
+) -> bool:
+    """Calendar-day version of :func:`window_entered`: ``0 <= target - today <= window_days``
+    now, and not before (the deadline day itself counts as inside)."""
+
+    def inside(target: date | None, today: date) -> bool:
+        return target is not None and 0 <= (target - today).days <= window_days
+
+    return inside(target_after, today_after) and not inside(target_before, today_before)
 
 
 def days_until(target: datetime, now: datetime) -> int:
