@@ -223,7 +223,7 @@ def register(sub: Any) -> None:
     csub = catalog.add_subparsers(dest="catalog_command", metavar="COMMAND")
     csub.required = True
 
-    lst = csub.add_parser("list", help="list event types", description="List event types, in catalog order.")
+    lst = csub.add_parser("list", help="list event types", description="List event types, grouped by domain.")
     lst.add_argument("--category", help="only this category (case-insensitive), e.g. Tickets")
     lst.add_argument("--status", choices=["emitted", "catalog_only"], help="only types with this status")
     lst.add_argument("--json", action="store_true", help="print a JSON array instead of a table")

@@ -73,7 +73,7 @@ def json_schema(name: str, *, shape: Shape = "catalog", registry: Registry = REG
 
 
 def json_schemas(*, shape: Shape = "catalog", registry: Registry = REGISTRY) -> dict[str, dict[str, Any]]:
-    """Every ref's JSON Schema, keyed by ``payload.<PascalCase>.v1``, in catalog order."""
+    """Every ref's JSON Schema, keyed by ``payload.<PascalCase>.v1``, in registry order."""
     return {spec.schema_ref: json_schema(spec.event_type, shape=shape, registry=registry) for spec in registry}
 
 

@@ -167,7 +167,7 @@ class Registry:
 
     @property
     def event_types(self) -> tuple[str, ...]:
-        """Every known event type, in catalog order."""
+        """Every known event type, grouped by domain module, each in the catalog facts' order."""
         return tuple(self._by_type)
 
     def get(self, event_type: str) -> EventSpec:
