@@ -148,11 +148,11 @@ class Procs:
         self.children.append(child)
         return child.spawn()
 
-    def python(self, name: str, module: str, *args: str, env: Mapping[str, str] | None = None) -> Child:
-        """Run ``python -m module args`` with ``faultlib`` and the repository importable."""
+    def python(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> Child:
+        """Run ``python args...`` (e.g. ``"-m", "faultlib.subscriber"``) with ``faultlib`` importable."""
         path = os.pathsep.join(filter(None, [str(FAULTS_DIR), str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         extra = {"PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **(env or {})}
-        return self.spawn(name, [sys.executable, "-m", module, *args], extra)
+        return self.spawn(name, [sys.executable, *args], extra)
 
     def kill_all(self) -> None:
         """SIGKILL and reap every child still running."""
