@@ -187,3 +187,25 @@ def test_close_is_idempotent_and_frees_the_port(fault_redis: FaultRedis) -> None
         with pytest.raises(redis.ConnectionError):
             c.ping()
     assert p._thread is not None and not p._thread.is_alive()
+
+
+def test_events_show_who_closed_a_connection(proxy: FaultProxy) -> None:
+    """events(): accept, reset and refuse are logged, and a client giving up during a blackhole
+    shows as client_closed (how fault tests see that a client noticed)."""
+    t0 = time.monotonic()
+    with _client(proxy, timeout_s=0.3) as c:
+        c.ping()
+        proxy.reset()
+        c.ping()
+        proxy.blackhole()
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            c.ping()
+        noticed = proxy.wait_event("client_closed", started, timeout_s=2)
+        assert 0.25 <= noticed.at - started < 1.0
+        proxy.heal()
+    proxy.refuse()
+    with _client(proxy) as fresh, pytest.raises(redis.ConnectionError):
+        fresh.ping()
+    kinds = [e.kind for e in proxy.events(since=t0)]
+    assert kinds[:4] == ["accept", "reset", "accept", "client_closed"] and kinds[-1] == "refuse"

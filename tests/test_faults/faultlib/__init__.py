@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .ledger import Handling, Ledger, Publish, Verdict, check
 from .procs import Child, Procs, process_state
-from .proxy import FaultProxy, ProxyStats
+from .proxy import FaultProxy, ProxyEvent, ProxyStats
 from .server import FaultRedis
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Handling",
     "Ledger",
     "Procs",
+    "ProxyEvent",
     "ProxyStats",
     "Publish",
     "Verdict",

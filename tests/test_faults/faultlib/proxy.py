@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import socket
 import struct
@@ -33,9 +34,9 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, NamedTuple, Self, TypeVar
 
-__all__ = ["FaultProxy", "ProxyStats"]
+__all__ = ["FaultProxy", "ProxyEvent", "ProxyStats"]
 
 T = TypeVar("T")
 Mode = Literal["pass", "delay", "blackhole"]
@@ -58,21 +59,37 @@ class ProxyStats:
     active: int = 0
 
 
+class ProxyEvent(NamedTuple):
+    """Something that happened to a connection; ``at`` is ``time.monotonic()``.
+
+    Kinds: ``accept``, ``refuse``, ``client_closed`` / ``upstream_closed`` (that side closed or
+    broke the connection itself, e.g. a client giving up after a timeout), ``reset`` (by us).
+    """
+
+    at: float
+    kind: str
+    conn: int
+
+
 @dataclass(eq=False)
 class _Conn:
+    number: int
     client: asyncio.StreamWriter
     handler: asyncio.Task[Any] | None
     upstream: asyncio.StreamWriter | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    closing: bool = False  # we close it: EOFs seen from now on are not the peers' doing
 
     def abort(self) -> None:
         """Both sides get an RST."""
+        self.closing = True
         for writer in (self.client, self.upstream):
             if writer is not None:
                 _abort(writer)
 
     def close(self) -> None:
         """Both sides get a FIN after what was written (a normal end, e.g. after QUIT)."""
+        self.closing = True
         for writer in (self.client, self.upstream):
             if writer is not None and not writer.transport.is_closing():
                 writer.close()
@@ -104,6 +121,8 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._conns: set[_Conn] = set()
         self._stats = ProxyStats()
+        self._events: list[ProxyEvent] = []
+        self._numbers = itertools.count(1)
         self._mode: Mode = "pass"
         self._delay_s = 0.0
         self._jitter_s = 0.0
@@ -251,6 +270,7 @@ class FaultProxy:
             conns = list(self._conns)
             for conn in conns:
                 conn.abort()
+                self._event("reset", conn.number)
             self._stats.resets += len(conns)
             return len(conns)
 
@@ -264,6 +284,23 @@ class FaultProxy:
             return ProxyStats(**{**vars(self._stats), "active": len(self._conns)})
 
         return self._call(snapshot)
+
+    def events(self, kind: str | None = None, since: float = 0.0) -> list[ProxyEvent]:
+        """Connection events (optionally of one kind) at or after ``since`` (monotonic time)."""
+
+        async def snapshot() -> list[ProxyEvent]:
+            return [e for e in self._events if e.at >= since and (kind is None or e.kind == kind)]
+
+        return self._call(snapshot)
+
+    def wait_event(self, kind: str, since: float, timeout_s: float) -> ProxyEvent:
+        """Block until an event of ``kind`` at or after ``since`` happened; returns the first."""
+        deadline = time.monotonic() + timeout_s
+        while not (found := self.events(kind, since)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {kind} event through the proxy within {timeout_s} s")
+            time.sleep(0.01)
+        return found[0]
 
     @property
     def pending_drops(self) -> int:
@@ -286,12 +323,15 @@ class FaultProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self._flowing is not None
+        number = next(self._numbers)
         if self._refuse:
             self._stats.refused += 1
+            self._event("refuse", number)
             _abort(writer)
             return
         self._stats.accepted += 1
-        conn = _Conn(writer, asyncio.current_task())
+        self._event("accept", number)
+        conn = _Conn(number, writer, asyncio.current_task())
         self._conns.add(conn)
         ended = False
         try:
@@ -308,9 +348,9 @@ class FaultProxy:
             up_q: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(_QUEUE_CHUNKS)
             down_q: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(_QUEUE_CHUNKS)
             conn.tasks = [
-                asyncio.ensure_future(self._read(reader, up_q)),
+                asyncio.ensure_future(self._read(reader, up_q, conn, "client_closed")),
                 asyncio.ensure_future(self._write(up_q, up_writer, downstream=False)),
-                asyncio.ensure_future(self._read(up_reader, down_q)),
+                asyncio.ensure_future(self._read(up_reader, down_q, conn, "upstream_closed")),
                 asyncio.ensure_future(self._write(down_q, writer, downstream=True)),
             ]
             # The connection ends when either side is done writing what it received.
@@ -326,7 +366,12 @@ class FaultProxy:
                 conn.abort()
             self._conns.discard(conn)
 
-    async def _read(self, src: asyncio.StreamReader, queue: asyncio.Queue[tuple[float, bytes] | None]) -> None:
+    def _event(self, kind: str, number: int) -> None:
+        self._events.append(ProxyEvent(time.monotonic(), kind, number))
+
+    async def _read(
+        self, src: asyncio.StreamReader, queue: asyncio.Queue[tuple[float, bytes] | None], conn: _Conn, closed: str
+    ) -> None:
         last_due = 0.0
         try:
             while data := await src.read(_CHUNK):
@@ -337,6 +382,8 @@ class FaultProxy:
                 await queue.put((last_due, data))
         except OSError:
             pass
+        if not conn.closing:
+            self._event(closed, conn.number)
         await queue.put(None)
 
     async def _write(
