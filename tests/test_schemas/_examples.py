@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from schemas import REGISTRY, Payload
+
 CATALOG = Path(__file__).resolve().parents[1] / "fixtures" / "catalog.json"
 ROWS: list[dict[str, Any]] = json.loads(CATALOG.read_text())
 ROWS_BY_TYPE: dict[str, dict[str, Any]] = {row["event_type"]: row for row in ROWS}
@@ -70,6 +72,14 @@ def shapes(row: dict[str, Any]) -> list[Shape]:
     else:
         out.append(Shape(row["event_type"], "bus", bus["fields"]))
     return out
+
+
+def struct_of(shape: Shape) -> type[Payload]:
+    """The Struct the registry uses for one shape."""
+    spec = REGISTRY.get(shape.event_type)
+    if shape.kind == "catalog":
+        return spec.catalog_type
+    return next(cls for kind, cls in spec.variants if kind == shape.kind)
 
 
 ALL_SHAPES: list[Shape] = [shape for row in ROWS for shape in shapes(row)]

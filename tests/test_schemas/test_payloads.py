@@ -14,18 +14,21 @@ import pytest
 
 from schemas import REGISTRY, EventValidationError, Payload, translate_validation_error
 
-from ._examples import ALL_SHAPES, Leaf, Shape, example, json_path, leaves, remove, replace, wrong_type_value
+from ._examples import (
+    ALL_SHAPES,
+    Leaf,
+    Shape,
+    example,
+    json_path,
+    leaves,
+    remove,
+    replace,
+    struct_of,
+    wrong_type_value,
+)
 
 UUID_RULE = "Expected a uuid (8-4-4-4-12 hex digits)"
 DATETIME_RULE = "Expected an ISO-8601 UTC timestamp ending in Z (no offset, not naive)"
-
-
-def struct_of(shape: Shape) -> type[Payload]:
-    """The Struct the registry uses for one shape."""
-    spec = REGISTRY.get(shape.event_type)
-    if shape.kind == "catalog":
-        return spec.catalog_type
-    return next(cls for kind, cls in spec.variants if kind == shape.kind)
 
 
 def decode(shape: Shape, doc: Any) -> Payload:
