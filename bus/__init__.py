@@ -33,6 +33,7 @@ from ._keys import (
     WORKFLOW_STREAM,
     Keys,
 )
+from ._publish import PartialWriteError, PreparedEvent, PublishResult, WorkflowHooks
 from ._redis import create_client
 from ._settings import BusSettings, default_consumer_name
 
@@ -55,13 +56,17 @@ __all__ = [
     "GroupMissingError",
     "HandlerError",
     "Keys",
+    "PartialWriteError",
     "PayloadTooLargeError",
     "PayloadValidationError",
     "PermissionDeniedError",
+    "PreparedEvent",
     "PublishError",
     "PublishOutcomeUnknownError",
+    "PublishResult",
     "Reject",
     "RetryLater",
+    "WorkflowHooks",
     "create_client",
     "default_consumer_name",
 ]

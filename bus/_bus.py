@@ -9,17 +9,23 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+import anyio
 import redis.asyncio as aioredis
+import redis.exceptions as rex
 
 from schemas import REGISTRY, Registry
 
-from ._errors import BusClosedError
-from ._keys import Keys
+from ._batch import AutoBatcher
+from ._errors import BusClosedError, PayloadTooLargeError, PayloadValidationError
+from ._keys import CHANNEL_GLOBAL, Keys
+from ._publish import PreparedEvent, Publisher, PublishResult, WorkflowHooks
 from ._redis import create_client, redis_errors
 from ._settings import BusSettings
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from schemas import Payload
 
 __all__ = ["EventBus"]
 
@@ -48,6 +54,8 @@ class EventBus:
         self._closed = False
         #: Server facts found at connect (e.g. ``{"xadd_idmp": False, "version": "7.0.15"}``).
         self.capabilities: dict[str, Any] = {}
+        self._publisher = Publisher(self._client, self.settings, self.keys, self.registry, self.capabilities)
+        self._batcher = AutoBatcher(self._publisher.write_outcomes)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> EventBus:
@@ -79,7 +87,11 @@ class EventBus:
         self._check_open()
         with redis_errors("connect"):
             await self._client.ping()
-            info = await self._client.info("server")
+            try:
+                info = await self._client.info("server")
+            except rex.ResponseError:
+                # fakeredis has no INFO and an ACL user may not run it: assume no optional features.
+                info = {}
         version = str(info.get("redis_version", "0"))
         self.capabilities["version"] = version
         major = int(version.split(".")[0] or 0)
@@ -101,5 +113,128 @@ class EventBus:
         if self._closed:
             return
         self._closed = True
+        # Publishes already under way (auto-batched groups, round trips) finish first, time-boxed.
+        with anyio.move_on_after(self.settings.shutdown_grace_s):
+            await self._batcher.drain()
+            await self._publisher.wait_idle()
         if self._owns_client:
             await self._client.aclose()
+
+    # -- publishing (bus/_publish.py, bus/_batch.py) ------------------------------------
+
+    def prepare(
+        self,
+        event_type: str,
+        payload: Mapping[str, Any] | Payload,
+        *,
+        channel: str | Sequence[str] = CHANNEL_GLOBAL,
+        event_id: str | None = None,
+        timestamp: str | None = None,
+        force: bool = False,
+        workflow: bool | None = None,
+        hooks: WorkflowHooks | None = None,
+        idempotency_key: str | None = None,
+        tenant: str | None = None,
+        share_event_id: bool = True,
+    ) -> PreparedEvent:
+        """Validate and encode one publish without I/O (see :meth:`Publisher.prepare`).
+
+        ``channel`` may name several channels: one envelope (one event id unless
+        ``share_event_id=False``) is written to each; ``global`` adds the workflow entry.
+        """
+        self._check_open()
+        return self._publisher.prepare(
+            event_type,
+            payload,
+            channels=channel,
+            event_id=event_id,
+            timestamp=timestamp,
+            force=force,
+            workflow=workflow,
+            hooks=hooks,
+            idempotency_key=idempotency_key,
+            tenant=tenant,
+            share_event_id=share_event_id,
+        )
+
+    async def write(self, prepared: Sequence[PreparedEvent], *, batch: bool = False) -> list[PublishResult]:
+        """Write prepared events in ONE round trip (MULTI/EXEC); all must be fully written or it raises.
+
+        ``batch=True`` lets concurrent callers share the round trip (auto-batching, one tick).
+        """
+        self._check_open()
+        if batch:
+            return await self._batcher.submit(prepared)
+        return await self._publisher.write(prepared)
+
+    async def publish(
+        self,
+        event_type: str,
+        payload: Mapping[str, Any] | Payload,
+        *,
+        channel: str | Sequence[str] = CHANNEL_GLOBAL,
+        event_id: str | None = None,
+        timestamp: str | None = None,
+        force: bool = False,
+        hooks: WorkflowHooks | None = None,
+        idempotency_key: str | None = None,
+        tenant: str | None = None,
+        batch: bool = False,
+    ) -> PublishResult:
+        """Validate, then XADD the event to its per-type stream (and the workflow stream on ``global``).
+
+        Nothing is written when anything is invalid. Raises ``PayloadValidationError``,
+        ``PayloadTooLargeError``, ``PublishOutcomeUnknownError`` (sent, no reply: publish again
+        with the same ``event_id``) or a ``BackendError``.
+        """
+        prepared = self.prepare(
+            event_type,
+            payload,
+            channel=channel,
+            event_id=event_id,
+            timestamp=timestamp,
+            force=force,
+            hooks=hooks,
+            idempotency_key=idempotency_key,
+            tenant=tenant,
+        )
+        if batch:
+            return (await self._batcher.submit((prepared,)))[0]
+        return (await self._publisher.write((prepared,)))[0]
+
+    async def publish_many(
+        self,
+        events: Iterable[tuple[str, Mapping[str, Any] | Payload] | PreparedEvent],
+        *,
+        channel: str | Sequence[str] = CHANNEL_GLOBAL,
+        force: bool = False,
+    ) -> list[PublishResult]:
+        """Publish N events in ONE round trip (MULTI/EXEC), all validated first.
+
+        Items are ``(event_type, payload)`` pairs (published on ``channel``) or events from
+        :meth:`prepare`. One invalid item raises ``PayloadValidationError`` whose path names its
+        index (``$[3].payload.ticketId``) and nothing is written.
+        """
+        self._check_open()
+        prepared: list[PreparedEvent] = []
+        for index, item in enumerate(events):
+            if isinstance(item, PreparedEvent):
+                prepared.append(item)
+                continue
+            try:
+                prepared.append(self._publisher.prepare(item[0], item[1], channels=channel, force=force))
+            except PayloadValidationError as exc:
+                raise PayloadValidationError(exc.event_type, f"$[{index}]{exc.path[1:]}", exc.rule) from None
+            except PayloadTooLargeError as exc:
+                raise PayloadTooLargeError(f"event [{index}]: {exc}") from None
+        return await self._publisher.write(prepared)
+
+    @property
+    def publisher(self) -> Publisher:
+        """The publish engine (round-trip counter, stream keys, idempotency marker keys)."""
+        return self._publisher
+
+    @property
+    def batcher(self) -> AutoBatcher:
+        """The auto-batcher behind ``batch=True`` (groups written so far)."""
+        return self._batcher

@@ -1,0 +1,588 @@
+"""Publishing: validate and encode (``prepare``, pure), then write in one round trip (``write``).
+
+A :class:`PreparedEvent` is one logical publish: the envelope on one or more channels' per-type
+streams plus, on ``global``, the workflow stream entry. Everything is validated and packed into
+RESP bytes by :meth:`Publisher.prepare` before any I/O, so an invalid event never writes.
+
+:meth:`Publisher.write` sends any number of prepared events as ONE round trip: the XADDs
+between MULTI and EXEC (a lone command goes without them). Atomicity, precisely:
+
+- MULTI/EXEC runs all queued XADDs or, when Redis refuses one at queue time (NOPERM, OOM,
+  syntax), none (EXECABORT): nothing is written and the translated error is raised.
+- A command that fails at run time inside EXEC (WRONGTYPE: some other program put a non-stream
+  value at one of our stream names) does NOT roll back the others: Redis has no rollback. We
+  raise :class:`PartialWriteError` listing exactly what was written and what was refused.
+  Our own entries cannot fail that way otherwise: they are validated up front.
+- The connection failing after the bytes went out raises ``PublishOutcomeUnknownError`` with
+  the event ids; nothing is retried (a blind retry could write twice). A failure to connect
+  (nothing sent) is retried with tenacity.
+
+Idempotent publishes (``idempotency_key``) go through one Lua script per event, inside the
+same MULTI/EXEC: it checks a marker key ``{prefix}idempotency:{tenant}:{key}``, writes every
+entry, then sets the marker to the event id for ``idempotency_window_s``; a repeat within the
+window writes nothing and returns the first event id. See :data:`IDEMPOTENT_PUBLISH_SCRIPT`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+import redis.exceptions as rex
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from schemas import (
+    DATETIME_PATTERN,
+    EventValidationError,
+    Payload,
+    Registry,
+    UnknownEventTypeError,
+    WorkflowEvent,
+    is_uuid,
+)
+
+from ._codec import XaddPacker, encode_envelope, new_event_id, now_iso, payload_view, workflow_values
+from ._errors import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    BusError,
+    PayloadTooLargeError,
+    PayloadValidationError,
+    PublishOutcomeUnknownError,
+)
+from ._keys import CHANNEL_GLOBAL, WORKFLOW_STREAM, Keys
+from ._redis import redis_errors, translate_error
+from ._resp import EXEC, MULTI, bulk, header, read_replies
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from ._settings import BusSettings
+
+__all__ = [
+    "IDEMPOTENT_PUBLISH_SCRIPT",
+    "PartialWriteError",
+    "PreparedEvent",
+    "PublishResult",
+    "Publisher",
+    "WorkflowHooks",
+    "results_or_raise",
+]
+
+_DATETIME_RE = re.compile(DATETIME_PATTERN)
+
+#: Producer id used with ``XADD ... IDMP <pid> <iid>`` on servers that support it (Redis >= 8.6).
+IDMP_PRODUCER = b"psa-event-bus"
+
+#: KEYS[1] = marker key; KEYS[2..] = streams, in write order.
+#: ARGV[1] = event id for the marker; ARGV[2] = window (s); ARGV[3] = n XADD options, then the
+#: options (``IDMP pid iid`` where supported, then ``MAXLEN ~ n``); then per stream: the number
+#: of field/value arguments followed by them.
+#: Returns ``{1, entry_id...}`` when written, ``{0, first_event_id}`` for a repeat. Every
+#: stream's type is checked before the first write, so a WRONGTYPE key writes nothing.
+IDEMPOTENT_PUBLISH_SCRIPT = """
+local first = redis.call('GET', KEYS[1])
+if first then return {0, first} end
+for i = 2, #KEYS do
+  local t = redis.call('TYPE', KEYS[i])
+  t = t['ok'] or t
+  if t ~= 'stream' and t ~= 'none' then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t .. ', not a stream; nothing was written')
+  end
+end
+local nopts = tonumber(ARGV[3])
+local pos = 4 + nopts
+local out = {1}
+for i = 2, #KEYS do
+  local n = tonumber(ARGV[pos])
+  local args = {'XADD', KEYS[i]}
+  for j = 4, 3 + nopts do args[#args + 1] = ARGV[j] end
+  args[#args + 1] = '*'
+  for j = pos + 1, pos + n do args[#args + 1] = ARGV[j] end
+  pos = pos + n + 1
+  out[#out + 1] = redis.call(unpack(args))
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return out
+"""
+_SCRIPT_SHA = hashlib.sha1(IDEMPOTENT_PUBLISH_SCRIPT.encode()).hexdigest().encode()
+_EVALSHA_HEAD = bulk(b"EVALSHA") + bulk(_SCRIPT_SHA)
+_EVAL_HEAD = bulk(b"EVAL") + bulk(IDEMPOTENT_PUBLISH_SCRIPT.encode())
+
+
+class WorkflowHooks(msgspec.Struct, frozen=True, kw_only=True):
+    """The reference's publish hooks: they shape the workflow stream entry and nothing else."""
+
+    execution_id: str | None = None
+    correlation_key: str | None = None
+    event_name: str | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+
+
+class PreparedEvent:
+    """A validated, encoded publish: one envelope on one or more streams, ready to write.
+
+    Built by :meth:`Publisher.prepare` (no I/O); written by :meth:`Publisher.write`.
+    """
+
+    __slots__ = ("command", "event_id", "event_ids", "event_type", "n_commands", "script", "size", "streams")
+
+    def __init__(
+        self,
+        event_id: str,
+        event_type: str,
+        streams: tuple[str, ...],
+        event_ids: tuple[str, ...] | None,
+        command: bytes,
+        n_commands: int,
+        script: tuple[int, bytes] | None,
+    ) -> None:
+        self.event_id = event_id
+        self.event_type = event_type
+        #: Stream keys written, in order (the workflow stream first when present).
+        self.streams = streams
+        #: Envelope id per stream when copies do not share one; None when they all use event_id.
+        self.event_ids = event_ids
+        #: RESP of the XADDs (empty for an idempotent publish, which uses ``script``).
+        self.command = command
+        self.n_commands = n_commands
+        #: ``(argument count, packed arguments after the script/sha)`` of an idempotent publish.
+        self.script = script
+        self.size = len(command) if script is None else len(script[1])
+
+    def __repr__(self) -> str:
+        return f"PreparedEvent({self.event_type} {self.event_id} -> {', '.join(self.streams)})"
+
+    @property
+    def is_idempotent(self) -> bool:
+        """True when written through the idempotency script."""
+        return self.script is not None
+
+    def packed(self, *, use_sha: bool) -> bytes:
+        """The command bytes (EVALSHA or EVAL form for an idempotent publish)."""
+        if self.script is None:
+            return self.command
+        count, tail = self.script
+        return b"".join((header(count + 2), _EVALSHA_HEAD if use_sha else _EVAL_HEAD, tail))
+
+
+class PublishResult(msgspec.Struct, frozen=True):
+    """What a publish did: the event id and the stream entry id written per stream.
+
+    ``duplicate`` is True when an idempotency key was seen within its window: nothing was
+    written and ``event_id`` is the FIRST publish's id. ``error`` is set only by best-effort
+    publishers (``strict=False``) that report a failure instead of raising.
+    """
+
+    event_id: str
+    event_type: str
+    entries: dict[str, str] = msgspec.field(default_factory=dict)
+    duplicate: bool = False
+    event_ids: dict[str, str] | None = None
+    error: BusError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True unless a best-effort publish failed."""
+        return self.error is None
+
+    def event_id_of(self, stream: str) -> str:
+        """The envelope id written on ``stream`` (differs per copy only with ``share_event_id=False``)."""
+        if self.event_ids is not None and stream in self.event_ids:
+            return self.event_ids[stream]
+        return self.event_id
+
+
+class PartialWriteError(BackendError):
+    """Redis ran the transaction but refused some commands at run time (e.g. WRONGTYPE).
+
+    MULTI/EXEC has no rollback: ``written`` lists ``(event_id, stream, entry_id)`` that exist,
+    ``failed`` lists ``(event_id, stream, error)`` that were refused.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        written: Sequence[tuple[str, str, str]] = (),
+        failed: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
+        self.written = tuple(written)
+        self.failed = tuple(failed)
+        self.event_ids = tuple(dict.fromkeys(e for e, _, _ in (*self.failed, *self.written)))
+        super().__init__(message)
+
+
+Outcome = PublishResult | BusError
+
+
+class Publisher:
+    """Prepares and writes events for one bus (settings, keys, registry, redis client)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        settings: BusSettings,
+        keys: Keys,
+        registry: Registry,
+        capabilities: Mapping[str, Any],
+        *,
+        connect_attempts: int = 3,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._keys = keys
+        self._registry = registry
+        self._capabilities = capabilities
+        self._packer = XaddPacker(settings.max_len, settings.trim_policy)
+        self._streams: dict[tuple[str, str], str] = {}
+        self._max_bytes = settings.max_payload_bytes
+        self._window = str(settings.idempotency_window_s).encode()
+        self._script_loaded = False
+        self._retrying = AsyncRetrying(
+            stop=stop_after_attempt(connect_attempts),
+            wait=wait_random_exponential(multiplier=settings.retry_backoff_s, max=settings.retry_backoff_max_s),
+            retry=retry_if_exception_type((BackendUnavailableError, BackendTimeoutError)),
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+        #: Round trips made (for tests and metrics).
+        self.round_trips = 0
+        self._in_flight = 0
+        self._idle: anyio.Event | None = None
+
+    # -- prepare (pure) ------------------------------------------------------------------
+
+    def stream(self, channel: str, event_type: str) -> str:
+        """The per-type stream key of ``event_type`` on ``channel`` (cached)."""
+        key = (channel, event_type)
+        stream = self._streams.get(key)
+        if stream is None:
+            if len(self._streams) > 4096:
+                self._streams.clear()
+            stream = self._streams[key] = self._keys.stream(channel, event_type)
+        return stream
+
+    def marker_key(self, tenant: str, idempotency_key: str) -> str:
+        """The idempotency marker key: ``{prefix}idempotency:{tenant}:{key}``."""
+        return f"{self._keys.prefix}idempotency:{tenant}:{idempotency_key}"
+
+    def prepare(
+        self,
+        event_type: str,
+        payload: Mapping[str, Any] | Payload,
+        *,
+        channels: str | Sequence[str] = CHANNEL_GLOBAL,
+        event_id: str | None = None,
+        timestamp: str | None = None,
+        force: bool = False,
+        workflow: bool | None = None,
+        hooks: WorkflowHooks | None = None,
+        idempotency_key: str | None = None,
+        tenant: str | None = None,
+        share_event_id: bool = True,
+    ) -> PreparedEvent:
+        """Validate and encode one publish; raises before any I/O if anything is invalid.
+
+        ``channels``: one channel or several (duplicates are written once). ``workflow``:
+        write the workflow entry too (default: when ``global`` is among the channels).
+        ``idempotency_key``: write at most once per ``(tenant, key)`` within the window;
+        ``tenant`` defaults to the payload's tenantId/tenant.
+        """
+        try:
+            data = self._registry.validate(event_type, payload)
+        except UnknownEventTypeError as exc:
+            raise PayloadValidationError(event_type, "$.eventType", str(exc)) from None
+        except EventValidationError as exc:
+            raise PayloadValidationError.from_schema_error(exc) from None
+        if event_id is None:
+            event_id = new_event_id()
+        elif not is_uuid(event_id):
+            raise PayloadValidationError(event_type, "$.id", "Expected a uuid (8-4-4-4-12 hex digits)")
+        if timestamp is None:
+            timestamp = now_iso()
+        elif not (isinstance(timestamp, str) and _DATETIME_RE.match(timestamp)):
+            raise PayloadValidationError(
+                event_type, "$.timestamp", "Expected an ISO-8601 UTC timestamp ending in Z (no offset, not naive)"
+            )
+        envelope = encode_envelope(event_id, event_type, timestamp, data)
+        if len(envelope) > self._max_bytes:
+            raise PayloadTooLargeError(
+                f"{event_type} {event_id}: the encoded event is {len(envelope)} bytes, over max_payload_bytes "
+                f"({self._max_bytes}); nothing was written (send a reference to large content instead)"
+            )
+        chans: Sequence[str] = (channels,) if isinstance(channels, str) else tuple(dict.fromkeys(channels))
+        if not chans:
+            raise PayloadValidationError(event_type, "$.channel", "at least one channel is required")
+        for ch in chans:
+            if not ch or not isinstance(ch, str):
+                raise PayloadValidationError(event_type, "$.channel", f"invalid channel {ch!r}")
+        wf: WorkflowEvent | None = None
+        if workflow if workflow is not None else CHANNEL_GLOBAL in chans:
+            h = hooks or _NO_HOOKS
+            try:
+                wf = WorkflowEvent.from_bus_event(
+                    event_id,
+                    event_type,
+                    timestamp,
+                    payload_view(payload),
+                    data,
+                    execution_id=h.execution_id,
+                    correlation_key=h.correlation_key,
+                    event_name=h.event_name,
+                    from_state=h.from_state,
+                    to_state=h.to_state,
+                )
+            except EventValidationError as exc:
+                raise PayloadValidationError(exc.event_type, "$.workflow" + exc.path[1:], exc.rule) from None
+        # Copies: one envelope shared by all channels unless the caller opts out.
+        copies: list[tuple[str, str, str, bytes]] = []  # (channel, stream, event id, envelope)
+        for i, ch in enumerate(chans):
+            if i and not share_event_id:
+                copy_id = new_event_id()
+                copies.append(
+                    (ch, self.stream(ch, event_type), copy_id, encode_envelope(copy_id, event_type, timestamp, data))
+                )
+            else:
+                copies.append((ch, self.stream(ch, event_type), event_id, envelope))
+        streams = ((WORKFLOW_STREAM,) if wf is not None else ()) + tuple(c[1] for c in copies)
+        event_ids: tuple[str, ...] | None = None
+        if not share_event_id and len(copies) > 1:
+            event_ids = ((event_id,) if wf is not None else ()) + tuple(c[2] for c in copies)
+        if idempotency_key is not None:
+            if not idempotency_key:
+                raise PayloadValidationError(event_type, "$.idempotencyKey", "must not be empty")
+            if tenant is None:
+                view = payload_view(payload)
+                tenant = str(view.get("tenantId") or view.get("tenant") or "")
+            return PreparedEvent(
+                event_id,
+                event_type,
+                streams,
+                event_ids,
+                b"",
+                1,
+                self._script_args(event_id, tenant, idempotency_key, wf, copies, force),
+            )
+        packer = self._packer
+        parts = [packer.workflow(WORKFLOW_STREAM, wf)] if wf is not None else []
+        for ch, stream, _, env in copies:
+            parts.append(packer.per_type(stream, ch, env, force))
+        return PreparedEvent(event_id, event_type, streams, event_ids, b"".join(parts), len(parts), None)
+
+    def _script_args(
+        self,
+        event_id: str,
+        tenant: str,
+        idempotency_key: str,
+        wf: WorkflowEvent | None,
+        copies: list[tuple[str, str, str, bytes]],
+        force: bool,
+    ) -> tuple[int, bytes]:
+        keys = [self.marker_key(tenant, idempotency_key).encode()]
+        if wf is not None:
+            keys.append(WORKFLOW_STREAM.encode())
+        keys += [c[1].encode() for c in copies]
+        opts: list[bytes] = []
+        if self._capabilities.get("xadd_idmp"):
+            # Redis >= 8.6: the server also remembers the id per stream (IDMP), a second guard
+            # should the marker key be evicted. The marker stays authoritative for the window.
+            opts += [b"IDMP", IDMP_PRODUCER, f"{tenant}:{idempotency_key}".encode()]
+        opts += self._packer.trim
+        argv: list[bytes] = [event_id.encode(), self._window, b"%d" % len(opts), *opts]
+        if wf is not None:
+            values = workflow_values(wf)
+            argv.append(b"%d" % len(values))
+            argv += values
+        for ch, _, _, env in copies:
+            fields = self._packer.per_type_fields(ch, env, force)
+            argv.append(b"%d" % len(fields))
+            argv += fields
+        args = [b"%d" % len(keys), *keys, *argv]
+        return len(args), b"".join(bulk(a) for a in args)
+
+    # -- write (one round trip) ---------------------------------------------------------
+
+    async def write(self, prepared: Sequence[PreparedEvent]) -> list[PublishResult]:
+        """Write prepared events in one round trip; raise if any was not fully written."""
+        return results_or_raise(prepared, await self.write_outcomes(prepared))
+
+    async def write_outcomes(self, prepared: Sequence[PreparedEvent]) -> list[Outcome]:
+        """Write in one round trip and return a result or an error per event (never partial silently).
+
+        Raises only for the round trip as a whole: ``PublishOutcomeUnknownError`` (sent, no
+        reply), a translated backend error when nothing could be sent or Redis refused the
+        transaction at queue time (nothing written).
+        """
+        if not prepared:
+            return []
+        use_sha = self._script_loaded
+        outcomes = await self._exchange(prepared, use_sha=use_sha)
+        retry = [i for i, o in enumerate(outcomes) if o is _NOSCRIPT]
+        if retry:
+            # The server lost (or never had) the script; EVALSHA did not run. Send those with EVAL.
+            again = await self._exchange([prepared[i] for i in retry], use_sha=False)
+            for i, o in zip(retry, again, strict=True):
+                outcomes[i] = (
+                    o if o is not _NOSCRIPT else BackendError("Redis refused the idempotency script (NOSCRIPT)")
+                )
+        if not use_sha and any(p.script is not None for p in prepared):
+            self._script_loaded = True
+        return outcomes
+
+    async def _exchange(self, prepared: Sequence[PreparedEvent], *, use_sha: bool) -> list[Any]:
+        n_commands = 0
+        parts: list[bytes] = []
+        for p in prepared:
+            n_commands += p.n_commands
+            parts.append(p.packed(use_sha=use_sha))
+        transaction = n_commands > 1
+        if transaction:
+            parts.insert(0, MULTI)
+            parts.append(EXEC)
+        replies = await self._round_trip(b"".join(parts), n_commands + 2 if transaction else 1, prepared)
+        if not transaction:
+            command_replies: list[Any] = replies
+        else:
+            exec_reply = replies[-1]
+            if not isinstance(exec_reply, list):
+                # EXECABORT: a command was refused at queue time; nothing ran.
+                queued = [r for r in replies[1:-1] if isinstance(r, rex.ResponseError)]
+                if queued and all(str(r).startswith("NOSCRIPT") for r in queued):
+                    return [_NOSCRIPT] * len(prepared)
+                cause = queued[0] if queued else exec_reply
+                error = translate_error(cause, "publish (transaction refused, nothing was written)")
+                raise error from (cause if isinstance(cause, BaseException) else None)
+            command_replies = exec_reply
+        out: list[Any] = []
+        pos = 0
+        for p in prepared:
+            if p.script is not None:
+                out.append(self._script_outcome(p, command_replies[pos], alone=not transaction))
+            else:
+                out.append(self._xadd_outcome(p, command_replies[pos : pos + p.n_commands], alone=not transaction))
+            pos += p.n_commands
+        return out
+
+    def _xadd_outcome(self, p: PreparedEvent, replies: list[Any], *, alone: bool) -> Outcome:
+        errors = [(s, r) for s, r in zip(p.streams, replies, strict=True) if isinstance(r, rex.ResponseError)]
+        if not errors:
+            entries = {s: r.decode() for s, r in zip(p.streams, replies, strict=True)}
+            event_ids = dict(zip(p.streams, p.event_ids, strict=True)) if p.event_ids else None
+            return PublishResult(p.event_id, p.event_type, entries, event_ids=event_ids)
+        if alone:  # one XADD: nothing was written
+            return translate_error(errors[0][1], f"publish of {p.event_type} {p.event_id} to {errors[0][0]}")
+        ids = p.event_ids or (p.event_id,) * len(p.streams)
+        written = [
+            (e, s, r.decode())
+            for e, s, r in zip(ids, p.streams, replies, strict=True)
+            if not isinstance(r, rex.ResponseError)
+        ]
+        failed = [
+            (e, s, str(r)) for e, s, r in zip(ids, p.streams, replies, strict=True) if isinstance(r, rex.ResponseError)
+        ]
+        what = "nothing else was written" if not written else f"written to {', '.join(s for _, s, _ in written)}"
+        return PartialWriteError(
+            f"{p.event_type} {p.event_id}: Redis refused the write to {errors[0][0]}: {errors[0][1]} ({what}; "
+            "MULTI/EXEC does not roll back)",
+            written=written,
+            failed=failed,
+        )
+
+    def _script_outcome(self, p: PreparedEvent, reply: Any, *, alone: bool) -> Any:
+        if isinstance(reply, rex.ResponseError):
+            if str(reply).startswith("NOSCRIPT"):
+                return _NOSCRIPT
+            # The script checks before writing: an error means nothing of this event was written.
+            return translate_error(reply, f"idempotent publish of {p.event_type} {p.event_id}")
+        if not isinstance(reply, list) or not reply:
+            return BackendError(f"unexpected reply to the idempotent publish of {p.event_type}: {reply!r}")
+        if reply[0] == 0:
+            first = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+            return PublishResult(first, p.event_type, {}, duplicate=True)
+        entries = {
+            s: (r.decode() if isinstance(r, bytes) else str(r)) for s, r in zip(p.streams, reply[1:], strict=True)
+        }
+        event_ids = dict(zip(p.streams, p.event_ids, strict=True)) if p.event_ids else None
+        return PublishResult(p.event_id, p.event_type, entries, event_ids=event_ids)
+
+    async def _round_trip(self, data: bytes, n_replies: int, prepared: Sequence[PreparedEvent]) -> list[Any]:
+        conn = await self._acquire()
+        pool = self._client.connection_pool
+        self._in_flight += 1
+        try:
+            try:
+                self.round_trips += 1
+                await conn.send_packed_command(data, check_health=False)
+                return await read_replies(conn, n_replies, self._settings.socket_timeout_s)
+            except BaseException as exc:
+                # The connection may hold unread replies: never hand it back as is.
+                with anyio.CancelScope(shield=True):
+                    await conn.disconnect(nowait=True)
+                if isinstance(exc, rex.RedisError | OSError | TimeoutError):
+                    ids = tuple(e for p in prepared for e in (p.event_ids or (p.event_id,)))
+                    n = len(prepared)
+                    raise PublishOutcomeUnknownError(
+                        f"the connection failed after {n} event(s) were sent ({type(exc).__name__}: {exc}); they "
+                        "may or may not be written. Publish again with the same event_id (consumers dedupe on it) "
+                        "or with an idempotency key.",
+                        ids,
+                    ) from exc
+                raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await pool.release(conn)
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+                self._idle = None
+
+    async def _acquire(self) -> Any:
+        """A connected connection from the client's pool; connect failures (nothing sent) are retried."""
+        pool = self._client.connection_pool
+        async for attempt in self._retrying:
+            with attempt, redis_errors("connect for publish"):
+                return await pool.get_connection()  # type: ignore[no-untyped-call]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def wait_idle(self) -> None:
+        """Return once no write is in flight (used by the bus on close)."""
+        while self._in_flight:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()
+
+
+def results_or_raise(prepared: Sequence[PreparedEvent], outcomes: Sequence[Outcome]) -> list[PublishResult]:
+    """The results when every event was written; else raise its error (one event) or a
+    :class:`PartialWriteError` saying which events were written and which were not."""
+    errors = [o for o in outcomes if isinstance(o, BusError)]
+    if not errors:
+        return outcomes  # type: ignore[return-value]
+    if len(outcomes) == 1:
+        raise errors[0]
+    written: list[tuple[str, str, str]] = []
+    failed: list[tuple[str, str, str]] = []
+    for p, o in zip(prepared, outcomes, strict=True):
+        if isinstance(o, PublishResult):
+            written += [(o.event_id_of(s), s, e) for s, e in o.entries.items()]
+        elif isinstance(o, PartialWriteError):
+            written += o.written
+            failed += o.failed
+        else:
+            failed += [(p.event_id, s, str(o)) for s in p.streams]
+    raise PartialWriteError(
+        f"{len(errors)} of {len(outcomes)} events were not written (the others were): {errors[0]}",
+        written=written,
+        failed=failed,
+    ) from errors[0]
+
+
+_NO_HOOKS = WorkflowHooks()
+_NOSCRIPT: Any = object()
