@@ -104,7 +104,8 @@ def _list(args: argparse.Namespace) -> int:
         categories = sorted({s.category for s in specs})
         wanted = {c for c in categories if c.lower() == args.category.lower()}
         if not wanted:
-            close = difflib.get_close_matches(args.category, categories, n=3, cutoff=0.5)
+            lowered = {c.lower(): c for c in categories}
+            close = [lowered[c] for c in difflib.get_close_matches(args.category.lower(), lowered, n=3, cutoff=0.7)]
             hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(categories)}"
             return _fail("catalog list", f"unknown category {args.category!r}{hint}")
         specs = [s for s in specs if s.category in wanted]
