@@ -1,0 +1,1 @@
+"""Tests of publishers.builders (a package, so test module names may repeat elsewhere)."""
