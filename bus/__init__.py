@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from ._bus import EventBus
+from ._codec import new_event_id, now_iso
 from ._errors import (
     AuthenticationError,
     BackendError,
@@ -34,7 +35,7 @@ from ._keys import (
     Keys,
 )
 from ._publish import PartialWriteError, PreparedEvent, PublishResult, WorkflowHooks
-from ._redis import create_client
+from ._redis import create_client, redis_errors
 from ._settings import BusSettings, default_consumer_name
 
 __all__ = [
@@ -69,4 +70,7 @@ __all__ = [
     "WorkflowHooks",
     "create_client",
     "default_consumer_name",
+    "new_event_id",
+    "now_iso",
+    "redis_errors",
 ]

@@ -232,6 +232,7 @@ class EventBus:
     @property
     def publisher(self) -> Publisher:
         """The publish engine (round-trip counter, stream keys, idempotency marker keys)."""
+        self._check_open()
         return self._publisher
 
     @property

@@ -144,6 +144,9 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         try:
             return msgspec.convert(values, cls, strict=False)
         except msgspec.ValidationError as exc:
+            if isinstance(exc.__cause__, ConfigurationError):
+                # A cross-field rule in __post_init__: it already names its variable.
+                raise exc.__cause__ from None
             text = str(exc)
             field = text.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in text else "settings"
             variable = next((k for k, v in cls.ENV.items() if v == field), field)

@@ -1,0 +1,181 @@
+"""BusSettings from arguments, env and URLs; the client it builds; EventBus lifecycle."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import fakeredis
+import pytest
+import redis.asyncio as aioredis
+
+from bus import BusClosedError, BusSettings, ConfigurationError, EventBus, create_client
+
+
+def test_defaults_match_the_reference() -> None:
+    """Unset variables give the reference's defaults (keys, group, stream limits)."""
+    s = BusSettings.from_env({})
+    assert (s.host, s.port, s.db, s.username, s.password) == ("localhost", 6379, 0, None, None)
+    assert (s.prefix, s.stream_prefix, s.consumer_group) == ("alga-psa:", "event-stream:", "event-processors")
+    assert (s.max_len, s.block_ms, s.claim_idle_ms, s.batch_size, s.max_deliveries) == (1000, 5000, 30000, 10, 10)
+    assert s.trim_policy == "approx" and not s.uses_tls
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "field", "value"),
+    [
+        pytest.param("REDIS_HOST", "redis.internal", "host", "redis.internal", id="host"),
+        pytest.param("REDIS_PORT", "6380", "port", 6380, id="port"),
+        pytest.param("REDIS_USERNAME", "bus", "username", "bus", id="username"),
+        pytest.param("REDIS_PASSWORD", "pw", "password", "pw", id="password"),
+        pytest.param("REDIS_DB", "4", "db", 4, id="db"),
+        pytest.param("REDIS_PREFIX", "x:", "prefix", "x:", id="prefix"),
+        pytest.param("REDIS_EVENT_STREAM_PREFIX", "s:", "stream_prefix", "s:", id="stream-prefix"),
+        pytest.param("REDIS_EVENT_CONSUMER_GROUP", "g", "consumer_group", "g", id="group"),
+        pytest.param("REDIS_STREAM_MAX_LENGTH", "50", "max_len", 50, id="max-len"),
+        pytest.param("REDIS_STREAM_BLOCKING_TIMEOUT", "100", "block_ms", 100, id="block"),
+        pytest.param("REDIS_STREAM_CLAIM_TIMEOUT", "700", "claim_idle_ms", 700, id="claim"),
+        pytest.param("REDIS_STREAM_BATCH_SIZE", "3", "batch_size", 3, id="batch"),
+        pytest.param("REDIS_STREAM_MAX_DELIVERIES", "2", "max_deliveries", 2, id="deliveries"),
+        pytest.param("BUS_IDEMPOTENCY_WINDOW_S", "60", "idempotency_window_s", 60, id="idempotency-window"),
+        pytest.param("BUS_MAX_PAYLOAD_BYTES", "2048", "max_payload_bytes", 2048, id="max-payload"),
+        pytest.param("BUS_TRIM_POLICY", "none", "trim_policy", "none", id="trim-policy"),
+    ],
+)
+def test_env_variable_names(variable: str, raw: str, field: str, value: Any) -> None:
+    """Each reference (REDIS_*) and own (BUS_*) variable sets its setting, converted from text."""
+    assert getattr(BusSettings.from_env({variable: raw}), field) == value
+
+
+def test_empty_variables_are_ignored() -> None:
+    """An empty variable means "unset", as in the reference."""
+    assert BusSettings.from_env({"REDIS_PORT": "", "REDIS_HOST": ""}).port == 6379
+
+
+def test_overrides_win_over_env() -> None:
+    """Explicit overrides (CLI flags) beat the environment."""
+    assert BusSettings.from_env({"REDIS_PORT": "7000"}, port=7001).port == 7001
+
+
+def test_url_with_acl_user_password_and_db() -> None:
+    """redis://user:pass@host:port/db fills username, (percent-decoded) password, host, port, db."""
+    s = BusSettings.from_url("redis://bus-user:p%40ss@cache.local:6390/5")
+    assert (s.username, s.password, s.host, s.port, s.db, s.uses_tls) == (
+        "bus-user",
+        "p@ss",
+        "cache.local",
+        6390,
+        5,
+        False,
+    )
+    kwargs = create_client(s).connection_pool.connection_kwargs
+    assert (kwargs["username"], kwargs["password"], kwargs["db"], kwargs["host"], kwargs["port"]) == (
+        "bus-user",
+        "p@ss",
+        5,
+        "cache.local",
+        6390,
+    )
+
+
+def test_rediss_url_with_ca_and_client_certificate() -> None:
+    """rediss:// with ssl_ca_certs/ssl_certfile/ssl_keyfile builds a verifying TLS client."""
+    url = "rediss://redis.example:6380/1?ssl_ca_certs=/etc/ca.pem&ssl_certfile=/etc/c.pem&ssl_keyfile=/etc/k.pem"
+    s = BusSettings.from_env({"REDIS_URL": url})
+    assert s.uses_tls and (s.ssl_ca_certs, s.ssl_certfile, s.ssl_keyfile) == ("/etc/ca.pem", "/etc/c.pem", "/etc/k.pem")
+    pool = create_client(s).connection_pool
+    assert pool.connection_class is aioredis.SSLConnection
+    kwargs = pool.connection_kwargs
+    assert kwargs["ssl_cert_reqs"] == ssl.CERT_REQUIRED and kwargs["ssl_check_hostname"] is True
+    assert (kwargs["ssl_ca_certs"], kwargs["ssl_certfile"], kwargs["ssl_keyfile"]) == (
+        "/etc/ca.pem",
+        "/etc/c.pem",
+        "/etc/k.pem",
+    )
+
+
+def test_tls_files_from_env_variables() -> None:
+    """REDIS_TLS_* variables set the CA and client certificate with REDIS_URL=rediss://."""
+    s = BusSettings.from_env(
+        {"REDIS_URL": "rediss://h:6379", "REDIS_TLS_CA_FILE": "/ca.pem", "REDIS_TLS_CERT_FILE": "/c.pem"}
+    )
+    assert s.uses_tls and s.ssl_ca_certs == "/ca.pem" and s.ssl_certfile == "/c.pem"
+
+
+def test_unix_socket_url() -> None:
+    """unix:// URLs are accepted (the client connects through the socket path)."""
+    s = BusSettings.from_url("unix:///run/redis.sock")
+    assert s.redis_url == "unix:///run/redis.sock"
+    assert create_client(s).connection_pool.connection_kwargs["path"] == "/run/redis.sock"
+
+
+def test_client_disables_redis_py_command_retries() -> None:
+    """The client never retries a command by itself (a lost XADD reply would write twice)."""
+    retry = create_client(BusSettings()).connection_pool.connection_kwargs["retry"]
+    assert retry._retries == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        pytest.param({"REDIS_PORT": "abc"}, "REDIS_PORT", id="port-not-int"),
+        pytest.param({"REDIS_PORT": "70000"}, "REDIS_PORT", id="port-range"),
+        pytest.param({"REDIS_STREAM_MAX_LENGTH": "0"}, "REDIS_STREAM_MAX_LENGTH", id="max-len-zero"),
+        pytest.param({"REDIS_DB": "-1"}, "REDIS_DB", id="db-negative"),
+        pytest.param({"BUS_TRIM_POLICY": "sometimes"}, "BUS_TRIM_POLICY", id="trim-enum"),
+        pytest.param({"BUS_MAX_PAYLOAD_BYTES": "0"}, "BUS_MAX_PAYLOAD_BYTES", id="payload-cap"),
+        pytest.param({"REDIS_URL": "http://h"}, "REDIS_URL", id="url-scheme"),
+        pytest.param({"REDIS_URL": "redis://h/zero"}, "REDIS_URL", id="url-db"),
+        pytest.param({"REDIS_URL": "redis://h:99999"}, "REDIS_URL", id="url-port"),
+        pytest.param({"REDIS_TLS_KEY_FILE": "/k.pem"}, "REDIS_TLS_KEY_FILE", id="key-without-cert"),
+        pytest.param({"BUS_READ_TIMEOUT_S": "1"}, "BUS_READ_TIMEOUT_S", id="read-timeout-below-block"),
+    ],
+)
+def test_invalid_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    """An invalid value raises ConfigurationError whose variable and message name the variable."""
+    with pytest.raises(ConfigurationError) as info:
+        BusSettings.from_env(env)
+    assert info.value.variable == variable
+    assert str(info.value).startswith(f"{variable}: ")
+
+
+def test_unknown_setting_is_refused() -> None:
+    """A typo in a keyword fails instead of being ignored."""
+    with pytest.raises(ConfigurationError, match="bogus"):
+        BusSettings.build(bogus=1)
+
+
+def test_redacted_masks_secrets() -> None:
+    """redacted() hides the password in the field and in the URL."""
+    out = BusSettings.from_url("redis://u:hunter2@h:6379/0").redacted()
+    assert out["password"] == "***" and "hunter2" not in out["redis_url"]
+
+
+async def test_bus_is_an_async_context_manager(fake_client: aioredis.Redis) -> None:
+    """``async with EventBus(...)`` connects, and closes on exit; a passed-in client stays open."""
+    async with EventBus(BusSettings(), client=fake_client) as bus:
+        assert not bus.is_closed
+        assert bus.capabilities["xadd_idmp"] is False
+    assert bus.is_closed
+    assert await fake_client.ping()
+
+
+async def test_use_after_close_raises(fake_server: fakeredis.FakeServer) -> None:
+    """Every publish entry point and the client refuse a closed bus with BusClosedError."""
+    bus = EventBus(BusSettings(), client=fakeredis.FakeAsyncRedis(server=fake_server))
+    await bus.connect()
+    await bus.aclose()
+    await bus.aclose()  # idempotent
+    payload = {"tenantId": "t", "occurredAt": "2026-01-23T10:11:12.345Z"}
+    with pytest.raises(BusClosedError):
+        await bus.publish("TICKET_CREATED", payload)
+    with pytest.raises(BusClosedError):
+        await bus.publish_many([("TICKET_CREATED", payload)])
+    with pytest.raises(BusClosedError):
+        bus.prepare("TICKET_CREATED", payload)
+    with pytest.raises(BusClosedError):
+        await bus.write([])
+    with pytest.raises(BusClosedError):
+        _ = bus.client
+    with pytest.raises(BusClosedError):
+        await bus.connect()
