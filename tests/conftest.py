@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +42,26 @@ def test_prefix() -> str:
     return f"test-{uuid.uuid4().hex[:10]}:"
 
 
-@pytest.fixture
-async def real_client(test_prefix: str) -> AsyncIterator[aioredis.Redis]:
-    """A client on the real Redis; keys under the test prefix are deleted afterwards."""
+@asynccontextmanager
+async def _real_redis(test_prefix: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(REAL_REDIS_URL)
     try:
         await client.ping()
     except redis.ConnectionError as exc:  # pragma: no cover - CI starts Redis
         pytest.fail(f"integration tests need Redis at {REAL_REDIS_URL}: {exc}")
-    yield client
-    async for key in client.scan_iter(match=f"{test_prefix}*", count=1000):
-        await client.delete(key)
-    await client.aclose()
+    try:
+        yield client
+    finally:
+        async for key in client.scan_iter(match=f"{test_prefix}*", count=1000):
+            await client.delete(key)
+        await client.aclose()
+
+
+@pytest.fixture
+async def real_client(test_prefix: str) -> AsyncIterator[aioredis.Redis]:
+    """A client on the real Redis; keys under the test prefix are deleted afterwards."""
+    async with _real_redis(test_prefix) as client:
+        yield client
 
 
 @pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.integration)])
@@ -63,7 +72,10 @@ async def backend(request: pytest.FixtureRequest, test_prefix: str) -> AsyncIter
         yield client
         await client.aclose()
     else:
-        yield request.getfixturevalue("real_client")
+        # Not request.getfixturevalue("real_client"): an async fixture cannot be set up from
+        # inside another async fixture's running loop.
+        async with _real_redis(test_prefix) as client:
+            yield client
 
 
 def free_port() -> int:
