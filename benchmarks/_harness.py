@@ -1,0 +1,190 @@
+"""A small timing harness shared by the benchmark scripts (standalone, no pytest, stdlib only).
+
+- :func:`bench` times a zero-argument callable: it calibrates how many calls make one round
+  (at least ``min_round_s``), runs ``rounds`` rounds and keeps the per-call time of each.
+- :class:`Timing` reports the median and the min-max over rounds, and calls per second.
+- :func:`machine` describes the machine and the versions of the packages that matter.
+- :func:`markdown_table` and :func:`write_section` put a result under its own ``## `` heading
+  of ``benchmarks/RESULTS.md`` without touching the other sections.
+
+Compare implementations in one process run, interleaved round by round (``bench_many``), so a
+noisy neighbour or a frequency change hits every contender alike.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from statistics import median
+
+__all__ = [
+    "RESULTS",
+    "Timing",
+    "bench",
+    "bench_many",
+    "command_line",
+    "format_ns",
+    "machine",
+    "markdown_table",
+    "write_section",
+]
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-call times (ns) of each round of one benchmark."""
+
+    name: str
+    per_call_ns: tuple[float, ...]
+    calls_per_round: int
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def median_ns(self) -> float:
+        """Median per-call time over the rounds."""
+        return median(self.per_call_ns)
+
+    @property
+    def min_ns(self) -> float:
+        """Fastest round's per-call time."""
+        return min(self.per_call_ns)
+
+    @property
+    def max_ns(self) -> float:
+        """Slowest round's per-call time."""
+        return max(self.per_call_ns)
+
+    @property
+    def per_second(self) -> float:
+        """Calls per second at the median."""
+        return 1e9 / self.median_ns
+
+    def summary(self) -> str:
+        """``name: median (min-max) per call, N/s``."""
+        return (
+            f"{self.name}: {format_ns(self.median_ns)} "
+            f"({format_ns(self.min_ns)}-{format_ns(self.max_ns)}) per call, {self.per_second:,.0f}/s"
+        )
+
+
+def format_ns(ns: float) -> str:
+    """A duration with a readable unit: ``850 ns``, ``1.24 µs``, ``3.10 ms``, ``1.20 s``."""
+    if ns < 1_000:
+        return f"{ns:.0f} ns"
+    if ns < 1_000_000:
+        return f"{ns / 1_000:.2f} µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1_000_000:.2f} ms"
+    return f"{ns / 1_000_000_000:.2f} s"
+
+
+def _calibrate(fn: Callable[[], object], min_round_s: float) -> int:
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_round_s / 4:
+            return max(1, int(number * min_round_s / elapsed))
+        number *= 4
+
+
+def _round(fn: Callable[[], object], number: int) -> float:
+    gc.collect()
+    start = time.perf_counter_ns()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter_ns() - start) / number
+
+
+def bench(name: str, fn: Callable[[], object], *, rounds: int = 7, min_round_s: float = 0.2) -> Timing:
+    """Time ``fn``: ``rounds`` rounds of enough calls to last ``min_round_s`` each."""
+    return bench_many({name: fn}, rounds=rounds, min_round_s=min_round_s)[0]
+
+
+def bench_many(
+    contenders: dict[str, Callable[[], object]], *, rounds: int = 7, min_round_s: float = 0.2
+) -> list[Timing]:
+    """Time several callables, interleaved round by round, after one warm-up call each."""
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    for fn in contenders.values():
+        fn()
+    numbers = {name: _calibrate(fn, min_round_s) for name, fn in contenders.items()}
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            times[name].append(_round(fn, numbers[name]))
+    return [Timing(name, tuple(times[name]), numbers[name]) for name in contenders]
+
+
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return found.group(1).strip() if found else platform.machine()
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine(packages: Iterable[str] = ()) -> dict[str, str]:
+    """CPU, cores, OS, Python and the versions of ``packages``."""
+    info = {
+        "cpu": _cpu_model(),
+        "cores": str(os.cpu_count()),
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+    }
+    info.update({name: _version(name) for name in packages})
+    return info
+
+
+def command_line() -> str:
+    """How this script was run, relative to the repository root when possible."""
+    script = Path(sys.argv[0]).resolve()
+    root = Path(__file__).resolve().parents[1]
+    shown = script.relative_to(root) if script.is_relative_to(root) else script
+    return shlex.join(["python", str(shown), *sys.argv[1:]])
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A GitHub markdown table (columns after the first right-aligned)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(heading: str, body: str, path: Path = RESULTS) -> None:
+    """Replace (or append) the ``## heading`` section of RESULTS.md, leaving other sections as they are."""
+    title = f"## {heading}"
+    text = path.read_text() if path.exists() else "# Benchmark results\n\nEach section is written by its script.\n"
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    section = f"{title}\n\n_Written by the script on {stamp}._\n\n{body.strip()}\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == title), None)
+    if start is None:
+        path.write_text(text.rstrip("\n") + "\n\n" + section)
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = "".join(lines[end:])
+    path.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""))
