@@ -27,7 +27,7 @@ from msgspec import Meta
 
 from bus import CHANNEL_EMAIL, EventBus, RetryLater
 from publishers import Actor, PublishContext
-from schemas import is_uuid, utc_now_iso
+from schemas import EMAIL_PATTERN, is_uuid, utc_now_iso
 
 from .._emit import emit
 from .._keys import SubscriberKeys
@@ -67,7 +67,7 @@ _NAMESPACE = uuid.UUID("6f1c7a2e-4d0b-5b7e-9a51-3c2d8e0f4a17")
 class EmailSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Sender identity, links, retry policy and which events the subscriber takes."""
 
-    from_address: str = "noreply@localhost"
+    from_address: Annotated[str, Meta(pattern=EMAIL_PATTERN)] = "noreply@psa.localhost"
     from_name: str = "PSA"
     product_name: str = "PSA"
     #: Links in mail: ``{base_url}/msp/tickets/{id}`` etc. when the record has no ``url``.
