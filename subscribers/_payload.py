@@ -12,7 +12,7 @@ from typing import Any
 
 from schemas import is_uuid
 
-__all__ = ["ACTOR_FIELDS", "actor_user_id", "get_bool", "get_str", "tenant_of"]
+__all__ = ["ACTOR_FIELDS", "USER_ID_IS_RECIPIENT", "actor_user_id", "get_bool", "get_str", "tenant_of"]
 
 #: Where the acting user is found, in order: the type-specific field, then the domain
 #: ``actorUserId``, then the legacy ``userId``.
@@ -33,9 +33,18 @@ def get_bool(payload: Mapping[str, Any], name: str) -> bool:
     return payload.get(name) is True
 
 
-def actor_user_id(payload: Mapping[str, Any]) -> str | None:
-    """The user who caused the event (a uuid), from the first of :data:`ACTOR_FIELDS` present."""
-    value = get_str(payload, *ACTOR_FIELDS)
+#: Types whose legacy ``userId`` names the recipient, not the actor (the mentioned user, the
+#: user an asynchronously generated invoice is for).
+USER_ID_IS_RECIPIENT = frozenset({"USER_MENTIONED_IN_DOCUMENT", "INVOICE_GENERATED"})
+
+
+def actor_user_id(payload: Mapping[str, Any], event_type: str | None = None) -> str | None:
+    """The user who caused the event (a uuid), from the first of :data:`ACTOR_FIELDS` present.
+
+    For :data:`USER_ID_IS_RECIPIENT` types ``userId`` is not considered.
+    """
+    fields = ACTOR_FIELDS[:-1] if event_type in USER_ID_IS_RECIPIENT else ACTOR_FIELDS
+    value = get_str(payload, *fields)
     return value if value is not None and is_uuid(value) else None
 
 

@@ -262,7 +262,7 @@ async def resolve_audience(
     only drops a comment's author).
     """
     tenant = tenant_of(payload)
-    actor = actor_user_id(payload)
+    actor = actor_user_id(payload, event_type)
     c = _Collector(directory, tenant)
     ticket = project = task = None
     if ticket_id := get_str(payload, "ticketId"):

@@ -27,8 +27,9 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
     wait_none,
+    wait_random,
 )
 
 __all__ = [
@@ -72,10 +73,12 @@ class Sender(Protocol):
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """How retryable send failures are retried: attempts, backoff (initial, max) and a total time cap."""
 
-    attempts: Annotated[int, Meta(ge=1)] = 4
-    backoff_s: Annotated[float, Meta(ge=0)] = 1.0
-    backoff_max_s: Annotated[float, Meta(ge=0)] = 30.0
-    total_s: Annotated[float, Meta(gt=0)] = 120.0
+    attempts: Annotated[int, Meta(ge=1)] = 3
+    backoff_s: Annotated[float, Meta(ge=0)] = 0.5
+    backoff_max_s: Annotated[float, Meta(ge=0)] = 4.0
+    #: Keep attempts x SMTP timeout + backoff under the bus's ``handler_timeout_s``: longer outages
+    #: are retried by redelivery (the handler raises ``RetryLater``), not inside one handler call.
+    total_s: Annotated[float, Meta(gt=0)] = 15.0
 
     @classmethod
     def no_wait(cls, attempts: int = 3) -> RetryPolicy:
@@ -92,7 +95,7 @@ async def send_with_retry(sender: Sender, message: EmailMessage, policy: RetryPo
     wait = (
         wait_none()
         if policy.backoff_max_s == 0
-        else wait_exponential_jitter(initial=policy.backoff_s, max=policy.backoff_max_s)
+        else wait_exponential(multiplier=policy.backoff_s, max=policy.backoff_max_s) + wait_random(0, policy.backoff_s)
     )
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.total_s),
@@ -119,7 +122,7 @@ class SmtpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
     password: str | None = None
-    timeout_s: Annotated[float, Meta(gt=0)] = 30.0
+    timeout_s: Annotated[float, Meta(gt=0)] = 10.0
     validate_certs: bool = True
     ca_file: str | None = None
     local_hostname: str | None = None
