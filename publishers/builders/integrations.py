@@ -108,6 +108,16 @@ class RedactedPayload(msgspec.Struct, frozen=True, kw_only=True):
     max_bytes: int
 
 
+def _document(raw: Any) -> Any:
+    """A JSON text or bytes body parsed; anything else as given (unparseable text stays text)."""
+    if isinstance(raw, bytes | bytearray | str):
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            return raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw
+    return raw
+
+
 def _redact(value: Any, depth: int) -> Any:
     if depth > _MAX_DEPTH:
         return "[TOO DEEP]"
@@ -139,12 +149,7 @@ def redact_webhook_payload(raw: Any, *, max_bytes: int = WEBHOOK_SNAPSHOT_MAX_BY
     first (unparseable text is kept as a string). When the redacted body's compact JSON is
     larger than ``max_bytes`` the snapshot is only the truncation marker with the size.
     """
-    if isinstance(raw, bytes | bytearray | str):
-        try:
-            raw = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            raw = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw
-    redacted = _redact(raw, 0)
+    redacted = _redact(_document(raw), 0)
     size = len(msgspec.json.encode(redacted))
     if size <= max_bytes:
         return RedactedPayload(snapshot=redacted, truncated=False, original_size=size, max_bytes=max_bytes)
@@ -173,7 +178,8 @@ class IntegrationWebhookReceivedPayload(IntegrationWebhookReceived, frozen=True,
     raw_payload: Any = msgspec.field(default=UNSET, name="rawPayload")
 
 
-def _webhook_id(raw: Any) -> str:
+def _webhook_id(body: Any) -> str:
+    raw = _document(body)
     if isinstance(raw, Mapping):
         for field in ("id", "webhookId", "activityId", "eventId"):
             value = raw.get(field)

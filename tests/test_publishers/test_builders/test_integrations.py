@@ -351,3 +351,10 @@ def test_webhook_payload_passes_the_catalog_without_raw_payload() -> None:
     ev = integration_webhook_received(NINJA, "X", {"ok": 1}, SYSTEM)[0]
     typed = REGISTRY.decode_catalog_payload(ev.event_type, msgspec.json.encode(ev.payload))
     assert not hasattr(typed, "raw_payload")
+
+
+def test_webhook_id_is_read_from_a_json_text_body() -> None:
+    """A raw JSON body gives the same webhook id and redaction as the parsed one."""
+    ev = integration_webhook_received(NINJA, "X", b'{"id": "evt-7", "Token": "leak"}', SYSTEM)[0]
+    assert wire(ev)["webhookId"] == "evt-7"
+    assert wire(ev)["rawPayload"] == {"id": "evt-7", "Token": REDACTED}
