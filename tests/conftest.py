@@ -3,6 +3,8 @@ and private redis-server processes for tests that stop or reconfigure Redis."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import socket
@@ -20,6 +22,7 @@ import redis
 import redis.asyncio as aioredis
 
 REAL_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+WORKFLOW_STREAM = "workflow:events:global"  # the reference never prefixes it
 
 
 @pytest.fixture
@@ -49,12 +52,37 @@ async def _real_redis(test_prefix: str) -> AsyncIterator[aioredis.Redis]:
         await client.ping()
     except redis.ConnectionError as exc:  # pragma: no cover - CI starts Redis
         pytest.fail(f"integration tests need Redis at {REAL_REDIS_URL}: {exc}")
+    last: Any = await client.xrevrange(WORKFLOW_STREAM, count=1)
+    started: bytes = last[0][0] if last else b"0-0"
     try:
         yield client
     finally:
+        await _drop_workflow_entries(client, test_prefix, started)
         async for key in client.scan_iter(match=f"{test_prefix}*", count=1000):
             await client.delete(key)
         await client.aclose()
+
+
+async def _drop_workflow_entries(client: aioredis.Redis, test_prefix: str, since: bytes) -> None:
+    """Delete the test's entries from the shared, never-prefixed workflow stream.
+
+    They are the workflow entries added since the test started whose event_id appears in an
+    envelope of one of the test's own (prefixed) streams.
+    """
+    ids: set[bytes] = set()
+    async for key in client.scan_iter(match=f"{test_prefix}*", count=1000, _type="stream"):
+        rows: Any = await client.xrange(key)
+        for _, fields in rows:
+            raw = fields.get(b"event")
+            if raw:
+                with contextlib.suppress(ValueError):
+                    ids.add(str(json.loads(raw).get("id", "")).encode())
+    if not ids:
+        return
+    added: Any = await client.xrange(WORKFLOW_STREAM, min=f"({since.decode()}")
+    stale = [eid for eid, fields in added if fields.get(b"event_id") in ids]
+    if stale:
+        await client.xdel(WORKFLOW_STREAM, *stale)
 
 
 @pytest.fixture

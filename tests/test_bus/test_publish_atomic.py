@@ -1,0 +1,177 @@
+"""One round trip, MULTI/EXEC atomicity and what a refused command does (publish, publish_many)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from bus import (
+    WORKFLOW_STREAM,
+    BackendError,
+    PartialWriteError,
+    PayloadTooLargeError,
+    PayloadValidationError,
+    PermissionDeniedError,
+)
+
+from ._support import SendSpy, entries, open_bus, prefixed_keys, ticket_created, workflow_entries
+
+
+async def test_global_publish_is_one_multi_exec(
+    backend: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workflow entry and the per-type entry go in ONE send: MULTI, XADD workflow, XADD per-type, EXEC."""
+    async with open_bus(backend, test_prefix) as bus:
+        spy = SendSpy(backend, monkeypatch)
+        with anyio.fail_after(5):
+            await bus.publish("TICKET_CREATED", ticket_created())
+    assert len(spy.sends) == 1
+    commands = spy.commands[0]
+    assert [c[0] for c in commands] == [b"MULTI", b"XADD", b"XADD", b"EXEC"]
+    assert commands[1][1] == WORKFLOW_STREAM.encode()
+    assert commands[2][1] == f"{test_prefix}event-stream:global:TICKET_CREATED".encode()
+
+
+async def test_single_xadd_goes_without_multi(
+    backend: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lone XADD (non-global channel) is sent bare: a single command is atomic by itself."""
+    async with open_bus(backend, test_prefix) as bus:
+        spy = SendSpy(backend, monkeypatch)
+        with anyio.fail_after(5):
+            await bus.publish("TICKET_CREATED", ticket_created(), channel="internal-notifications")
+    assert spy.names(0) == [b"XADD"]
+
+
+async def test_publish_many_1000_in_one_round_trip(
+    backend: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,000 events (2,000 XADDs) are written by one send and one EXEC; every result names its entries."""
+    async with open_bus(backend, test_prefix) as bus:
+        spy = SendSpy(backend, monkeypatch)
+        before = bus.publisher.round_trips
+        with anyio.fail_after(20):
+            results = await bus.publish_many([("TICKET_CREATED", ticket_created(n=i)) for i in range(1000)])
+        assert bus.publisher.round_trips - before == 1
+        assert len(spy.sends) == 1
+        names = spy.names(0)
+        assert (names[0], names[-1], names.count(b"XADD"), len(names)) == (b"MULTI", b"EXEC", 2000, 2002)
+        with anyio.fail_after(10):
+            stored = await entries(backend, bus.keys.stream("global", "TICKET_CREATED"))
+            wf = await workflow_entries(backend, *(r.event_id for r in results))
+    assert len(results) == 1000 and len(stored) == 1000 and len(wf) == 1000
+    assert [r.event_id for r in results] == [s[b"event"][7:43].decode() for s in stored]
+
+
+async def test_publish_many_all_or_none_on_one_invalid(
+    backend: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One invalid event among 1,000 raises naming its index, type and path; nothing is sent or written."""
+    events: list[Any] = [("TICKET_CREATED", ticket_created()) for _ in range(1000)]
+    events[537] = ("TICKET_CREATED", ticket_created(ticketId="not-a-uuid"))
+    async with open_bus(backend, test_prefix) as bus:
+        spy = SendSpy(backend, monkeypatch)
+        with anyio.fail_after(10):
+            with pytest.raises(PayloadValidationError) as info:
+                await bus.publish_many(events)
+            assert await prefixed_keys(backend, test_prefix) == []
+    assert spy.sends == [] or all(b"XADD" not in s for s in spy.sends)
+    assert info.value.path == "$[537].payload.ticketId" and info.value.event_type == "TICKET_CREATED"
+    assert "TICKET_CREATED: invalid $[537].payload.ticketId: Expected a uuid" in str(info.value)
+
+
+async def test_publish_many_refuses_an_oversized_item(backend: aioredis.Redis, test_prefix: str) -> None:
+    """An item over max_payload_bytes names its index and nothing is written."""
+    events = [("TICKET_CREATED", ticket_created()), ("TICKET_CREATED", ticket_created(blob="x" * 3000))]
+    async with open_bus(backend, test_prefix, max_payload_bytes=2048) as bus:
+        with anyio.fail_after(5):
+            with pytest.raises(PayloadTooLargeError, match=r"event \[1\]"):
+                await bus.publish_many(events)
+            assert await prefixed_keys(backend, test_prefix) == []
+
+
+async def test_runtime_error_inside_exec_is_reported_not_hidden(backend: aioredis.Redis, test_prefix: str) -> None:
+    """WRONGTYPE inside EXEC does not roll back: PartialWriteError says what was written and what was refused."""
+    async with open_bus(backend, test_prefix) as bus:
+        stream = bus.keys.stream("global", "TICKET_CREATED")
+        await backend.set(stream, "not a stream")
+        with anyio.fail_after(5):
+            with pytest.raises(PartialWriteError) as info:
+                await bus.publish("TICKET_CREATED", ticket_created())
+            event_id = info.value.event_ids[0]
+            wf = await workflow_entries(backend, event_id)
+    assert [(e, s) for e, s, _ in info.value.written] == [(event_id, WORKFLOW_STREAM)]
+    assert [(e, s) for e, s, _ in info.value.failed] == [(event_id, stream)]
+    assert "WRONGTYPE" in info.value.failed[0][2] and "does not roll back" in str(info.value)
+    assert len(wf) == 1  # the workflow XADD ran: exactly what the error reported
+    await backend.delete(stream)
+
+
+async def test_batch_with_one_refused_event_names_the_written_ones(backend: aioredis.Redis, test_prefix: str) -> None:
+    """In publish_many, a refused XADD fails only its event; the error lists every entry written."""
+    async with open_bus(backend, test_prefix) as bus:
+        bad = bus.keys.stream("emailservice::v7", "TICKET_CREATED")
+        await backend.set(bad, "x")
+        good = [bus.prepare("TICKET_CREATED", ticket_created(), channel="internal-notifications") for _ in range(2)]
+        refused = bus.prepare("TICKET_CREATED", ticket_created(), channel="emailservice::v7")
+        with anyio.fail_after(5):
+            with pytest.raises(PartialWriteError) as info:
+                await bus.publish_many([good[0], refused, good[1]])
+    assert {e for e, _, _ in info.value.written} == {good[0].event_id, good[1].event_id}
+    assert [(e, s) for e, s, _ in info.value.failed] == [(refused.event_id, bad)]
+    assert str(info.value).startswith("1 of 3 events were not written")
+    await backend.delete(bad)
+
+
+async def test_idempotent_publish_checks_types_before_writing(backend: aioredis.Redis, test_prefix: str) -> None:
+    """Through the idempotency script a WRONGTYPE stream writes nothing at all (types are checked first)."""
+    async with open_bus(backend, test_prefix) as bus:
+        stream = bus.keys.stream("global", "TICKET_CREATED")
+        await backend.set(stream, "x")
+        with anyio.fail_after(5):
+            with pytest.raises(BackendError, match="WRONGTYPE") as info:
+                await bus.publish("TICKET_CREATED", ticket_created(), idempotency_key="k")
+            assert not isinstance(info.value, PartialWriteError)
+            assert await backend.get(bus.publisher.marker_key("tenant-1", "k")) is None
+            assert await prefixed_keys(backend, test_prefix) == [stream.encode()]
+        await backend.delete(stream)
+
+
+async def test_transaction_refused_at_queue_time_writes_nothing(
+    redis_process: Callable[..., Any], test_prefix: str
+) -> None:
+    """An ACL refusal of one queued XADD aborts the whole MULTI/EXEC (EXECABORT): nothing is written."""
+    server = redis_process(appendonly=False)
+    admin = aioredis.Redis(port=server.port)
+    acl = ("ACL", "SETUSER", "pub", "on", ">pw", f"~{test_prefix}*", "+@all")
+    await admin.execute_command(*acl)  # type: ignore[no-untyped-call]
+    limited = aioredis.Redis(port=server.port, username="pub", password="pw")
+    try:
+        async with open_bus(limited, test_prefix) as bus:
+            with anyio.fail_after(5):
+                with pytest.raises(PermissionDeniedError, match="nothing was written"):
+                    await bus.publish("TICKET_CREATED", ticket_created())
+                assert await admin.keys("*") == []
+    finally:
+        await limited.aclose()
+        await admin.aclose()
+
+
+async def test_the_server_runs_one_transaction(redis_process: Callable[..., Any], test_prefix: str) -> None:
+    """INFO commandstats on a private server: publish_many of 1,000 is 1 MULTI, 1 EXEC, 2,000 XADDs."""
+    server = redis_process(appendonly=False)
+    client = aioredis.Redis(port=server.port)
+    try:
+        async with open_bus(client, test_prefix) as bus:
+            with anyio.fail_after(20):
+                await client.config_resetstat()
+                await bus.publish_many([("TICKET_CREATED", ticket_created())] * 1000)
+                stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    calls = {name: stats[f"cmdstat_{name}"]["calls"] for name in ("multi", "exec", "xadd")}
+    assert calls == {"multi": 1, "exec": 1, "xadd": 2000}

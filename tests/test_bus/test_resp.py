@@ -1,0 +1,150 @@
+"""RESP packing, reply reading and the wire codec of the publish fast path."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+import redis.exceptions as rex
+from redis.asyncio.connection import Connection
+
+from bus._codec import XaddPacker, encode_envelope, new_event_id, now_iso, payload_view, workflow_values
+from bus._resp import EXEC, MULTI, bulk, header, pack, pack_many, read_replies
+from schemas import WORKFLOW_FIELDS, WorkflowEvent, encode_bus_event
+from schemas.events.tickets import TicketCreated
+
+UUID = "5f0c6d3e-9b1a-4c2e-8f7d-2a3b4c5d6e7f"
+TS = "2026-01-23T10:11:12.345Z"
+
+
+def redis_py_pack(*args: Any) -> bytes:
+    """What redis-py itself sends for a command."""
+    return b"".join(Connection().pack_command(*args))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param((b"PING",), id="one"),
+        pytest.param((b"XADD", b"s", b"MAXLEN", b"~", b"1000", b"*", b"event", b"{}"), id="xadd"),
+        pytest.param(("SET", "k\u00e9y", 42), id="str-int"),
+        pytest.param((b"SET", b"k", b"v" * 70_000), id="long-bulk"),
+        pytest.param(tuple(b"a%d" % i for i in range(100)), id="many-args"),
+    ],
+)
+def test_pack_matches_redis_py(args: tuple[Any, ...]) -> None:
+    """pack() produces byte-for-byte what redis-py's pack_command produces."""
+    assert pack(*args) == redis_py_pack(*args)
+
+
+def test_constants_and_helpers() -> None:
+    """MULTI/EXEC constants, header and bulk agree with the generic packer."""
+    assert pack(b"MULTI") == MULTI and pack(b"EXEC") == EXEC
+    assert header(3) == b"*3\r\n" and header(300) == b"*300\r\n"
+    assert bulk(b"") == b"$0\r\n\r\n" and bulk(b"x" * 300) == b"$300\r\n" + b"x" * 300 + b"\r\n"
+    assert pack_many([(b"MULTI",), (b"EXEC",)]) == MULTI + EXEC
+
+
+@pytest.mark.parametrize(
+    ("policy", "trim"),
+    [
+        pytest.param("approx", (b"MAXLEN", b"~", b"7"), id="approx"),
+        pytest.param("none", (), id="none"),
+        pytest.param("safe", (), id="safe"),
+    ],
+)
+@pytest.mark.parametrize("force", [False, True], ids=["normal", "force"])
+def test_per_type_xadd_matches_generic_pack(policy: Any, trim: tuple[bytes, ...], force: bool) -> None:
+    """The cached per-type XADD equals the plain packing of its arguments (trim policy, force flag)."""
+    packer = XaddPacker(7, policy)
+    env = b'{"id":"x"}'
+    expected = pack(
+        b"XADD", b"p:s", *trim, b"*", b"event", env, b"channel", b"global", *((b"force", b"1") if force else ())
+    )
+    assert packer.per_type("p:s", "global", env, force) == expected
+    assert packer.per_type("p:s", "global", env, force) == expected  # cached parts reused
+
+
+def test_workflow_xadd_has_the_reference_fields_in_order() -> None:
+    """The workflow XADD carries the eleven flat fields in wire order, absent values as ""."""
+    wf = WorkflowEvent(
+        event_id=UUID, event_type="TICKET_CREATED", event_name="TICKET_CREATED", tenant="t1", timestamp=TS
+    )
+    values = workflow_values(wf)
+    assert values[0::2] == [f.encode() for f in WORKFLOW_FIELDS]
+    assert dict(zip(values[0::2], values[1::2], strict=True)) == {k.encode(): v for k, v in wf.to_fields().items()}
+    packer = XaddPacker(1000)
+    assert packer.workflow("workflow:events:global", wf) == pack(
+        b"XADD", b"workflow:events:global", b"MAXLEN", b"~", b"1000", b"*", *values
+    )
+
+
+def test_envelope_is_byte_equal_to_the_schema_encoder() -> None:
+    """The spliced envelope equals schemas.encode_bus_event, for safe and unusual event types."""
+    payload = b'{"tenantId":"t","note":"quote \\" and \\u00e9"}'
+    for event_type in ("TICKET_CREATED", 'WEIRD"TYPE'):
+        assert encode_envelope(UUID, event_type, TS, payload) == encode_bus_event(UUID, event_type, TS, payload)
+
+
+def test_now_iso_is_javascript_iso_format() -> None:
+    """now_iso() looks like toISOString(): millisecond precision, Z suffix, close to the clock."""
+    value = now_iso()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", value)
+    parsed = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - parsed).total_seconds()) < 2
+
+
+def test_new_event_id_is_a_random_uuid4() -> None:
+    """Event ids are version-4 RFC 4122 uuids and do not repeat."""
+    ids = {new_event_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for value in list(ids)[:50]:
+        parsed = uuid.UUID(value)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == value
+
+
+def test_payload_view_of_a_struct_uses_wire_names() -> None:
+    """A Struct payload exposes tenantId/actorUserId by wire name, leaving UNSET keys out."""
+    p = TicketCreated(tenant_id="t1", occurred_at=TS, ticket_id=UUID, actor_user_id=UUID)
+    assert payload_view(p) == {"tenantId": "t1", "actorUserId": UUID}
+    mapping = {"tenantId": "t2"}
+    assert payload_view(mapping) is mapping
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["parser", "read_response"])
+async def test_read_replies_returns_errors_as_values(backend: aioredis.Redis, test_prefix: str, fast: bool) -> None:
+    """Replies come back in order; an error reply is a ResponseError value, not raised."""
+    key = f"{test_prefix}k"
+    pool = backend.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await conn.send_packed_command(
+            pack(b"SET", key, b"v") + pack(b"XADD", key, b"*", b"a", b"b") + MULTI + pack(b"GET", key) + EXEC,
+            check_health=False,
+        )
+        with anyio.fail_after(5):
+            replies = await read_replies(conn, 5, 5.0, fast=fast)
+    finally:
+        await pool.release(conn)
+    assert replies[0] in (b"OK", "OK", True)
+    assert isinstance(replies[1], rex.ResponseError) and "WRONGTYPE" in str(replies[1])
+    assert replies[2] in (b"OK", "OK", True) and replies[3] in (b"QUEUED", "QUEUED")
+    assert replies[4] == [b"v"]
+
+
+async def test_read_replies_times_out_as_a_whole(real_client: aioredis.Redis) -> None:
+    """Waiting for a reply that never comes raises TimeoutError after the one budget."""
+    pool = real_client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await conn.send_packed_command(pack(b"PING"), check_health=False)
+        with anyio.fail_after(5), pytest.raises(TimeoutError):
+            await read_replies(conn, 2, 0.2)
+    finally:
+        await conn.disconnect()
+        await pool.release(conn)
