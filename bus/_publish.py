@@ -454,7 +454,7 @@ class Publisher:
             if not isinstance(exec_reply, list):
                 # EXECABORT: a command was refused at queue time; nothing ran.
                 queued = [r for r in replies[1:-1] if isinstance(r, rex.ResponseError)]
-                if queued and all(str(r).startswith("NOSCRIPT") for r in queued):
+                if queued and all(_is_noscript(r) for r in queued):
                     return [_NOSCRIPT] * len(prepared)
                 cause = queued[0] if queued else exec_reply
                 error = translate_error(cause, "publish (transaction refused, nothing was written)")
@@ -497,7 +497,7 @@ class Publisher:
 
     def _script_outcome(self, p: PreparedEvent, reply: Any, *, alone: bool) -> Any:
         if isinstance(reply, rex.ResponseError):
-            if str(reply).startswith("NOSCRIPT"):
+            if _is_noscript(reply):
                 return _NOSCRIPT
             # The script checks before writing: an error means nothing of this event was written.
             return translate_error(reply, f"idempotent publish of {p.event_type} {p.event_id}")
@@ -582,6 +582,11 @@ def results_or_raise(prepared: Sequence[PreparedEvent], outcomes: Sequence[Outco
         written=written,
         failed=failed,
     ) from errors[0]
+
+
+def _is_noscript(reply: BaseException) -> bool:
+    """EVALSHA of a script the server does not have (redis-py strips the NOSCRIPT code)."""
+    return isinstance(reply, rex.NoScriptError) or str(reply).startswith("NOSCRIPT")
 
 
 _NO_HOOKS = WorkflowHooks()
