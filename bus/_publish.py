@@ -464,20 +464,21 @@ class Publisher:
         pos = 0
         for p in prepared:
             if p.script is not None:
-                out.append(self._script_outcome(p, command_replies[pos], alone=not transaction))
+                out.append(self._script_outcome(p, command_replies[pos]))
             else:
-                out.append(self._xadd_outcome(p, command_replies[pos : pos + p.n_commands], alone=not transaction))
+                out.append(self._xadd_outcome(p, command_replies[pos : pos + p.n_commands]))
             pos += p.n_commands
         return out
 
-    def _xadd_outcome(self, p: PreparedEvent, replies: list[Any], *, alone: bool) -> Outcome:
+    def _xadd_outcome(self, p: PreparedEvent, replies: list[Any]) -> Outcome:
         errors = [(s, r) for s, r in zip(p.streams, replies, strict=True) if isinstance(r, rex.ResponseError)]
         if not errors:
             entries = {s: r.decode() for s, r in zip(p.streams, replies, strict=True)}
             event_ids = dict(zip(p.streams, p.event_ids, strict=True)) if p.event_ids else None
             return PublishResult(p.event_id, p.event_type, entries, event_ids=event_ids)
-        if alone:  # one XADD: nothing was written
-            return translate_error(errors[0][1], f"publish of {p.event_type} {p.event_id} to {errors[0][0]}")
+        if len(errors) == len(replies):  # every XADD of this event was refused: nothing of it exists
+            stream, error = errors[0]
+            return translate_error(error, f"publish of {p.event_type} {p.event_id} to {stream} (nothing was written)")
         ids = p.event_ids or (p.event_id,) * len(p.streams)
         written = [
             (e, s, r.decode())
@@ -487,15 +488,14 @@ class Publisher:
         failed = [
             (e, s, str(r)) for e, s, r in zip(ids, p.streams, replies, strict=True) if isinstance(r, rex.ResponseError)
         ]
-        what = "nothing else was written" if not written else f"written to {', '.join(s for _, s, _ in written)}"
         return PartialWriteError(
-            f"{p.event_type} {p.event_id}: Redis refused the write to {errors[0][0]}: {errors[0][1]} ({what}; "
-            "MULTI/EXEC does not roll back)",
+            f"{p.event_type} {p.event_id}: Redis refused the write to {errors[0][0]}: {errors[0][1]} (written to "
+            f"{', '.join(s for _, s, _ in written)}; MULTI/EXEC does not roll back)",
             written=written,
             failed=failed,
         )
 
-    def _script_outcome(self, p: PreparedEvent, reply: Any, *, alone: bool) -> Any:
+    def _script_outcome(self, p: PreparedEvent, reply: Any) -> Any:
         if isinstance(reply, rex.ResponseError):
             if _is_noscript(reply):
                 return _NOSCRIPT

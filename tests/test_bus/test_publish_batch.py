@@ -1,0 +1,171 @@
+"""Auto-batching: concurrent publishers share round trips; each gets its own outcome, at its own time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+import redis.exceptions as rex
+
+import bus._publish as publish_module
+from bus import PartialWriteError, PayloadValidationError, PublishOutcomeUnknownError, PublishResult
+
+from ._support import SendSpy, entries, open_bus, ticket_created, xrange
+
+NOTIFY = "internal-notifications"
+
+
+async def test_64_concurrent_callers_share_few_round_trips(
+    backend: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """64 concurrent batched publishes take few round trips, and each await returns after its own entry exists."""
+    seen_at_return: list[bool] = []
+    results: list[PublishResult] = []
+    async with open_bus(backend, test_prefix) as bus:
+        spy = SendSpy(backend, monkeypatch)
+        stream = bus.keys.stream("global", "TICKET_CREATED")
+        before = bus.publisher.round_trips
+
+        async def caller(i: int) -> None:
+            result = await bus.publish("TICKET_CREATED", ticket_created(n=i), batch=True)
+            entry = result.entries[stream]
+            # Checked through a separate client connection, right when this caller's await returned.
+            seen_at_return.append(bool(await xrange(backend, stream, entry, entry)))
+            results.append(result)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for i in range(64):
+                    tg.start_soon(caller, i)
+        trips = bus.publisher.round_trips - before
+        xadd_sends = [s for s in spy.sends if b"XADD" in s]
+        with anyio.fail_after(5):
+            stored = await entries(backend, stream)
+    assert trips <= 4 and len(xadd_sends) == trips
+    assert len(results) == 64 and all(seen_at_return)
+    assert len(stored) == 64 and len({r.event_id for r in results}) == 64
+
+
+async def test_an_idle_bus_writes_a_lone_batched_publish_at_once(backend: aioredis.Redis, test_prefix: str) -> None:
+    """A batched publish with nobody else around is one group and one round trip."""
+    async with open_bus(backend, test_prefix) as bus:
+        with anyio.fail_after(5):
+            result = await bus.publish("TICKET_CREATED", ticket_created(), batch=True)
+    assert bus.batcher.groups_written == 1 and len(result.entries) == 2
+
+
+async def test_invalid_caller_does_not_fail_the_others(backend: aioredis.Redis, test_prefix: str) -> None:
+    """An invalid event fails only its caller (before joining a group); the other 63 are written."""
+    outcomes: dict[int, Any] = {}
+    async with open_bus(backend, test_prefix) as bus:
+
+        async def caller(i: int) -> None:
+            payload = ticket_created(ticketId="bad") if i == 17 else ticket_created(n=i)
+            try:
+                outcomes[i] = await bus.publish("TICKET_CREATED", payload, batch=True)
+            except PayloadValidationError as exc:
+                outcomes[i] = exc
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for i in range(64):
+                    tg.start_soon(caller, i)
+            stored = await entries(backend, bus.keys.stream("global", "TICKET_CREATED"))
+    assert isinstance(outcomes.pop(17), PayloadValidationError)
+    assert all(isinstance(o, PublishResult) for o in outcomes.values())
+    assert len(stored) == 63
+
+
+async def test_refused_write_fails_only_its_caller(backend: aioredis.Redis, test_prefix: str) -> None:
+    """A caller whose XADD Redis refuses inside the shared EXEC gets the error; the others in the group succeed."""
+    outcomes: dict[int, Any] = {}
+    async with open_bus(backend, test_prefix) as bus:
+        await backend.set(bus.keys.stream("emailservice::v7", "TICKET_CREATED"), "not a stream")
+
+        async def caller(i: int) -> None:
+            channel = "emailservice::v7" if i == 5 else NOTIFY
+            try:
+                outcomes[i] = await bus.publish("TICKET_CREATED", ticket_created(), channel=channel, batch=True)
+            except Exception as exc:
+                outcomes[i] = exc
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for i in range(16):
+                    tg.start_soon(caller, i)
+            stored = await entries(backend, bus.keys.stream(NOTIFY, "TICKET_CREATED"))
+        await backend.delete(bus.keys.stream("emailservice::v7", "TICKET_CREATED"))
+    error = outcomes.pop(5)
+    assert not isinstance(error, PartialWriteError) and "WRONGTYPE" in str(error)
+    assert all(isinstance(o, PublishResult) for o in outcomes.values()) and len(stored) == 15
+    assert bus.batcher.groups_written <= 2
+
+
+async def test_lost_reply_gives_each_caller_its_own_ids(
+    fake_client: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a group's reply is lost every caller gets PublishOutcomeUnknownError naming only its own events."""
+
+    async def dropped(*args: Any, **kwargs: Any) -> list[Any]:
+        raise rex.ConnectionError("Connection reset by peer")
+
+    errors: dict[str, PublishOutcomeUnknownError] = {}
+    async with open_bus(fake_client, test_prefix) as bus:
+        monkeypatch.setattr(publish_module, "read_replies", dropped)
+
+        async def caller() -> None:
+            prepared = bus.prepare("TICKET_CREATED", ticket_created())
+            try:
+                await bus.write([prepared], batch=True)
+            except PublishOutcomeUnknownError as exc:
+                errors[prepared.event_id] = exc
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                for _ in range(8):
+                    tg.start_soon(caller)
+    assert len(errors) == 8 and bus.batcher.groups_written == 1
+    assert all(exc.event_ids == (eid,) for eid, exc in errors.items())
+
+
+async def test_aclose_waits_for_batched_writes(backend: aioredis.Redis, test_prefix: str) -> None:
+    """Closing the bus while batched publishes are in flight lets them finish and be written."""
+    results: list[PublishResult] = []
+    async with open_bus(backend, test_prefix) as bus:
+        stream = bus.keys.stream("global", "TICKET_CREATED")
+
+        async def caller() -> None:
+            results.append(await bus.publish("TICKET_CREATED", ticket_created(), batch=True))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for _ in range(10):
+                    tg.start_soon(caller)
+                await anyio.wait_all_tasks_blocked()
+                await bus.aclose()
+                assert bus.is_closed
+    with anyio.fail_after(5):
+        stored = await entries(backend, stream)
+    assert len(results) == 10 and len(stored) == 10
+
+
+async def test_cancelled_leader_still_writes_its_group(backend: aioredis.Redis, test_prefix: str) -> None:
+    """Cancelling the caller that leads a group does not strand the others: their events are written."""
+    results: list[PublishResult] = []
+    async with open_bus(backend, test_prefix) as bus:
+        stream = bus.keys.stream(NOTIFY, "TICKET_CREATED")
+
+        async def follower() -> None:
+            results.append(await bus.publish("TICKET_CREATED", ticket_created(), channel=NOTIFY, batch=True))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                with anyio.CancelScope() as leader_scope:
+                    leader_scope.cancel()  # already cancelled when it starts waiting for its tick
+                    tg.start_soon(follower)
+                    tg.start_soon(follower)
+                    await bus.publish("TICKET_CREATED", ticket_created(), channel=NOTIFY, batch=True)
+            stored = await entries(backend, stream)
+    assert len(results) == 2 and len(stored) == 3
