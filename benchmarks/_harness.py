@@ -9,6 +9,11 @@
 
 Compare implementations in one process run, interleaved round by round (``bench_many``), so a
 noisy neighbour or a frequency change hits every contender alike.
+
+For async throughput (I/O against Redis), :func:`abench_many` runs coroutine functions that each
+return how many events they handled (or ``(events, seconds)`` when they time themselves, to keep
+setup out of the measurement); its :class:`Timing` is per event. :func:`load_average` and
+:func:`rss_bytes` record how busy the machine was and how big the process is.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -30,12 +35,15 @@ from statistics import median
 __all__ = [
     "RESULTS",
     "Timing",
+    "abench_many",
     "bench",
     "bench_many",
     "command_line",
     "format_ns",
+    "load_average",
     "machine",
     "markdown_table",
+    "rss_bytes",
     "write_section",
 ]
 
@@ -129,6 +137,68 @@ def bench_many(
         for name, fn in contenders.items():
             times[name].append(_round(fn, numbers[name]))
     return [Timing(name, tuple(times[name]), numbers[name]) for name in contenders]
+
+
+AsyncContender = Callable[[], Awaitable["int | tuple[int, float]"]]
+
+
+async def abench_many(
+    contenders: dict[str, AsyncContender],
+    *,
+    rounds: int = 5,
+    min_round_s: float = 0.5,
+    warmup: bool = True,
+    on_round: Callable[[int], object] | None = None,
+) -> list[Timing]:
+    """Time coroutine functions, interleaved round by round; the Timing is per event.
+
+    Each contender returns the number of events one call handled, or ``(events, seconds)`` when
+    it timed itself (setup excluded). A round calls it until ``min_round_s`` has been measured.
+    """
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    if warmup:
+        for fn in contenders.values():
+            await fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    events_per_round: dict[str, int] = dict.fromkeys(contenders, 0)
+    for index in range(rounds):
+        for name, fn in contenders.items():
+            gc.collect()
+            events, measured = 0, 0.0
+            while measured < min_round_s or not events:
+                start = time.perf_counter()
+                result = await fn()
+                elapsed = time.perf_counter() - start
+                if isinstance(result, tuple):
+                    n, elapsed = result
+                else:
+                    n = result
+                events += n
+                measured += elapsed
+            times[name].append(measured * 1e9 / events)
+            events_per_round[name] = events
+        if on_round is not None:
+            on_round(index)
+    return [Timing(name, tuple(times[name]), events_per_round[name]) for name in contenders]
+
+
+def load_average() -> tuple[float, float, float]:
+    """The 1, 5 and 15 minute load averages (zeros where the OS does not tell)."""
+    try:
+        return os.getloadavg()
+    except OSError:  # pragma: no cover - not on Linux
+        return (0.0, 0.0, 0.0)
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (psutil when installed, else /proc/self/statm)."""
+    try:
+        import psutil  # noqa: PLC0415 - optional, from the bench extra
+    except ImportError:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    return int(psutil.Process().memory_info().rss)
 
 
 def _cpu_model() -> str:

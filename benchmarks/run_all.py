@@ -1,0 +1,457 @@
+"""Publish and consume throughput: ours vs raw redis-py vs FastStream, in one process run.
+
+Every contender handles the same TICKET_UPDATED event (``_workload.py``) on the same Redis,
+interleaved round by round (``_harness.abench_many``); the table gives events/s as the median
+over the rounds with the min-max.
+
+Publish (every XADD trims with ``MAXLEN ~ 1000``, as the reference does):
+
+- raw redis-py: a pipeline (no MULTI) of XADDs of pre-encoded bytes, batches of 100 and 1000;
+  the 2-XADD rows write the workflow entry and the per-type entry of each event, exactly the
+  keys and fields we write. No validation, no encoding: the floor of redis-py's client cost.
+- ours: ``bus.publish`` one await at a time; 64 concurrent callers of
+  ``bus.publish(..., batch=True)`` (auto-batching: each await returns once its own entries are
+  written, which the run checks with XRANGE before timing); ``bus.publish_many`` in batches of
+  100 and 1000. Each validates the payload dict and builds a fresh envelope (id, timestamp).
+  2 XADDs per event: a ``global`` publish (workflow entry + per-type entry, one MULTI/EXEC);
+  1 XADD: a publish on a non-global channel (no workflow entry).
+- FastStream (``faststream[redis]``, bench extra): ``broker.publish(model, stream=..., maxlen=1000)``
+  of a pydantic envelope model validated from the same dict, one at a time, into a redis-py
+  pipeline (its pipeline API) in batches of 1000, and from 64 concurrent tasks. 1 XADD per event.
+
+Consume (a stream prefilled untimed, then timed until every entry is acked):
+
+- ours: the bus's consume loop (XREADGROUP COUNT n, decode + validate the envelope and payload,
+  processed-marker lookup, dispatch to a no-op handler, XACK + marker in one MULTI/EXEC);
+- raw: XREADGROUP COUNT n + ``msgspec.json.decode`` of each envelope + one XACK per batch.
+
+Run: ``python benchmarks/run_all.py`` (``--quick`` for a smoke run, ``--rounds N``,
+``--no-write``, ``--url redis://127.0.0.1:6379/11``, ``--memory`` adds the 1,000,000-event
+memory run of ``bench_memory.py``). ``bus bench --quick`` runs the quick version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import anyio
+import msgspec
+from _harness import (
+    Timing,
+    abench_many,
+    command_line,
+    load_average,
+    machine,
+    markdown_table,
+    write_section,
+)
+from _workload import (
+    EVENT_TYPE,
+    PAYLOAD,
+    Target,
+    envelope_bytes,
+    faststream_model,
+    payload_bytes,
+    prefill_command,
+    workflow_fields,
+)
+
+from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, EventBus
+from bus._codec import new_event_id, now_iso
+from bus._resp import read_replies
+
+HEADING = "Throughput (publish and consume vs raw redis-py and FastStream)"
+CHANNEL_1 = "bench"  # a non-global channel: no workflow entry, 1 XADD per event
+CONCURRENCY = 64
+
+TARGETS = (
+    ("publish_many 1000, 2 XADD/event vs raw redis-py pipeline 1000, 2 XADD/event", "many1000-2", "raw1000-2", 2.0),
+    ("publish_many 1000, 2 XADD/event vs FastStream pipeline 1000", "many1000-2", "fs-pipe1000", 2.5),
+    ("64 concurrent publish(batch=True), 2 XADD/event vs FastStream 64 tasks", "conc64-2", "fs-conc64", 5.0),
+    ("consume COUNT 1000, no-op handler vs raw XREADGROUP+XACK+decode", "consume1000", "raw-consume1000", 0.7),
+)
+
+
+@dataclass
+class Sizes:
+    """Events per call of each kind of contender."""
+
+    sequential: int = 300  # one await at a time
+    per_caller: int = 20  # each of the 64 concurrent callers
+    consume: int = 20_000  # entries prefilled per consume call
+
+
+QUICK = Sizes(sequential=50, per_caller=4, consume=2_000)
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    xadds: int | str
+    group: str
+
+
+def _faststream_available() -> bool:
+    try:
+        import faststream.redis  # noqa: F401, PLC0415
+        import pydantic  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
+
+
+class Bench:
+    """Builds the contenders on one target and runs them."""
+
+    def __init__(self, target: Target, sizes: Sizes, *, faststream: bool) -> None:
+        self.target = target
+        self.sizes = sizes
+        self.faststream = faststream
+        self.contenders: dict[str, Callable[[], Awaitable[Any]]] = {}
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+
+    def add(self, key: str, label: str, xadds: int | str, group: str, fn: Callable[[], Awaitable[Any]]) -> None:
+        self.contenders[key] = fn
+        self.rows.append(Row(key, label, xadds, group))
+
+    # -- raw redis-py ------------------------------------------------------------------
+
+    def raw_publish(self, client: Any) -> None:
+        stream = self.target.stream(CHANNEL_GLOBAL)
+        wf = workflow_fields()
+        fields = {b"event": envelope_bytes(), b"channel": CHANNEL_GLOBAL.encode()}
+        max_len = self.target.max_len
+        for batch in (100, 1000):
+            for xadds in (2, 1):
+
+                async def run(batch: int = batch, xadds: int = xadds) -> int:
+                    pipe = client.pipeline(transaction=False)
+                    for _ in range(batch):
+                        if xadds == 2:
+                            pipe.xadd(WORKFLOW_STREAM, wf, maxlen=max_len, approximate=True)
+                        pipe.xadd(stream, fields, maxlen=max_len, approximate=True)
+                    await pipe.execute()
+                    return batch
+
+                self.add(
+                    f"raw{batch}-{xadds}", f"raw redis-py pipeline, batches of {batch}", xadds, "publish", run
+                )
+
+    # -- ours --------------------------------------------------------------------------
+
+    def ours_publish(self, bus: EventBus) -> None:
+        n_seq, per_caller = self.sizes.sequential, self.sizes.per_caller
+        for xadds, channel in ((2, CHANNEL_GLOBAL), (1, CHANNEL_1)):
+
+            async def seq(channel: str = channel) -> int:
+                for _ in range(n_seq):
+                    await bus.publish(EVENT_TYPE, PAYLOAD, channel=channel)
+                return n_seq
+
+            async def caller(channel: str) -> None:
+                for _ in range(per_caller):
+                    await bus.publish(EVENT_TYPE, PAYLOAD, channel=channel, batch=True)
+
+            async def conc(channel: str = channel) -> int:
+                await asyncio.gather(*(caller(channel) for _ in range(CONCURRENCY)))
+                return CONCURRENCY * per_caller
+
+            self.add(f"seq-{xadds}", "ours: await publish(), one at a time", xadds, "publish", seq)
+            self.add(
+                f"conc{CONCURRENCY}-{xadds}",
+                f"ours: {CONCURRENCY} concurrent await publish(batch=True)",
+                xadds,
+                "publish",
+                conc,
+            )
+            for batch in (100, 1000):
+                items = [(EVENT_TYPE, PAYLOAD)] * batch
+
+                async def many(items: list[Any] = items, channel: str = channel) -> int:
+                    await bus.publish_many(items, channel=channel)
+                    return len(items)
+
+                self.add(f"many{batch}-{xadds}", f"ours: publish_many, batches of {batch}", xadds, "publish", many)
+
+    async def check_auto_batching(self, bus: EventBus) -> str:
+        """Each of 64 concurrent callers finds both its entries in Redis as soon as its await returns."""
+        client = bus.client
+        groups_before = bus.batcher.groups_written
+        missing = 0
+
+        async def caller() -> None:
+            nonlocal missing
+            result = await bus.publish(EVENT_TYPE, PAYLOAD, batch=True)
+            for stream, entry_id in result.entries.items():
+                if not await client.xrange(stream, min=entry_id, max=entry_id):
+                    missing += 1
+            if len(result.entries) != 2:
+                missing += 1
+
+        await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
+        groups = bus.batcher.groups_written - groups_before
+        if missing:
+            raise AssertionError(f"{missing} entries were not in Redis when their publish returned")
+        return (
+            f"Auto-batching check: {CONCURRENCY} concurrent callers were written in {groups} round trip(s); "
+            "each caller's XRANGE found both of its entries right after its await returned."
+        )
+
+    # -- FastStream --------------------------------------------------------------------
+
+    async def faststream_publish(self, broker: Any) -> None:
+        model = faststream_model()
+        stream = f"{self.target.prefix}faststream:{EVENT_TYPE}"
+        max_len = self.target.max_len
+        client = await broker.connect()
+        n_seq, per_caller = self.sizes.sequential, self.sizes.per_caller
+
+        def message() -> Any:
+            return model.model_validate(
+                {"id": new_event_id(), "eventType": EVENT_TYPE, "timestamp": now_iso(), "payload": PAYLOAD}
+            )
+
+        self.notes.append(f"FastStream message: {len(message().model_dump_json())} bytes of JSON (nulls included)")
+
+        async def seq() -> int:
+            for _ in range(n_seq):
+                await broker.publish(message(), stream=stream, maxlen=max_len)
+            return n_seq
+
+        async def caller() -> None:
+            for _ in range(per_caller):
+                await broker.publish(message(), stream=stream, maxlen=max_len)
+
+        async def conc() -> int:
+            await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
+            return CONCURRENCY * per_caller
+
+        self.add("fs-seq", "FastStream: await publish(), one at a time", 1, "publish", seq)
+        self.add("fs-conc64", f"FastStream: {CONCURRENCY} concurrent tasks", 1, "publish", conc)
+        for batch in (100, 1000):
+
+            async def pipe(batch: int = batch) -> int:
+                async with client.pipeline(transaction=False) as p:
+                    for _ in range(batch):
+                        await broker.publish(message(), stream=stream, maxlen=max_len, pipeline=p)
+                    await p.execute()
+                return batch
+
+            self.add(f"fs-pipe{batch}", f"FastStream: pipeline, batches of {batch}", 1, "publish", pipe)
+
+    # -- consume -----------------------------------------------------------------------
+
+    async def _prefill(self, client: Any, stream: str, channel: str, envelopes: list[bytes]) -> None:
+        """XADD the envelopes (one packed round trip per 5,000)."""
+        pool = client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            for i in range(0, len(envelopes), 5000):
+                chunk = envelopes[i : i + 5000]
+                await conn.send_packed_command(prefill_command(stream, chunk, channel), check_health=False)
+                await read_replies(conn, len(chunk), 60.0)
+        finally:
+            await pool.release(conn)
+
+    async def ours_consume(self, tg: Any, client: Any, count: int) -> None:
+        channel = f"consume{count}"
+        stream = self.target.stream(channel)
+        n = self.sizes.consume
+        # Unique ids per call (the loop dedupes on processed markers): fresh envelopes each time.
+        settings = self.target.settings(batch_size=count, block_ms=1000)
+        bus = EventBus(settings)
+        await bus.connect()
+
+        async def noop(delivery: Any) -> None:
+            return None
+
+        bus.subscribe(EVENT_TYPE, noop, channel=channel, subscriber_id="bench-noop")
+        await tg.start(bus.run)
+        self._cleanups.append(bus)
+
+        async def run() -> tuple[int, float]:
+            envelopes = [envelope_bytes() for _ in range(n)]
+            consumer = bus.consumer
+            assert consumer is not None
+            target = consumer.stats.handled + n
+            await self._prefill(client, stream, channel, envelopes)
+            start = time.perf_counter()
+            await consumer.wait_until(lambda s: s.handled >= target)
+            elapsed = time.perf_counter() - start
+            await client.xtrim(stream, maxlen=0)
+            return n, elapsed
+
+        self.add(f"consume{count}", f"ours: consume loop, no-op handler, COUNT {count}", "-", "consume", run)
+
+    async def raw_consume(self, client: Any, count: int) -> None:
+        channel = f"raw-consume{count}"
+        stream = self.target.stream(channel)
+        group = "bench-raw"
+        await client.xgroup_create(stream, group, id="0", mkstream=True)
+        n = self.sizes.consume
+        envelopes = [envelope_bytes() for _ in range(n)]
+        decode = msgspec.json.decode
+
+        async def run() -> tuple[int, float]:
+            await self._prefill(client, stream, channel, envelopes)
+            start = time.perf_counter()
+            done = 0
+            while done < n:
+                reply = await client.xreadgroup(group, "raw", {stream: ">"}, count=count)
+                for _, entries in reply:
+                    ids = []
+                    for entry_id, fields in entries:
+                        decode(fields[b"event"])
+                        ids.append(entry_id)
+                    await client.xack(stream, group, *ids)
+                    done += len(ids)
+            elapsed = time.perf_counter() - start
+            await client.xtrim(stream, maxlen=0)
+            return n, elapsed
+
+        self.add(
+            f"raw-consume{count}", f"raw: XREADGROUP COUNT {count} + msgspec decode + XACK", "-", "consume", run
+        )
+
+    # -- run ---------------------------------------------------------------------------
+
+    async def run(self, *, rounds: int, min_round_s: float, publish: bool, consume: bool) -> list[Timing]:
+        await self.target.check_free()
+        self._cleanups: list[EventBus] = []
+        client = self.target.client()
+        bus = EventBus(self.target.settings())
+        broker: Any = None
+        try:
+            await bus.connect()
+            if publish:
+                self.notes.append(await self.check_auto_batching(bus))
+                self.raw_publish(client)
+                self.ours_publish(bus)
+                if self.faststream:
+                    from faststream.redis import RedisBroker  # noqa: PLC0415
+
+                    broker = RedisBroker(self.target.url, logger=None)
+                    await self.faststream_publish(broker)
+            async with anyio.create_task_group() as tg:
+                if consume:
+                    for count in (100, 1000):
+                        await self.ours_consume(tg, client, count)
+                        await self.raw_consume(client, count)
+
+                def progress(index: int) -> None:
+                    print(f"  round {index + 1}/{rounds} done (load {load_average()[0]:.2f})", file=sys.stderr)
+
+                timings = await abench_many(self.contenders, rounds=rounds, min_round_s=min_round_s, on_round=progress)
+                for consumer_bus in self._cleanups:
+                    consumer_bus.stop()
+            return timings
+        finally:
+            for consumer_bus in self._cleanups:
+                await consumer_bus.aclose()
+            if broker is not None:
+                await broker.stop()
+            await bus.aclose()
+            await client.aclose()
+            await self.target.cleanup()
+
+
+def _fmt_rate(t: Timing) -> str:
+    return f"{t.per_second:,.0f} ({1e9 / t.max_ns:,.0f}-{1e9 / t.min_ns:,.0f})"
+
+
+def report(bench: Bench, timings: dict[str, Timing], rounds: int, load: tuple[float, float, float]) -> tuple[str, str]:
+    """The console table and the RESULTS.md section body."""
+    rows = []
+    for row in bench.rows:
+        t = timings[row.key]
+        xadd_rate = f"{t.per_second * row.xadds:,.0f}" if isinstance(row.xadds, int) else "-"
+        rows.append((row.label, str(row.xadds), _fmt_rate(t), xadd_rate))
+    table = markdown_table(["contender", "XADD/event", "events/s median (min-max)", "XADD/s"], rows)
+    verdicts = []
+    for label, ours, theirs, goal in TARGETS:
+        if ours not in timings or theirs not in timings:
+            verdicts.append((label, f">= {goal:.1f}x", "not run", "-"))
+            continue
+        ratio = timings[ours].per_second / timings[theirs].per_second
+        verdicts.append((label, f">= {goal:.1f}x", f"{ratio:.2f}x", "met" if ratio >= goal else "NOT met"))
+    targets = markdown_table(["target", "goal", "ratio (medians)", "verdict"], verdicts)
+    info = machine(["redis", "hiredis", "msgspec", "anyio", "faststream", "pydantic", "psutil"])
+    sizes = (
+        f"payload {len(payload_bytes())} bytes, envelope {len(envelope_bytes())} bytes, "
+        f"workflow entry {sum(len(k) + len(v) for k, v in workflow_fields().items())} bytes of fields and values"
+    )
+    head = [
+        f"Command: `{command_line()}`",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + "; Redis 7.0 on 127.0.0.1, same machine",
+        "",
+        f"Load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; at the end: "
+        + " ".join(f"{x:.2f}" for x in load_average()),
+        "",
+        f"Event: {EVENT_TYPE}, {sizes}. Every XADD trims with `MAXLEN ~ {bench.target.max_len}`. "
+        f"Median over {rounds} interleaved rounds (min-max), each round at least the configured time.",
+    ]
+    notes = [f"- {note}" for note in bench.notes]
+    body = "\n".join([*head, "", table, "", targets, "", *notes])
+    return table + "\n\n" + targets + "\n" + "\n".join(notes), body
+
+
+async def amain(args: argparse.Namespace) -> int:
+    sizes = QUICK if args.quick else Sizes()
+    rounds = args.rounds or (2 if args.quick else 5)
+    min_round_s = 0.05 if args.quick else args.min_round_s
+    faststream = _faststream_available() and not args.no_faststream
+    bench = Bench(Target(url=args.url), sizes, faststream=faststream)
+    if not faststream:
+        bench.notes.append("FastStream rows skipped: install the bench extra (`pip install -e '.[bench]'`)")
+    load = load_average()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", file=sys.stderr)
+    publish = args.only in (None, "publish")
+    consume = args.only in (None, "consume")
+    timings = {
+        t.name: t
+        for t in await bench.run(rounds=rounds, min_round_s=min_round_s, publish=publish, consume=consume)
+    }
+    console, body = report(bench, timings, rounds, load)
+    print(console)
+    if not (args.no_write or args.quick):
+        write_section(HEADING, body)
+        print(f"wrote the '{HEADING}' section of benchmarks/RESULTS.md")
+    if args.memory:
+        import bench_memory  # noqa: PLC0415
+
+        return await bench_memory.amain(bench_memory.parse_args(["--url", args.url, *(["--no-write"] if args.no_write else [])]))
+    return 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small sizes, 2 short rounds, no RESULTS.md update")
+    parser.add_argument("--rounds", type=int, default=0, help="rounds per contender (default 5, quick 2)")
+    parser.add_argument("--min-round-s", type=float, default=0.5, help="measured seconds per round (default 0.5)")
+    parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
+    parser.add_argument("--url", default="redis://127.0.0.1:6379/11", help="Redis database of the run (own db)")
+    parser.add_argument("--only", choices=("publish", "consume"), help="run only one half")
+    parser.add_argument("--no-faststream", action="store_true", help="skip the FastStream rows")
+    parser.add_argument("--memory", action="store_true", help="also run the 1,000,000-event memory benchmark")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison, print the table, write the RESULTS.md section."""
+    return asyncio.run(amain(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
