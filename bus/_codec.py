@@ -110,6 +110,26 @@ def workflow_values(event: WorkflowEvent) -> list[bytes]:
 
 _WF_NAMES = tuple((name, name.encode()) for name in WORKFLOW_FIELDS)
 _WF_HEADS = tuple(bulk(key) for _, key in _WF_NAMES)
+assert WORKFLOW_FIELDS == (
+    "event_id",
+    "execution_id",
+    "workflow_correlation_key",
+    "event_name",
+    "event_type",
+    "tenant",
+    "timestamp",
+    "user_id",
+    "from_state",
+    "to_state",
+    "payload_json",
+), "XaddPacker.workflow packs these fields in this order"
+CRLF = b"\r\n"
+_LEN_PREFIX = tuple(b"$%d\r\n" % n for n in range(2048))
+
+
+def _blen(value: bytes) -> bytes:
+    n = len(value)
+    return _LEN_PREFIX[n] if n < 2048 else b"$%d\r\n" % n
 
 
 class XaddPacker:
@@ -154,12 +174,32 @@ class XaddPacker:
             prefix = self._wf_prefix[stream] = (
                 header(count) + bulk(b"XADD") + bulk(stream.encode()) + self._trim_resp + bulk(b"*")
             )
-        parts = [prefix]
-        for (name, _), head in zip(_WF_NAMES, _WF_HEADS, strict=True):
-            value = getattr(event, name)
-            data = value if isinstance(value, bytes) else (value or "").encode()
-            parts.append(head)
-            parts.append(b"$%d\r\n" % len(data))
-            parts.append(data)
-            parts.append(b"\r\n")
-        return b"".join(parts)
+        e = event
+        eid = e.event_id.encode()
+        exe = e.execution_id.encode() if e.execution_id else b""
+        key = e.workflow_correlation_key.encode() if e.workflow_correlation_key else b""
+        name = e.event_name.encode()
+        etype = e.event_type.encode()
+        tenant = e.tenant.encode()
+        ts = e.timestamp.encode()
+        user = e.user_id.encode() if e.user_id else b""
+        frm = e.from_state.encode() if e.from_state else b""
+        to = e.to_state.encode() if e.to_state else b""
+        pj = e.payload_json
+        h = _WF_HEADS
+        return b"".join(
+            (
+                prefix,
+                h[0], _blen(eid), eid, CRLF,
+                h[1], _blen(exe), exe, CRLF,
+                h[2], _blen(key), key, CRLF,
+                h[3], _blen(name), name, CRLF,
+                h[4], _blen(etype), etype, CRLF,
+                h[5], _blen(tenant), tenant, CRLF,
+                h[6], _blen(ts), ts, CRLF,
+                h[7], _blen(user), user, CRLF,
+                h[8], _blen(frm), frm, CRLF,
+                h[9], _blen(to), to, CRLF,
+                h[10], _blen(pj), pj, CRLF,
+            )
+        )  # fmt: skip

@@ -242,6 +242,7 @@ class Publisher:
         self._capabilities = capabilities
         self._packer = XaddPacker(settings.max_len, settings.trim_policy)
         self._streams: dict[tuple[str, str], str] = {}
+        self._chans: dict[str | tuple[str, ...], tuple[str, ...]] = {}
         self._max_bytes = settings.max_payload_bytes
         self._window = str(settings.idempotency_window_s).encode()
         self._script_loaded = False
@@ -317,12 +318,7 @@ class Publisher:
                 f"{event_type} {event_id}: the encoded event is {len(envelope)} bytes, over max_payload_bytes "
                 f"({self._max_bytes}); nothing was written (send a reference to large content instead)"
             )
-        chans: Sequence[str] = (channels,) if isinstance(channels, str) else tuple(dict.fromkeys(channels))
-        if not chans:
-            raise PayloadValidationError(event_type, "$.channel", "at least one channel is required")
-        for ch in chans:
-            if not ch or not isinstance(ch, str):
-                raise PayloadValidationError(event_type, "$.channel", f"invalid channel {ch!r}")
+        chans = self._channels(event_type, channels)
         wf: WorkflowEvent | None = None
         if workflow if workflow is not None else CHANNEL_GLOBAL in chans:
             h = hooks or _NO_HOOKS
@@ -331,7 +327,7 @@ class Publisher:
                     event_id,
                     event_type,
                     timestamp,
-                    payload_view(payload),
+                    payload if isinstance(payload, dict) else payload_view(payload),
                     data,
                     execution_id=h.execution_id,
                     correlation_key=h.correlation_key,
@@ -342,19 +338,16 @@ class Publisher:
             except EventValidationError as exc:
                 raise PayloadValidationError(exc.event_type, "$.workflow" + exc.path[1:], exc.rule) from None
         # Copies: one envelope shared by all channels unless the caller opts out.
-        copies: list[tuple[str, str, str, bytes]] = []  # (channel, stream, event id, envelope)
-        for i, ch in enumerate(chans):
-            if i and not share_event_id:
-                copy_id = new_event_id()
-                copies.append(
-                    (ch, self.stream(ch, event_type), copy_id, encode_envelope(copy_id, event_type, timestamp, data))
-                )
-            else:
-                copies.append((ch, self.stream(ch, event_type), event_id, envelope))
-        streams = ((WORKFLOW_STREAM,) if wf is not None else ()) + tuple(c[1] for c in copies)
+        stream = self.stream
+        copies = [(ch, stream(ch, event_type), event_id, envelope) for ch in chans]
         event_ids: tuple[str, ...] | None = None
         if not share_event_id and len(copies) > 1:
-            event_ids = ((event_id,) if wf is not None else ()) + tuple(c[2] for c in copies)
+            for i in range(1, len(copies)):
+                copy_id = new_event_id()
+                ch, key = copies[i][0], copies[i][1]
+                copies[i] = (ch, key, copy_id, encode_envelope(copy_id, event_type, timestamp, data))
+            event_ids = ((event_id,) if wf is not None else ()) + tuple([c[2] for c in copies])
+        streams = tuple([WORKFLOW_STREAM, *[c[1] for c in copies]] if wf is not None else [c[1] for c in copies])
         if idempotency_key is not None:
             if not idempotency_key:
                 raise PayloadValidationError(event_type, "$.idempotencyKey", "must not be empty")
@@ -371,10 +364,26 @@ class Publisher:
                 self._script_args(event_id, tenant, idempotency_key, wf, copies, force),
             )
         packer = self._packer
-        parts = [packer.workflow(WORKFLOW_STREAM, wf)] if wf is not None else []
-        for ch, stream, _, env in copies:
-            parts.append(packer.per_type(stream, ch, env, force))
+        parts = [packer.per_type(key, ch, env, force) for ch, key, _, env in copies]
+        if wf is not None:
+            parts.insert(0, packer.workflow(WORKFLOW_STREAM, wf))
         return PreparedEvent(event_id, event_type, streams, event_ids, b"".join(parts), len(parts), None)
+
+    def _channels(self, event_type: str, channels: str | Sequence[str]) -> tuple[str, ...]:
+        """The channels as a checked tuple without duplicates (cached per argument)."""
+        try:
+            return self._chans[channels]  # type: ignore[index]
+        except (KeyError, TypeError):
+            pass
+        chans = (channels,) if isinstance(channels, str) else tuple(dict.fromkeys(channels))
+        if not chans:
+            raise PayloadValidationError(event_type, "$.channel", "at least one channel is required")
+        for ch in chans:
+            if not ch or not isinstance(ch, str):
+                raise PayloadValidationError(event_type, "$.channel", f"invalid channel {ch!r}")
+        if isinstance(channels, str | tuple) and len(self._chans) < 1024:
+            self._chans[channels] = chans
+        return chans
 
     def _script_args(
         self,
@@ -438,14 +447,16 @@ class Publisher:
 
     async def _exchange(self, prepared: Sequence[PreparedEvent], *, use_sha: bool) -> list[Any]:
         n_commands = 0
-        parts: list[bytes] = []
+        parts: list[bytes] = [MULTI]
+        append = parts.append
         for p in prepared:
             n_commands += p.n_commands
-            parts.append(p.packed(use_sha=use_sha))
+            append(p.command if p.script is None else p.packed(use_sha=use_sha))
         transaction = n_commands > 1
         if transaction:
-            parts.insert(0, MULTI)
-            parts.append(EXEC)
+            append(EXEC)
+        else:
+            del parts[0]
         replies = await self._round_trip(b"".join(parts), n_commands + 2 if transaction else 1, prepared)
         if not transaction:
             command_replies: list[Any] = replies
@@ -463,25 +474,35 @@ class Publisher:
         out: list[Any] = []
         pos = 0
         for p in prepared:
+            n = p.n_commands
             if p.script is not None:
                 out.append(self._script_outcome(p, command_replies[pos]))
+            elif n == 1 and type(command_replies[pos]) is bytes:  # the common case, no slicing
+                out.append(PublishResult(p.event_id, p.event_type, {p.streams[0]: command_replies[pos].decode()}))
             else:
-                out.append(self._xadd_outcome(p, command_replies[pos : pos + p.n_commands]))
-            pos += p.n_commands
+                out.append(self._xadd_outcome(p, command_replies[pos : pos + n]))
+            pos += n
         return out
 
     def _xadd_outcome(self, p: PreparedEvent, replies: list[Any]) -> Outcome:
-        errors = [(s, r) for s, r in zip(p.streams, replies, strict=True) if isinstance(r, rex.ResponseError)]
-        if not errors:
-            entries = {s: r.decode() for s, r in zip(p.streams, replies, strict=True)}
+        entries: dict[str, str] = {}
+        for stream, reply in zip(p.streams, replies, strict=True):
+            if isinstance(reply, bytes):
+                entries[stream] = reply.decode()
+            elif isinstance(reply, str):  # a client built with decode_responses=True
+                entries[stream] = reply
+            else:
+                break
+        else:
             event_ids = dict(zip(p.streams, p.event_ids, strict=True)) if p.event_ids else None
             return PublishResult(p.event_id, p.event_type, entries, event_ids=event_ids)
+        errors = [(s, r) for s, r in zip(p.streams, replies, strict=True) if isinstance(r, rex.ResponseError)]
         if len(errors) == len(replies):  # every XADD of this event was refused: nothing of it exists
             stream, error = errors[0]
             return translate_error(error, f"publish of {p.event_type} {p.event_id} to {stream} (nothing was written)")
         ids = p.event_ids or (p.event_id,) * len(p.streams)
         written = [
-            (e, s, r.decode())
+            (e, s, r.decode() if isinstance(r, bytes) else str(r))
             for e, s, r in zip(ids, p.streams, replies, strict=True)
             if not isinstance(r, rex.ResponseError)
         ]

@@ -10,7 +10,7 @@ Reading: ``Connection.read_response()`` costs ~6 us per reply (a timeout context
 formatting per call), which dominates a 1,000-entry MULTI/EXEC (1,000 ``QUEUED`` replies).
 :func:`read_replies` therefore reads from the connection's parser directly under ONE timeout for
 the whole round trip (~0.35 us per reply), and falls back to ``read_response()`` per reply on
-connections without a RESP2 parser it knows (e.g. RESP3). Either way error replies come back as
+connections without a parser it knows. Either way error replies come back as
 ``redis.exceptions.ResponseError`` values, not raised: the caller decides what they mean.
 """
 
@@ -21,6 +21,9 @@ from typing import Any
 
 import anyio
 import redis.exceptions as rex
+from redis.asyncio.connection import AbstractConnection
+
+_STOCK_READ_RESPONSE = AbstractConnection.read_response
 
 __all__ = [
     "EXEC",
@@ -68,12 +71,17 @@ def pack_many(commands: Iterable[tuple[bytes | str | int, ...]]) -> bytes:
 
 
 def _fast_reader(conn: Any) -> Any:
-    """The connection's RESP2 parser when reading from it directly is safe, else None."""
+    """The connection's parser (hiredis or Python, RESP2 or RESP3), else None.
+
+    Only for connections that read with redis-py's own ``read_response`` (plain and TLS sockets).
+    Both parsers return error replies as values and, for RESP3, consume out-of-band push
+    messages themselves (``push_request=False``), so replies come back in command order.
+    """
+    if getattr(type(conn), "read_response", None) is not _STOCK_READ_RESPONSE:
+        return None  # a subclass reads its own way (fakeredis queues Python objects): respect it
     parser = getattr(conn, "_parser", None)
-    if parser is None or not hasattr(parser, "read_response"):
+    if parser is None or not callable(getattr(parser, "read_response", None)):
         return None
-    if str(getattr(conn, "protocol", 2) or 2) != "2":
-        return None  # RESP3 interleaves push messages: let redis-py handle them
     return parser
 
 

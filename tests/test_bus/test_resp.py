@@ -148,3 +148,25 @@ async def test_read_replies_times_out_as_a_whole(real_client: aioredis.Redis) ->
     finally:
         await conn.disconnect()
         await pool.release(conn)
+
+
+async def test_fast_reader_is_used_on_real_sockets_only(
+    real_client: aioredis.Redis, fake_client: aioredis.Redis
+) -> None:
+    """Real redis-py connections (RESP2 or RESP3) are read through their parser; fakeredis keeps its own reader."""
+    from bus import BusSettings, create_client
+    from bus._resp import _fast_reader
+
+    bus_client = create_client(BusSettings(host="127.0.0.1"))  # the bus's own factory (RESP3 on redis-py 8)
+    for client in (real_client, bus_client):
+        conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            assert _fast_reader(conn) is conn._parser
+        finally:
+            await client.connection_pool.release(conn)
+    await bus_client.aclose()
+    conn = await fake_client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        assert _fast_reader(conn) is None
+    finally:
+        await fake_client.connection_pool.release(conn)
