@@ -194,7 +194,7 @@ def load_average() -> tuple[float, float, float]:
 def rss_bytes() -> int:
     """Resident set size of this process (psutil when installed, else /proc/self/statm)."""
     try:
-        import psutil  # noqa: PLC0415 - optional, from the bench extra
+        import psutil
     except ImportError:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE")

@@ -23,7 +23,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from bus import WORKFLOW_STREAM, BusSettings, Keys
-from bus._codec import encode_envelope, new_event_id, now_iso, workflow_values
+from bus._codec import encode_envelope, new_event_id, now_iso
 from bus._resp import bulk, header
 from schemas import WorkflowEvent
 
@@ -73,8 +73,7 @@ def workflow_fields(event_id: str | None = None, timestamp: str | None = None) -
     """The workflow stream entry of a global publish, as field -> value bytes in wire order."""
     data = payload_bytes()
     wf = WorkflowEvent.from_bus_event(event_id or new_event_id(), EVENT_TYPE, timestamp or now_iso(), PAYLOAD, data)
-    values = workflow_values(wf)
-    return dict(zip(values[::2], values[1::2], strict=True))
+    return {name.encode(): value for name, value in wf.to_fields().items()}
 
 
 def prefill_command(stream: str, envelopes: list[bytes], channel: str) -> bytes:
@@ -121,12 +120,17 @@ class Target:
         finally:
             await client.aclose()
 
+    @staticmethod
+    def marker_keys() -> list[str]:
+        """The processed-marker sets of the run's tenant (unprefixed, as the reference names them)."""
+        return [f"processed_events:{TENANT}", f"processed_event_handlers:{TENANT}"]
+
     async def cleanup(self) -> None:
         """Delete every key the run wrote: its prefix, the workflow stream, the tenant's markers."""
         client = self.client()
         try:
             keys = [key async for key in client.scan_iter(match=f"{self.prefix}*", count=1000)]
-            keys += [WORKFLOW_STREAM, f"processed_events:{TENANT}", f"processed_event_handlers:{TENANT}"]
+            keys += [WORKFLOW_STREAM, *self.marker_keys()]
             for i in range(0, len(keys), 500):
                 await client.delete(*keys[i : i + 500])
         finally:
@@ -143,12 +147,12 @@ def faststream_model() -> Any:
     """
     global _MODEL
     if _MODEL is None:
-        from typing import Annotated  # noqa: PLC0415
+        from typing import Annotated
 
-        from bench_validate import PTicketUpdated, PUuid  # noqa: PLC0415
-        from pydantic import BaseModel, ConfigDict, Field  # noqa: PLC0415
+        from bench_validate import PTicketUpdated, PUuid
+        from pydantic import BaseModel, ConfigDict, Field
 
-        from schemas import DATETIME_PATTERN  # noqa: PLC0415
+        from schemas import DATETIME_PATTERN
 
         # FastStream serialises with ``model_dump_json()``: write the wire (camelCase) names.
         config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore", serialize_by_alias=True)

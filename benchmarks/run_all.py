@@ -37,7 +37,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +103,8 @@ class Row:
 
 def _faststream_available() -> bool:
     try:
-        import faststream.redis  # noqa: F401, PLC0415
-        import pydantic  # noqa: F401, PLC0415
+        import faststream.redis  # noqa: F401
+        import pydantic  # noqa: F401
     except ImportError:
         return False
     return True
@@ -144,9 +144,7 @@ class Bench:
                     await pipe.execute()
                     return batch
 
-                self.add(
-                    f"raw{batch}-{xadds}", f"raw redis-py pipeline, batches of {batch}", xadds, "publish", run
-                )
+                self.add(f"raw{batch}-{xadds}", f"raw redis-py pipeline, batches of {batch}", xadds, "publish", run)
 
     # -- ours --------------------------------------------------------------------------
 
@@ -253,7 +251,7 @@ class Bench:
     # -- consume -----------------------------------------------------------------------
 
     async def _prefill(self, client: Any, stream: str, channel: str, envelopes: list[bytes]) -> None:
-        """XADD the envelopes (one packed round trip per 5,000)."""
+        """XADD the envelopes (one packed round trip per 5,000; untimed)."""
         pool = client.connection_pool
         conn = await pool.get_connection()
         try:
@@ -264,32 +262,37 @@ class Bench:
         finally:
             await pool.release(conn)
 
-    async def ours_consume(self, tg: Any, client: Any, count: int) -> None:
+    async def ours_consume(self, client: Any, count: int) -> None:
         channel = f"consume{count}"
         stream = self.target.stream(channel)
         n = self.sizes.consume
-        # Unique ids per call (the loop dedupes on processed markers): fresh envelopes each time.
-        settings = self.target.settings(batch_size=count, block_ms=1000)
-        bus = EventBus(settings)
+        bus = EventBus(self.target.settings(batch_size=count, block_ms=1000))
         await bus.connect()
+        self._cleanups.append(bus)
 
         async def noop(delivery: Any) -> None:
             return None
 
         bus.subscribe(EVENT_TYPE, noop, channel=channel, subscriber_id="bench-noop")
-        await tg.start(bus.run)
-        self._cleanups.append(bus)
+        # The same envelopes every call: the processed markers are deleted after each call, so the
+        # loop does not skip them as duplicates (entry ids are new each time).
+        envelopes = [envelope_bytes() for _ in range(n)]
 
         async def run() -> tuple[int, float]:
-            envelopes = [envelope_bytes() for _ in range(n)]
-            consumer = bus.consumer
-            assert consumer is not None
-            target = consumer.stats.handled + n
+            # Prefill while the loop is stopped, then time from its start (groups, own-pending
+            # check and all) until Redis confirmed the last ack: the raw loop starts the same way.
             await self._prefill(client, stream, channel, envelopes)
-            start = time.perf_counter()
-            await consumer.wait_until(lambda s: s.handled >= target)
-            elapsed = time.perf_counter() - start
+            target = bus.stats.handled + n
+            async with anyio.create_task_group() as tg:
+                start = time.perf_counter()
+                await tg.start(bus.run)
+                consumer = bus.consumer
+                assert consumer is not None
+                await consumer.wait_until(lambda s: s.handled >= target)
+                elapsed = time.perf_counter() - start
+                bus.stop()
             await client.xtrim(stream, maxlen=0)
+            await client.delete(*self.target.marker_keys())
             return n, elapsed
 
         self.add(f"consume{count}", f"ours: consume loop, no-op handler, COUNT {count}", "-", "consume", run)
@@ -320,9 +323,7 @@ class Bench:
             await client.xtrim(stream, maxlen=0)
             return n, elapsed
 
-        self.add(
-            f"raw-consume{count}", f"raw: XREADGROUP COUNT {count} + msgspec decode + XACK", "-", "consume", run
-        )
+        self.add(f"raw-consume{count}", f"raw: XREADGROUP COUNT {count} + msgspec decode + XACK", "-", "consume", run)
 
     # -- run ---------------------------------------------------------------------------
 
@@ -339,23 +340,19 @@ class Bench:
                 self.raw_publish(client)
                 self.ours_publish(bus)
                 if self.faststream:
-                    from faststream.redis import RedisBroker  # noqa: PLC0415
+                    from faststream.redis import RedisBroker
 
                     broker = RedisBroker(self.target.url, logger=None)
                     await self.faststream_publish(broker)
-            async with anyio.create_task_group() as tg:
-                if consume:
-                    for count in (100, 1000):
-                        await self.ours_consume(tg, client, count)
-                        await self.raw_consume(client, count)
+            if consume:
+                for count in (100, 1000):
+                    await self.ours_consume(client, count)
+                    await self.raw_consume(client, count)
 
-                def progress(index: int) -> None:
-                    print(f"  round {index + 1}/{rounds} done (load {load_average()[0]:.2f})", file=sys.stderr)
+            def progress(index: int) -> None:
+                print(f"  round {index + 1}/{rounds} done (load {load_average()[0]:.2f})", file=sys.stderr)
 
-                timings = await abench_many(self.contenders, rounds=rounds, min_round_s=min_round_s, on_round=progress)
-                for consumer_bus in self._cleanups:
-                    consumer_bus.stop()
-            return timings
+            return await abench_many(self.contenders, rounds=rounds, min_round_s=min_round_s, on_round=progress)
         finally:
             for consumer_bus in self._cleanups:
                 await consumer_bus.aclose()
@@ -408,9 +405,14 @@ def report(bench: Bench, timings: dict[str, Timing], rounds: int, load: tuple[fl
 
 
 async def amain(args: argparse.Namespace) -> int:
-    sizes = QUICK if args.quick else Sizes()
+    sizes = replace(QUICK if args.quick else Sizes())
+    if args.consume_events:
+        sizes.consume = args.consume_events
+    if args.sequential:
+        sizes.sequential = args.sequential
+        sizes.per_caller = max(1, args.sequential // 10)
     rounds = args.rounds or (2 if args.quick else 5)
-    min_round_s = 0.05 if args.quick else args.min_round_s
+    min_round_s = args.min_round_s if args.min_round_s is not None else (0.05 if args.quick else 0.5)
     faststream = _faststream_available() and not args.no_faststream
     bench = Bench(Target(url=args.url), sizes, faststream=faststream)
     if not faststream:
@@ -420,8 +422,7 @@ async def amain(args: argparse.Namespace) -> int:
     publish = args.only in (None, "publish")
     consume = args.only in (None, "consume")
     timings = {
-        t.name: t
-        for t in await bench.run(rounds=rounds, min_round_s=min_round_s, publish=publish, consume=consume)
+        t.name: t for t in await bench.run(rounds=rounds, min_round_s=min_round_s, publish=publish, consume=consume)
     }
     console, body = report(bench, timings, rounds, load)
     print(console)
@@ -429,9 +430,11 @@ async def amain(args: argparse.Namespace) -> int:
         write_section(HEADING, body)
         print(f"wrote the '{HEADING}' section of benchmarks/RESULTS.md")
     if args.memory:
-        import bench_memory  # noqa: PLC0415
+        import bench_memory
 
-        return await bench_memory.amain(bench_memory.parse_args(["--url", args.url, *(["--no-write"] if args.no_write else [])]))
+        return await bench_memory.amain(
+            bench_memory.parse_args(["--url", args.url, *(["--no-write"] if args.no_write else [])])
+        )
     return 0
 
 
@@ -439,7 +442,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes, 2 short rounds, no RESULTS.md update")
     parser.add_argument("--rounds", type=int, default=0, help="rounds per contender (default 5, quick 2)")
-    parser.add_argument("--min-round-s", type=float, default=0.5, help="measured seconds per round (default 0.5)")
+    parser.add_argument("--min-round-s", type=float, help="measured seconds per round (default 0.5, quick 0.05)")
+    parser.add_argument("--consume-events", type=int, default=0, help="entries per consume call (default 20,000)")
+    parser.add_argument("--sequential", type=int, default=0, help="events per one-at-a-time call (default 300)")
     parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
     parser.add_argument("--url", default="redis://127.0.0.1:6379/11", help="Redis database of the run (own db)")
     parser.add_argument("--only", choices=("publish", "consume"), help="run only one half")

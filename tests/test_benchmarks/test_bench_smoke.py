@@ -1,0 +1,85 @@
+"""Smoke test of the benchmark entry point: it runs end to end with tiny sizes and prints its
+table (nothing is timed or asserted about speed). Needs the real Redis (integration)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import redis
+
+from bus._cli_bench import run_all_script
+from bus.cli import build_parser
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load_run_all() -> ModuleType:
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("run_all", BENCHMARKS / "run_all.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_all"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_db() -> str:
+    """A Redis database (12-15) without a workflow stream, so the run trims nobody's entries."""
+    for db in range(12, 16):
+        client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+        try:
+            free = not client.exists("workflow:events:global")
+        except redis.ConnectionError as exc:  # pragma: no cover - CI starts Redis
+            pytest.fail(f"the smoke test needs Redis on 127.0.0.1:6379: {exc}")
+        finally:
+            client.close()
+        if free:
+            return f"redis://127.0.0.1:6379/{db}"
+    pytest.skip("no free Redis database among 12-15")
+
+
+def test_bus_bench_is_registered() -> None:
+    """`bus bench --quick` parses and points at the checkout's benchmarks/run_all.py."""
+    args = build_parser().parse_args(["bench", "--quick", "--no-write"])
+    assert args.quick and args.no_write and callable(args.handler)
+    assert run_all_script() == BENCHMARKS / "run_all.py"
+
+
+@pytest.mark.integration
+def test_run_all_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """run_all with minimal sizes and one round prints every row and the target ratios."""
+    run_all = _load_run_all()
+    code = run_all.main(
+        [
+            "--quick",
+            "--no-write",
+            "--rounds",
+            "1",
+            "--min-round-s",
+            "0.001",
+            "--sequential",
+            "10",
+            "--consume-events",
+            "200",
+            "--url",
+            _free_db(),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "| contender | XADD/event | events/s median (min-max) | XADD/s |" in out
+    for row in (
+        "raw redis-py pipeline, batches of 1000",
+        "ours: await publish(), one at a time",
+        "ours: 64 concurrent await publish(batch=True)",
+        "ours: publish_many, batches of 1000",
+        "ours: consume loop, no-op handler, COUNT 1000",
+        "raw: XREADGROUP COUNT 1000 + msgspec decode + XACK",
+    ):
+        assert row in out
+    assert "| target | goal | ratio (medians) | verdict |" in out
+    assert "Auto-batching check" in out
