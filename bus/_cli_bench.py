@@ -28,8 +28,7 @@ def _bench(args: argparse.Namespace) -> int:
     script = run_all_script()
     if script is None:
         print(
-            "bus bench: benchmarks/run_all.py not found; run it from a source checkout "
-            "(pip install -e '.[bench]')",
+            "bus bench: benchmarks/run_all.py not found; run it from a source checkout (pip install -e '.[bench]')",
             file=sys.stderr,
         )
         return 2
