@@ -119,7 +119,10 @@ class StreamLoop:
     async def _read_forever(self) -> None:
         while True:
             try:
-                await self.read_once()
+                handled = await self.read_once()
+                # A checkpoint per round; a short pause after an empty one, for servers that
+                # answer a blocking read at once (fakeredis) instead of after ``block_ms``.
+                await anyio.sleep(0 if handled else 0.005)
             except TimeoutError:
                 log.warning(
                     "XREADGROUP on %s exceeded %.1fs; connection reset",

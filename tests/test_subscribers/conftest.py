@@ -100,6 +100,12 @@ async def published(bus: EventBus, event_type: str) -> list[dict[str, Any]]:
     return [msgspec.json.decode(fields[b"event"])["payload"] for _, fields in entries]
 
 
+async def entries(bus: EventBus, key: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """Every entry of a stream, oldest first, as ``(id, fields)`` bytes."""
+    raw: Any = await bus.client.xrange(key)
+    return [(entry_id, dict(fields)) for entry_id, fields in raw]
+
+
 def part(msg: Message, content_type: str) -> str:
     """The decoded text of a message's ``text/plain`` or ``text/html`` part."""
     for p in msg.walk():
