@@ -1,0 +1,891 @@
+"""The consume loop: one reader, N workers and one acker per bus, in one anyio task group.
+
+Data flow::
+
+    reader (XREADGROUP, own pending at start) --+
+                                                +--> decode, marker lookup --> [bounded stream] --> N workers
+    maintenance (reclaim, keep-alive, trims) ---+                                                     |
+                                                                                                     v
+                                  acker: one MULTI/EXEC per flush (XADD dead letters, XACK, SADD markers)
+
+- The reader blocks on its own connection, under a hard timeout that resets it.
+- Every batch is decoded once (one reusable decoder per Struct); poison input is dead-lettered
+  with the reason; processed markers of the whole batch are looked up in one round trip.
+- Workers run the handlers of one entry in order, each under ``handler_timeout_s``, retrying a
+  failure in-process (tenacity, short capped backoff) before leaving the entry pending.
+- The acker flushes whatever finished since its last flush (group commit): one XACK per stream
+  per flush, the event markers and dead letters in the same transaction.
+- Shutdown (cancel or :meth:`Consumer.stop`): stop reading, let in-flight handlers finish within
+  ``shutdown_grace_s``, flush the acks (shielded, time-boxed), leave the rest pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import types
+from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import anyio
+import msgspec
+import redis.asyncio as aioredis
+from anyio.abc import TaskStatus
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from schemas import Registry, SchemaError, decode_bus_event
+
+from ._deadletter import DeadLetterReason, dead_letter_fields
+from ._delivery import Delivery, Handler, Subscription, handler_key_of
+from ._errors import (
+    AuthenticationError,
+    BackendError,
+    BackendTimeoutError,
+    BusError,
+    ConfigurationError,
+    GroupMissingError,
+    Reject,
+    RetryLater,
+)
+from ._inspect import group_trimmed_unread
+from ._keys import Keys
+from ._markers import Markers
+from ._reclaim import PendingEntry, claim_idle, keep_alive, read_own_pending
+from ._redis import redis_errors, translate_error
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from ._settings import BusSettings
+
+__all__ = ["Consumer", "ConsumerStats", "make_subscription"]
+
+log = logging.getLogger(__name__)
+
+#: Time box of the final, shielded ack flush at shutdown.
+FINAL_FLUSH_TIMEOUT_S = 5.0
+#: Reconnect backoff of the reader, the acker and the maintenance loop (tenacity, with jitter).
+RECONNECT_INITIAL_S = 0.05
+RECONNECT_MAX_S = 2.0
+
+
+class ConsumerStats(msgspec.Struct, kw_only=True):
+    """Counters of a consume loop. Outcomes (handled, duplicates, dead-lettered) count once Redis
+    confirmed the ack, so a test or a health check can wait on them."""
+
+    read: int = 0
+    reclaimed: int = 0
+    handled: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    dead_lettered: int = 0
+    invalid: int = 0
+    acked: int = 0
+    trimmed_unread: int = 0
+    trimmed_pending: int = 0
+    group_recreations: int = 0
+    reconnects: int = 0
+
+
+def make_subscription(
+    registry: Registry,
+    keys: Keys,
+    existing: Sequence[Subscription],
+    event_type: str,
+    handler: Handler,
+    channel: str,
+    subscriber_id: str | None,
+) -> Subscription:
+    """Validate one subscription: a known event type and a handler key unique on its stream."""
+    spec = registry.get(event_type)  # unknown types raise with suggestions
+    if not channel:
+        raise ConfigurationError("channel", "must be a non-empty channel name")
+    key = subscriber_id or handler_key_of(handler)
+    stream = keys.stream(channel, spec.event_type)
+    if any(s.stream == stream and s.handler_key == key for s in existing):
+        raise ConfigurationError(
+            "subscriber_id", f"{key!r} already handles {spec.event_type} on {channel}; pass a distinct subscriber_id"
+        )
+    return Subscription(event_type=spec.event_type, channel=channel, stream=stream, handler_key=key, handler=handler)
+
+
+class _Entry:
+    """One stream entry on its way from the reader to the acker."""
+
+    __slots__ = ("deliveries", "delivery", "done", "entry_id", "event_member", "fields", "stream", "subs")
+
+    def __init__(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes] | None, deliveries: int) -> None:
+        self.stream = stream
+        self.entry_id = entry_id
+        self.fields = fields
+        self.deliveries = deliveries
+        self.delivery: Delivery | None = None
+        self.subs: tuple[Subscription, ...] = ()
+        self.done: frozenset[str] = frozenset()
+        self.event_member = ""
+
+
+class _Resume:
+    """Awaits a coroutine that already ran up to its first suspension (``first`` is what it yielded).
+
+    Handlers are started eagerly: ``coro.send(None)`` runs one to its first await, and one that
+    finishes without suspending (a cache write, a no-op) never pays for a cancel scope. One that
+    suspends continues here, under the handler timeout, in the same task.
+    """
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, value = self._coro, self._first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation included: hand it to the handler
+                try:
+                    value = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration:
+                    return
+
+
+def _leaves(exc: BaseException) -> Iterable[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+class Consumer:
+    """One run of the consume loop for a fixed set of subscriptions (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        settings: BusSettings,
+        keys: Keys,
+        registry: Registry,
+        consumer_name: str,
+        subscriptions: Sequence[Subscription],
+        stats: ConsumerStats | None = None,
+    ) -> None:
+        if not subscriptions:
+            raise ConfigurationError("subscriptions", "nothing is subscribed: call bus.subscribe(...) before run()")
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ConfigurationError("client", "a redis client with decode_responses=True cannot read entries")
+        self.client = client
+        self.settings = settings
+        self.keys = keys
+        self.registry = registry
+        self.name = consumer_name
+        self.group = settings.consumer_group
+        self.stats = stats if stats is not None else ConsumerStats()
+        self.markers = Markers(keys, self.group, settings.marker_ttl_s)
+        by_stream: dict[str, list[Subscription]] = {}
+        for sub in subscriptions:
+            by_stream.setdefault(sub.stream, []).append(sub)
+        self._subs = {stream: tuple(subs) for stream, subs in by_stream.items()}
+        self._channel = {stream: subs[0].channel for stream, subs in self._subs.items()}
+        self._event_type = {stream: subs[0].event_type for stream, subs in self._subs.items()}
+        self._stream_of: dict[bytes | str, str] = {}
+        for stream in self._subs:
+            self._stream_of[stream] = stream
+            self._stream_of[stream.encode()] = stream
+        self.streams = tuple(self._subs)
+        self._inflight: dict[tuple[str, bytes], float] = {}
+        # Acker buffers (appended by workers/reader, flushed by the acker).
+        self._acks: list[_Entry] = []
+        self._dups: list[_Entry] = []
+        self._dead: list[tuple[_Entry, str, DeadLetterReason, int]] = []
+        self._marks: list[tuple[_Entry, list[str]]] = []
+        self._drops: list[_Entry] = []
+        self._ack_wakeup = anyio.Event()
+        self._changed = anyio.Event()
+        self._workers_done = False
+        self._stopping = False
+        self._stop_requested = False
+        self._feed_scope: anyio.CancelScope | None = None
+        self._pool_scope: anyio.CancelScope | None = None
+        self._reader_client: aioredis.Redis | None = None
+        self._trim_seen: dict[str, int] = {}
+        self._last_nogroup_log = 0.0
+        self._timeout = settings.handler_timeout_s
+        self._max_deliveries = settings.max_deliveries
+        if settings.retry_backoff_max_s > 0:
+            self._retry_wait: Any = wait_exponential_jitter(
+                initial=settings.retry_backoff_s, max=settings.retry_backoff_max_s, jitter=settings.retry_backoff_s
+            )
+        else:
+            self._retry_wait = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def stop(self) -> None:
+        """Ask for a graceful stop: :meth:`run` drains and returns."""
+        self._stop_requested = True
+        if self._feed_scope is not None:
+            self._feed_scope.cancel()
+
+    async def wait_until(self, predicate: Callable[[ConsumerStats], bool]) -> ConsumerStats:
+        """Wait until ``predicate(stats)`` holds (re-checked whenever the counters change)."""
+        while not predicate(self.stats):
+            await self._changed.wait()
+        return self.stats
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Create the groups, signal ``task_status``, then consume until cancelled or stopped."""
+        await self.ensure_groups()
+        send, recv = anyio.create_memory_object_stream[_Entry](max_buffer_size=self.settings.batch_size)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._pool, recv)
+                tg.start_soon(self._feed, send)
+                task_status.started()
+        except BaseExceptionGroup as group:
+            errors = [e for e in _leaves(group) if not isinstance(e, anyio.get_cancelled_exc_class())]
+            if len(errors) == 1 and isinstance(errors[0], Exception):
+                raise errors[0] from None
+            raise
+
+    async def ensure_groups(self) -> None:
+        """XGROUP CREATE ... 0 MKSTREAM on every subscribed stream (BUSYGROUP ignored)."""
+        with redis_errors("XGROUP CREATE"):
+            pipe = self.client.pipeline(transaction=False)
+            for stream in self.streams:
+                pipe.xgroup_create(stream, self.group, id="0", mkstream=True)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        for stream, reply in zip(self.streams, replies, strict=True):
+            if isinstance(reply, Exception) and not str(reply).startswith("BUSYGROUP"):
+                raise translate_error(reply, f"XGROUP CREATE {stream} {self.group}") from reply
+
+    async def _feed(self, send: MemoryObjectSendStream[_Entry]) -> None:
+        """Reader and maintenance; their end (cancel, stop, error) starts the drain."""
+        try:
+            async with send:
+                with anyio.CancelScope() as self._feed_scope:
+                    if self._stop_requested:
+                        self._feed_scope.cancel()
+                    await self._check_trimming_safely()
+                    await self._drain_own_pending(send)
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._maintain, send.clone())
+                        await self._read_loop(send)
+        finally:
+            self._begin_drain()
+            await self._close_reader()
+
+    def _begin_drain(self) -> None:
+        self._stopping = True
+        if self._pool_scope is not None:
+            self._pool_scope.deadline = min(
+                self._pool_scope.deadline, anyio.current_time() + self.settings.shutdown_grace_s
+            )
+
+    async def _pool(self, recv: MemoryObjectReceiveStream[_Entry]) -> None:
+        """Workers and acker, shielded from outside cancellation: shutdown is time-boxed instead."""
+        with anyio.CancelScope(shield=True) as self._pool_scope:
+            if self._stopping:
+                self._begin_drain()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._acker)
+                async with recv, anyio.create_task_group() as workers:
+                    for _ in range(self.settings.concurrency):
+                        workers.start_soon(self._worker, recv.clone())
+                self._workers_done = True
+                self._ack_wakeup.set()
+        with anyio.CancelScope(shield=True) as final:
+            final.deadline = anyio.current_time() + FINAL_FLUSH_TIMEOUT_S
+            try:
+                while self._has_ops():
+                    await self._flush()
+            except BusError as exc:
+                log.error("final ack flush failed; %d entries stay pending: %s", self._ops_count(), exc)
+        for entries in (self._acks, self._dups, self._drops):
+            for entry in entries:
+                self._release(entry)
+        self._inflight.clear()
+
+    # ----------------------------------------------------------------- reading
+
+    def _reader(self) -> aioredis.Redis:
+        """The dedicated connection for blocking reads (same server and options, no socket timeout:
+        the hard read timeout governs it)."""
+        if self._reader_client is None:
+            pool = self.client.connection_pool
+            kwargs = dict(pool.connection_kwargs)
+            kwargs["socket_timeout"] = None
+            own = type(pool)(connection_class=pool.connection_class, **kwargs)
+            self._reader_client = aioredis.Redis(connection_pool=own, single_connection_client=True)
+        return self._reader_client
+
+    async def _close_reader(self) -> None:
+        client, self._reader_client = self._reader_client, None
+        if client is not None:
+            with anyio.move_on_after(1.0, shield=True):
+                await client.aclose(close_connection_pool=True)
+
+    async def _read_once(self, request: dict[str, str]) -> Any:
+        try:
+            with anyio.fail_after(self.settings.read_timeout_s), redis_errors("XREADGROUP"):
+                return await self._reader().xreadgroup(
+                    self.group,
+                    self.name,
+                    cast("Any", request),
+                    count=self.settings.batch_size,
+                    block=self.settings.block_ms,
+                )
+        except AuthenticationError:
+            raise
+        except GroupMissingError:
+            raise
+        except (TimeoutError, BackendError) as exc:
+            await self._close_reader()
+            if isinstance(exc, BusError):
+                raise
+            raise BackendTimeoutError(
+                f"XREADGROUP did not answer within {self.settings.read_timeout_s}s; the connection was reset"
+            ) from exc
+
+    def _retrying(self, what: str) -> AsyncRetrying:
+        """Transport retries: forever, exponential backoff with jitter, never on auth errors."""
+
+        def transient(exc: BaseException) -> bool:
+            return isinstance(exc, BackendError) and not isinstance(exc, AuthenticationError)
+
+        def before_sleep(state: RetryCallState) -> None:
+            self.stats.reconnects += 1
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("%s failed (attempt %d), retrying: %s", what, state.attempt_number, exc)
+
+        return AsyncRetrying(
+            retry=retry_if_exception(transient),
+            wait=wait_exponential_jitter(initial=RECONNECT_INITIAL_S, max=RECONNECT_MAX_S),
+            sleep=anyio.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    async def _read_loop(self, send: MemoryObjectSendStream[_Entry]) -> None:
+        request = dict.fromkeys(self.streams, ">")
+        early_s = self.settings.block_ms / 2000
+        while True:
+            started = anyio.current_time()
+            reply: Any = None
+            async for attempt in self._retrying("XREADGROUP"):
+                with attempt:
+                    try:
+                        reply = await self._read_once(request)
+                    except GroupMissingError as exc:
+                        await self._on_nogroup(exc)
+                        reply = None
+            if reply:
+                items: list[PendingEntry] = []
+                for key, entries in reply:
+                    stream = self._stream_of[key]
+                    items.extend(PendingEntry(stream, eid, fields, 0) for eid, fields in entries)
+                self.stats.read += len(items)
+                await self._dispatch(items, send)
+                await anyio.lowlevel.checkpoint()  # let workers and the acker in between batches
+            elif anyio.current_time() - started < early_s:
+                # An empty BLOCK read that returned early (fakeredis ignores BLOCK when COUNT is
+                # given; a recreated group) must not become a busy loop: poll gently instead.
+                await anyio.sleep(min(0.01, early_s))
+
+    async def _on_nogroup(self, exc: BaseException) -> None:
+        """The group vanished (e.g. Redis restarted without persistence): recreate and carry on."""
+        now = time.monotonic()
+        if now - self._last_nogroup_log >= 1.0:
+            self._last_nogroup_log = now
+            log.warning("consumer group %r missing (%s); recreating it", self.group, exc)
+        self.stats.group_recreations += 1
+        await self.ensure_groups()
+
+    async def _drain_own_pending(self, send: MemoryObjectSendStream[_Entry]) -> None:
+        """Entries this consumer name read but never acked (a crash): first, before new ones."""
+        after = dict.fromkeys(self.streams, b"0")
+        while after:
+            async for attempt in self._retrying("reading own pending entries"):
+                with attempt:
+                    try:
+                        page, after = await read_own_pending(
+                            self.client, self.group, self.name, after, self.settings.batch_size
+                        )
+                    except GroupMissingError as exc:
+                        await self._on_nogroup(exc)
+                        page, after = [], {}
+            self.stats.read += len(page)
+            await self._dispatch(page, send)
+
+    # ----------------------------------------------------------------- maintenance
+
+    async def _maintain(self, send: MemoryObjectSendStream[_Entry]) -> None:
+        """Keep-alive of in-flight entries, reclaim of idle ones, trimming checks."""
+        keep_alive_s = self.settings.claim_idle_ms / 4000
+        tick = min(self.settings.reclaim_interval_s, keep_alive_s)
+        next_reclaim = anyio.current_time() + self.settings.reclaim_interval_s
+        async with send:
+            while True:
+                await anyio.sleep(tick)
+                try:
+                    await self._keep_alive(keep_alive_s * 2)
+                    if anyio.current_time() >= next_reclaim:
+                        next_reclaim = anyio.current_time() + self.settings.reclaim_interval_s
+                        await self._reclaim(send)
+                        await self._check_trimming()
+                except AuthenticationError:
+                    raise
+                except GroupMissingError as exc:
+                    await self._on_nogroup_safely(exc)
+                except BackendError as exc:
+                    log.warning("maintenance failed, retrying in %.2fs: %s", tick, exc)
+
+    async def _on_nogroup_safely(self, exc: BaseException) -> None:
+        try:
+            await self._on_nogroup(exc)
+        except AuthenticationError:
+            raise
+        except BackendError as again:
+            log.warning("could not recreate consumer group %r: %s", self.group, again)
+
+    async def _keep_alive(self, older_than_s: float) -> None:
+        now = anyio.current_time()
+        stale: dict[str, list[bytes]] = {}
+        for (stream, entry_id), since in self._inflight.items():
+            if now - since >= older_than_s:
+                stale.setdefault(stream, []).append(entry_id)
+        if not stale:
+            return
+        await keep_alive(self.client, self.group, self.name, stale, min_idle_ms=self.settings.claim_idle_ms // 4)
+        for stream, ids in stale.items():
+            for entry_id in ids:
+                if (stream, entry_id) in self._inflight:
+                    self._inflight[(stream, entry_id)] = now
+
+    async def _reclaim(self, send: MemoryObjectSendStream[_Entry]) -> None:
+        claimed = await claim_idle(
+            self.client,
+            self.group,
+            self.name,
+            self.streams,
+            min_idle_ms=self.settings.claim_idle_ms,
+            count=self.settings.batch_size,
+            skip=set(self._inflight),
+        )
+        if claimed:
+            self.stats.reclaimed += sum(1 for c in claimed if c.fields is not None)
+            log.info("claimed %d idle entries", len(claimed))
+            await self._dispatch(claimed, send)
+
+    async def _check_trimming_safely(self) -> None:
+        try:
+            await self._check_trimming()
+        except AuthenticationError:
+            raise
+        except BackendError as exc:
+            log.warning("trimming check failed: %s", exc)
+
+    async def _check_trimming(self) -> None:
+        """Count entries trimmed before this group read them (see :mod:`bus._inspect`)."""
+        with redis_errors("XINFO (trimming check)"):
+            pipe = self.client.pipeline(transaction=False)
+            for stream in self.streams:
+                pipe.xinfo_stream(stream)
+                pipe.xinfo_groups(stream)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        exact: list[tuple[str, int, str]] = []
+        for i, stream in enumerate(self.streams):
+            sinfo, groups = replies[2 * i], replies[2 * i + 1]
+            if isinstance(sinfo, Exception) or isinstance(groups, Exception):
+                continue  # a missing stream or group: the reader recreates it
+            mine = next((g for g in groups if _text(g.get("name")) == self.group), None)
+            if mine is None:
+                continue
+            bound, is_exact = group_trimmed_unread(sinfo, mine)
+            if bound is None:
+                continue
+            if is_exact:
+                self._count_trimmed(stream, bound)
+            elif bound > self._trim_seen.get(stream, 0):
+                exact.append((stream, bound, _text(mine.get("last-delivered-id") or "0-0")))
+            else:  # at most ``bound`` were lost; lets a re-based counter (fakeredis) count new gaps
+                self._trim_seen[stream] = min(self._trim_seen.get(stream, 0), bound)
+        if exact:
+            with redis_errors("XRANGE (trimming check)"):
+                pipe = self.client.pipeline(transaction=False)
+                for stream, bound, last in exact:
+                    pipe.xrange(stream, "(" + last, "+", count=bound)
+                unread: list[Any] = await pipe.execute()
+            for (stream, bound, _), entries in zip(exact, unread, strict=True):
+                self._count_trimmed(stream, bound - len(entries))
+
+    def _count_trimmed(self, stream: str, lost: int) -> None:
+        seen = self._trim_seen.get(stream, 0)
+        self._trim_seen[stream] = lost
+        if lost > seen:
+            self.stats.trimmed_unread += lost - seen
+            log.error(
+                "%d entries of %s were trimmed before group %r read them (lost to this group; "
+                "raise REDIS_STREAM_MAX_LENGTH or use trim_policy='safe')",
+                lost - seen,
+                stream,
+                self.group,
+            )
+            self._notify()
+
+    # ----------------------------------------------------------------- dispatch
+
+    async def _dispatch(self, items: Sequence[PendingEntry], send: MemoryObjectSendStream[_Entry]) -> None:
+        """Decode, dead-letter poison, look up markers, hand the rest to the workers."""
+        now = anyio.current_time()
+        ready: list[_Entry] = []
+        wake = False
+        for stream, entry_id, fields, before in items:
+            key = (stream, entry_id)
+            if key in self._inflight:
+                continue  # already ours and in progress (a race with a claim)
+            self._inflight[key] = now
+            entry = _Entry(stream, entry_id, fields, before + 1)
+            if fields is None:
+                self._drops.append(entry)
+                wake = True
+            elif before >= self._max_deliveries:
+                reason = f"pending with {before} deliveries (max {self._max_deliveries})"
+                self._dead.append((entry, reason, "max-deliveries", before))
+                wake = True
+            else:
+                error = self._decode(entry)
+                if error is None:
+                    ready.append(entry)
+                else:
+                    self._dead.append((entry, error, "invalid", entry.deliveries))
+                    wake = True
+        if wake:
+            self._ack_wakeup.set()
+        if not ready:
+            return
+        sent = 0
+        try:
+            ready = await self._skip_processed(ready)
+            for entry in ready:
+                try:
+                    send.send_nowait(entry)
+                except anyio.WouldBlock:
+                    await send.send(entry)
+                sent += 1
+        finally:
+            for entry in ready[sent:]:
+                self._release(entry)  # stays pending in Redis: reclaimed or re-read later
+
+    def _decode(self, entry: _Entry) -> str | None:
+        """Build the delivery; a reason string when the entry is poison."""
+        fields = entry.fields
+        assert fields is not None
+        raw = fields.get(b"event")
+        if raw is None:
+            return "the entry has no `event` field"
+        expected = self._event_type[entry.stream]
+        try:
+            envelope = decode_bus_event(raw)
+            if envelope.event_type != expected:
+                if envelope.event_type not in self.registry:
+                    return f"unknown event type {envelope.event_type!r} (stream of {expected})"
+                return f"eventType {envelope.event_type!r} does not match the stream's event type {expected}"
+            payload_json = bytes(envelope.payload)
+            typed = self.registry.decode_payload(expected, payload_json)
+        except SchemaError as exc:
+            return str(exc)
+        tenant = getattr(typed.value, "tenant_id", None)
+        if not isinstance(tenant, str) or not tenant:
+            tenant = _tenant_of(payload_json)
+        channel = self._channel[entry.stream]
+        entry.subs = self._subs[entry.stream]
+        entry.delivery = Delivery(
+            event_id=envelope.id,
+            event_type=expected,
+            timestamp=envelope.timestamp,
+            tenant_id=tenant,
+            channel=channel,
+            stream=entry.stream,
+            entry_id=entry.entry_id.decode(),
+            delivery_count=entry.deliveries,
+            forced=fields.get(b"force") == b"1",
+            payload=typed,
+            payload_json=payload_json,
+        )
+        entry.event_member = self.markers.event_member(channel, envelope.id)
+        return None
+
+    async def _skip_processed(self, entries: list[_Entry]) -> list[_Entry]:
+        """One round trip: drop entries whose event is marked processed, note handlers already done."""
+        events: list[tuple[str, str]] = []
+        handlers: list[tuple[str, str]] = []
+        for entry in entries:
+            d = entry.delivery
+            assert d is not None
+            if d.forced:
+                continue
+            events.append((d.tenant_id, entry.event_member))
+            if len(entry.subs) > 1:
+                handlers.extend(
+                    (d.tenant_id, self.markers.handler_member(d.channel, d.event_id, s.handler_key)) for s in entry.subs
+                )
+        if not events:
+            return entries
+        async for attempt in self._retrying("processed-marker lookup"):
+            with attempt:
+                check = await self.markers.lookup(self.client, events, handlers)
+        if not check.events and not check.handlers:
+            return entries
+        out: list[_Entry] = []
+        for entry in entries:
+            d = entry.delivery
+            assert d is not None
+            if not d.forced and entry.event_member in check.events:
+                self._dups.append(entry)
+                self._ack_wakeup.set()
+                continue
+            if check.handlers and len(entry.subs) > 1:
+                entry.done = frozenset(
+                    s.handler_key
+                    for s in entry.subs
+                    if self.markers.handler_member(d.channel, d.event_id, s.handler_key) in check.handlers
+                )
+            out.append(entry)
+        return out
+
+    def _release(self, entry: _Entry) -> None:
+        self._inflight.pop((entry.stream, entry.entry_id), None)
+
+    # ----------------------------------------------------------------- workers
+
+    async def _worker(self, recv: MemoryObjectReceiveStream[_Entry]) -> None:
+        async with recv:
+            while True:
+                try:
+                    entry = recv.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        entry = await recv.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
+                if self._stopping:
+                    self._release(entry)  # not started: leave it pending
+                    continue
+                await self._process(entry)
+
+    async def _process(self, entry: _Entry) -> None:
+        delivery = entry.delivery
+        assert delivery is not None
+        succeeded: list[str] = []
+        for sub in entry.subs:
+            if entry.done and sub.handler_key in entry.done:
+                continue
+            error = await self._call(sub, delivery)
+            if error is not None:
+                self._on_failure(entry, sub, error, succeeded)
+                return
+            succeeded.append(sub.handler_key)
+        self._acks.append(entry)
+        self._ack_wakeup.set()
+
+    def _on_failure(self, entry: _Entry, sub: Subscription, error: BaseException, succeeded: list[str]) -> None:
+        delivery = entry.delivery
+        assert delivery is not None
+        self.stats.failed += 1
+        text = f"{sub.handler_key}: {type(error).__name__}: {error}"
+        where = f"{delivery.event_type} {delivery.event_id} ({entry.stream} {delivery.entry_id})"
+        if isinstance(error, Reject):
+            log.error("handler rejected %s: %s", where, text)
+            self._dead.append((entry, text, "rejected", entry.deliveries))
+        elif entry.deliveries >= self._max_deliveries:
+            log.error("dead-lettering %s after %d deliveries: %s", where, entry.deliveries, text)
+            self._dead.append((entry, text, "max-deliveries", entry.deliveries))
+        else:
+            log.warning("handler failed on %s, delivery %d; left pending: %s", where, entry.deliveries, text)
+            if succeeded:
+                members = [self.markers.handler_member(delivery.channel, delivery.event_id, k) for k in succeeded]
+                self._marks.append((entry, members))
+            else:
+                self._release(entry)
+                self._notify()
+                return
+        self._ack_wakeup.set()
+
+    async def _call(self, sub: Subscription, delivery: Delivery) -> BaseException | None:
+        """Run one handler with its timeout and in-process retries; the last error, or None."""
+        try:
+            await self._attempt(sub, delivery)
+            return None
+        except (RetryLater, Reject) as exc:
+            return exc
+        except Exception as exc:
+            first: Exception = exc
+        if self.settings.handler_retries == 0 or self._stopping:
+            return first
+        replay = [first]  # attempt 1 already failed: tenacity sees it, then waits before attempt 2
+
+        def retryable(exc: BaseException) -> bool:
+            return not isinstance(exc, (RetryLater, Reject)) and not self._stopping
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.info("retrying %s on %s after: %r", sub.handler_key, delivery.event_id, exc)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.handler_retries + 1),
+            retry=retry_if_exception(retryable),
+            sleep=anyio.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+            **({"wait": self._retry_wait} if self._retry_wait is not None else {}),
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if replay:
+                        raise replay.pop()
+                    self.stats.retries += 1
+                    await self._attempt(sub, delivery)
+            return None
+        except Exception as exc:
+            return exc
+
+    async def _attempt(self, sub: Subscription, delivery: Delivery) -> None:
+        """One handler call under ``handler_timeout_s`` (a timeout raises TimeoutError)."""
+        awaitable = sub.handler(delivery)
+        if type(awaitable) is types.CoroutineType:
+            coro = cast("Coroutine[Any, Any, None]", awaitable)
+            try:
+                first = coro.send(None)
+            except StopIteration:
+                return
+            with anyio.CancelScope(deadline=anyio.current_time() + self._timeout):
+                await _Resume(coro, first)
+                return
+        else:
+            with anyio.CancelScope(deadline=anyio.current_time() + self._timeout):
+                await awaitable
+                return
+        self.stats.timeouts += 1
+        raise TimeoutError(f"handler {sub.handler_key} timed out after {self._timeout}s")
+
+    # ----------------------------------------------------------------- acker
+
+    def _has_ops(self) -> bool:
+        return bool(self._acks or self._dups or self._dead or self._marks or self._drops)
+
+    def _ops_count(self) -> int:
+        return len(self._acks) + len(self._dups) + len(self._dead) + len(self._marks) + len(self._drops)
+
+    async def _acker(self) -> None:
+        while True:
+            if not self._has_ops():
+                if self._workers_done:
+                    return
+                await self._ack_wakeup.wait()
+                self._ack_wakeup = anyio.Event()
+                continue
+            async for attempt in self._retrying("ack flush"):
+                with attempt:
+                    await self._flush()
+
+    async def _flush(self) -> None:
+        """One MULTI/EXEC: dead letters, one XACK per stream, markers with their TTL."""
+        acks, dups, dead, marks, drops = self._acks[:], self._dups[:], self._dead[:], self._marks[:], self._drops[:]
+        ids: dict[str, list[bytes]] = {}
+        event_members: dict[str, list[str]] = {}
+        handler_members: dict[str, list[str]] = {}
+        pipe = self.client.pipeline(transaction=True)
+        for entry, error, reason, deliveries in dead:
+            assert entry.fields is not None
+            fields = dead_letter_fields(
+                entry.fields,
+                stream=entry.stream,
+                entry_id=entry.entry_id.decode(),
+                deliveries=deliveries,
+                error=error,
+                reason=reason,
+            )
+            pipe.xadd(Keys.dead_letter(entry.stream), cast("dict[Any, Any]", fields))
+            ids.setdefault(entry.stream, []).append(entry.entry_id)
+        for entry in acks:
+            ids.setdefault(entry.stream, []).append(entry.entry_id)
+            d = entry.delivery
+            assert d is not None
+            event_members.setdefault(self.markers.events_key(d.tenant_id), []).append(entry.event_member)
+        for entry in dups:
+            ids.setdefault(entry.stream, []).append(entry.entry_id)
+        for entry in drops:
+            ids.setdefault(entry.stream, []).append(entry.entry_id)
+        for entry, members in marks:
+            d = entry.delivery
+            assert d is not None
+            handler_members.setdefault(self.markers.handlers_key(d.tenant_id), []).extend(members)
+        for stream, stream_ids in ids.items():
+            pipe.xack(stream, self.group, *stream_ids)
+        ttl = self.markers.ttl_s
+        for members_by_key in (event_members, handler_members):
+            for key, members in members_by_key.items():
+                pipe.sadd(key, *members)
+                pipe.expire(key, ttl)
+        with redis_errors("ack flush (MULTI/EXEC)"):
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                failure = translate_error(reply, "ack flush")
+                if isinstance(failure, AuthenticationError):
+                    raise failure from reply
+                log.warning("ack flush: %s", failure)  # e.g. NOGROUP after a restart: nothing left to ack
+        # Done: drop exactly what was flushed (workers may have appended meanwhile).
+        del self._acks[: len(acks)], self._dups[: len(dups)], self._dead[: len(dead)]
+        del self._marks[: len(marks)], self._drops[: len(drops)]
+        stats = self.stats
+        stats.handled += len(acks)
+        stats.duplicates += len(dups)
+        stats.dead_lettered += len(dead)
+        stats.invalid += sum(1 for _, _, reason, _ in dead if reason == "invalid")
+        stats.trimmed_pending += len(drops)
+        stats.acked += len(acks) + len(dups) + len(dead) + len(drops)
+        if drops:
+            log.error("%d pending entries were trimmed or deleted before they were processed", len(drops))
+        for group in (acks, dups, drops):
+            for entry in group:
+                self._release(entry)
+        for entry, _, _, _ in dead:
+            self._release(entry)
+        for entry, _ in marks:
+            self._release(entry)
+        self._notify()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _tenant_of(payload_json: bytes) -> str:
+    """``tenantId`` (else ``tenant``) of a raw payload, for payload Structs without one."""
+    try:
+        data = msgspec.json.decode(payload_json)
+    except msgspec.DecodeError:
+        return "unknown"
+    value = data.get("tenantId") or data.get("tenant") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else "unknown"

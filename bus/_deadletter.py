@@ -1,0 +1,101 @@
+"""Dead letters: an entry that can never succeed is copied to ``{stream}:dead-letter`` and acked.
+
+The copy holds the original fields byte for byte, then the reference's metadata
+(``sourceStream``, ``sourceMessageId``, ``deliveries``, ``deadLetteredAt``) and ours
+(``lastError``: the last failure, ``deadLetterReason``: why). The XADD and the XACK go in one
+MULTI/EXEC (the consume side's ack flush), so an entry is never both lost and acked.
+
+Reasons: ``max-deliveries`` (failed on its last allowed delivery, or found pending with that
+many deliveries), ``invalid`` (missing ``event`` field, bad JSON, unknown event type, schema
+violation: after one attempt) and ``rejected`` (a handler raised :class:`bus.Reject`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from ._keys import Keys
+from ._redis import redis_errors
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+__all__ = ["DeadLetter", "DeadLetterReason", "dead_letter_fields", "read_dead_letters"]
+
+DeadLetterReason = Literal["max-deliveries", "invalid", "rejected"]
+
+_META = (b"sourceStream", b"sourceMessageId", b"deliveries", b"deadLetteredAt", b"lastError", b"deadLetterReason")
+#: Longest ``lastError`` kept (a handler's message could be huge).
+MAX_ERROR_CHARS = 2000
+
+
+def _iso_now() -> str:
+    ms = time.time_ns() // 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def dead_letter_fields(
+    fields: Mapping[bytes, bytes],
+    *,
+    stream: str,
+    entry_id: str,
+    deliveries: int,
+    error: str,
+    reason: DeadLetterReason,
+) -> dict[bytes, bytes]:
+    """The dead-letter entry: the original fields unchanged, then the metadata fields."""
+    out = dict(fields)
+    out[b"sourceStream"] = stream.encode()
+    out[b"sourceMessageId"] = entry_id.encode()
+    out[b"deliveries"] = str(deliveries).encode()
+    out[b"deadLetteredAt"] = _iso_now().encode()
+    out[b"lastError"] = error[:MAX_ERROR_CHARS].encode(errors="replace")
+    out[b"deadLetterReason"] = reason.encode()
+    return out
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of a dead-letter stream, parsed; ``fields`` are the original entry's fields."""
+
+    stream: str
+    entry_id: str
+    source_stream: str
+    source_message_id: str
+    deliveries: int
+    dead_lettered_at: str
+    last_error: str
+    reason: str
+    fields: dict[bytes, bytes]
+
+    @classmethod
+    def from_entry(cls, stream: str, entry_id: Any, raw: Mapping[Any, Any]) -> DeadLetter:
+        """Parse a dead-letter entry (bytes or str keys and values)."""
+        norm = {_b(k): _b(v) for k, v in raw.items()}
+        meta = {k: norm.get(k, b"").decode(errors="replace") for k in _META}
+        return cls(
+            stream=stream,
+            entry_id=_b(entry_id).decode(),
+            source_stream=meta[b"sourceStream"],
+            source_message_id=meta[b"sourceMessageId"],
+            deliveries=int(meta[b"deliveries"] or 0),
+            dead_lettered_at=meta[b"deadLetteredAt"],
+            last_error=meta[b"lastError"],
+            reason=meta[b"deadLetterReason"],
+            fields={k: v for k, v in norm.items() if k not in _META},
+        )
+
+
+def _b(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+async def read_dead_letters(client: aioredis.Redis, stream: str, *, count: int = 100) -> list[DeadLetter]:
+    """The oldest ``count`` dead letters of a per-type stream (``stream`` is the source stream)."""
+    key = Keys.dead_letter(stream)
+    with redis_errors(f"XRANGE {key}"):
+        entries: Any = await client.xrange(key, count=count)
+    return [DeadLetter.from_entry(key, entry_id, fields) for entry_id, fields in entries]
