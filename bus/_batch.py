@@ -58,7 +58,14 @@ class AutoBatcher:
         self.groups_written = 0
 
     async def submit(self, items: Sequence[PreparedEvent]) -> list[PublishResult]:
-        """Write ``items`` with whatever else is submitted in this tick; return their results."""
+        """Write ``items`` with whatever else is submitted in this tick; return their results.
+
+        Raises the error of an event that was not (fully) written, as ``EventBus.write`` does.
+        """
+        return results_or_raise(items, await self.submit_outcomes(items))
+
+    async def submit_outcomes(self, items: Sequence[PreparedEvent]) -> list[Outcome]:
+        """Like :meth:`submit`, but a result or an error per event (raises only for the whole trip)."""
         if not items:
             return []
         group = self._open
@@ -76,7 +83,7 @@ class AutoBatcher:
             await group.done.wait()
         if group.error is not None:
             raise _error_for(group.error, group.items[start:end])
-        return results_or_raise(group.items[start:end], group.outcomes[start:end])
+        return group.outcomes[start:end]
 
     async def _lead(self, group: _Group) -> None:
         self._leaders += 1

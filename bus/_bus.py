@@ -20,7 +20,7 @@ from ._batch import AutoBatcher
 from ._consume import Consumer, ConsumerStats, make_subscription
 from ._deadletter import DeadLetter, read_dead_letters
 from ._delivery import Handler, Subscription
-from ._errors import BusClosedError, ConfigurationError, PayloadTooLargeError, PayloadValidationError
+from ._errors import BusClosedError, BusError, ConfigurationError, PayloadTooLargeError, PayloadValidationError
 from ._inspect import BusStatus, discover_streams, inspect_streams
 from ._keys import CHANNEL_GLOBAL, Keys
 from ._publish import PreparedEvent, Publisher, PublishResult, WorkflowHooks
@@ -178,6 +178,18 @@ class EventBus:
         if batch:
             return await self._batcher.submit(prepared)
         return await self._publisher.write(prepared)
+
+    async def write_outcomes(
+        self, prepared: Sequence[PreparedEvent], *, batch: bool = False
+    ) -> list[PublishResult | BusError]:
+        """Like :meth:`write`, but a result or an error per event (for best-effort callers).
+
+        Raises only when the round trip as a whole failed (nothing sent, refused, outcome unknown).
+        """
+        self._check_open()
+        if batch:
+            return await self._batcher.submit_outcomes(prepared)
+        return await self._publisher.write_outcomes(prepared)
 
     async def publish(
         self,

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from schemas import WORKFLOW_FIELDS, Payload, WorkflowEvent, encode_bus_event
+from schemas import WORKFLOW_FIELDS, EventValidationError, Payload, encode_bus_event, is_uuid
 
 from ._resp import bulk, header
 
@@ -27,7 +27,8 @@ __all__ = [
     "new_event_id",
     "now_iso",
     "payload_view",
-    "workflow_values",
+    "workflow_entry",
+    "workflow_pairs",
 ]
 
 TrimPolicy = Literal["approx", "safe", "none"]
@@ -98,13 +99,56 @@ def payload_view(payload: Mapping[str, Any] | Payload) -> Mapping[str, Any]:
     return out
 
 
-def workflow_values(event: WorkflowEvent) -> list[bytes]:
-    """The workflow entry as ``[field, value, ...]`` in the reference's order (absent -> ``""``)."""
+_UUID_RULE = "Expected a uuid (8-4-4-4-12 hex digits)"
+
+
+def workflow_entry(
+    event_id: str,
+    event_type: str,
+    timestamp: str,
+    payload: Mapping[str, Any],
+    payload_json: bytes,
+    *,
+    execution_id: str | None = None,
+    correlation_key: str | None = None,
+    event_name: str | None = None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+) -> tuple[bytes, ...]:
+    """The 11 workflow entry values in wire order, by the rules of ``WorkflowEvent.from_bus_event``.
+
+    The same derivations (tenant, user, event name; ``""`` for absent values) and checks
+    (event_id, execution_id and user_id are uuids) without building the Struct: this is the hot
+    path. A test holds the two equal. ``event_id`` and ``timestamp`` are checked by the caller.
+    """
+    user = payload.get("actorUserId") or payload.get("userId") or None
+    if user is not None and not is_uuid(user):
+        raise EventValidationError(event_type, "$.user_id", _UUID_RULE)
+    if execution_id and not is_uuid(execution_id):
+        raise EventValidationError(event_type, "$.execution_id", _UUID_RULE)
+    tenant = payload.get("tenantId") or payload.get("tenant") or ""
+    name = event_name or payload.get("eventName") or event_type
+    return (
+        event_id.encode(),
+        execution_id.encode() if execution_id else b"",
+        correlation_key.encode() if correlation_key else b"",
+        (name if isinstance(name, str) else str(name)).encode(),
+        event_type.encode(),
+        (tenant if isinstance(tenant, str) else str(tenant)).encode(),
+        timestamp.encode(),
+        user.encode() if user else b"",
+        from_state.encode() if from_state else b"",
+        to_state.encode() if to_state else b"",
+        payload_json,
+    )
+
+
+def workflow_pairs(values: tuple[bytes, ...]) -> list[bytes]:
+    """``[field, value, ...]`` of a workflow entry (for the idempotency script)."""
     out: list[bytes] = []
-    for name, key in _WF_NAMES:
-        value = getattr(event, name)
+    for (_, key), value in zip(_WF_NAMES, values, strict=True):
         out.append(key)
-        out.append(value if isinstance(value, bytes) else (value or "").encode())
+        out.append(value)
     return out
 
 
@@ -166,26 +210,15 @@ class XaddPacker:
             out += [b"force", b"1"]
         return out
 
-    def workflow(self, stream: str, event: WorkflowEvent) -> bytes:
-        """``XADD workflow:events:global [MAXLEN ~ n] * event_id .. payload_json ..``."""
+    def workflow(self, stream: str, values: tuple[bytes, ...]) -> bytes:
+        """``XADD workflow:events:global [MAXLEN ~ n] * event_id .. payload_json ..`` from :func:`workflow_entry`."""
         prefix = self._wf_prefix.get(stream)
         if prefix is None:
             count = 2 + len(self.trim) + 1 + 2 * len(_WF_NAMES)
             prefix = self._wf_prefix[stream] = (
                 header(count) + bulk(b"XADD") + bulk(stream.encode()) + self._trim_resp + bulk(b"*")
             )
-        e = event
-        eid = e.event_id.encode()
-        exe = e.execution_id.encode() if e.execution_id else b""
-        key = e.workflow_correlation_key.encode() if e.workflow_correlation_key else b""
-        name = e.event_name.encode()
-        etype = e.event_type.encode()
-        tenant = e.tenant.encode()
-        ts = e.timestamp.encode()
-        user = e.user_id.encode() if e.user_id else b""
-        frm = e.from_state.encode() if e.from_state else b""
-        to = e.to_state.encode() if e.to_state else b""
-        pj = e.payload_json
+        eid, exe, key, name, etype, tenant, ts, user, frm, to, pj = values
         h = _WF_HEADS
         return b"".join(
             (

@@ -41,11 +41,18 @@ from schemas import (
     Payload,
     Registry,
     UnknownEventTypeError,
-    WorkflowEvent,
     is_uuid,
 )
 
-from ._codec import XaddPacker, encode_envelope, new_event_id, now_iso, payload_view, workflow_values
+from ._codec import (
+    XaddPacker,
+    encode_envelope,
+    new_event_id,
+    now_iso,
+    payload_view,
+    workflow_entry,
+    workflow_pairs,
+)
 from ._errors import (
     BackendError,
     BackendTimeoutError,
@@ -319,11 +326,11 @@ class Publisher:
                 f"({self._max_bytes}); nothing was written (send a reference to large content instead)"
             )
         chans = self._channels(event_type, channels)
-        wf: WorkflowEvent | None = None
+        wf: tuple[bytes, ...] | None = None
         if workflow if workflow is not None else CHANNEL_GLOBAL in chans:
             h = hooks or _NO_HOOKS
             try:
-                wf = WorkflowEvent.from_bus_event(
+                wf = workflow_entry(
                     event_id,
                     event_type,
                     timestamp,
@@ -390,7 +397,7 @@ class Publisher:
         event_id: str,
         tenant: str,
         idempotency_key: str,
-        wf: WorkflowEvent | None,
+        wf: tuple[bytes, ...] | None,
         copies: list[tuple[str, str, str, bytes]],
         force: bool,
     ) -> tuple[int, bytes]:
@@ -406,7 +413,7 @@ class Publisher:
         opts += self._packer.trim
         argv: list[bytes] = [event_id.encode(), self._window, b"%d" % len(opts), *opts]
         if wf is not None:
-            values = workflow_values(wf)
+            values = workflow_pairs(wf)
             argv.append(b"%d" % len(values))
             argv += values
         for ch, _, _, env in copies:

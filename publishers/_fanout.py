@@ -149,13 +149,14 @@ async def publish_event(
     hooks: WorkflowHooks | None = None,
     idempotency_key: str | None = None,
     tenant: str | None = None,
-    batch: bool = False,
+    batch: bool = True,
 ) -> PublishResult:
     """Publish with the reference's fan-out, every copy and the workflow entry in one MULTI/EXEC.
 
     ``strict=False`` (best effort): a failure is logged and returned as a result whose
-    ``error`` is set (``ok`` False) instead of raised. ``batch=True`` shares the round trip
-    with concurrent publishers (auto-batching, at most one loop tick later).
+    ``error`` is set (``ok`` False) instead of raised. ``batch`` (default on) shares the round
+    trip with concurrent publishers (auto-batching: at most one loop tick later, each caller
+    still returns only once its own entries are written); ``batch=False`` writes at once.
     """
     if event_id is None:
         event_id = new_event_id()

@@ -142,7 +142,7 @@ async def publish_workflow_event(
     strict: bool = True,
     share_event_id: bool = True,
     dedupe: bool = True,
-    batch: bool = False,
+    batch: bool = True,
 ) -> PublishResult:
     """Enrich from ``ctx``, apply the hooks, and publish with the fan-out in one MULTI/EXEC.
 
@@ -181,7 +181,7 @@ async def publish_domain_events(
     *,
     channel: str | None = None,
     strict: bool = True,
-    batch: bool = False,
+    batch: bool = True,
 ) -> list[PublishResult]:
     """Publish a builder's events (each with its key and hooks) in ONE round trip.
 
@@ -224,10 +224,10 @@ async def publish_domain_events(
         return [s for s in slots if isinstance(s, PublishResult)]
     written: list[PublishResult]
     try:
-        if strict or batch:
+        if strict:
             written = await bus.write(prepared, batch=batch)
         else:  # best effort: each event's own outcome (one refused entry does not fail the others)
-            outcomes = await bus.publisher.write_outcomes(prepared)
+            outcomes = await bus.write_outcomes(prepared, batch=batch)
             written = [
                 o if isinstance(o, PublishResult) else failed_result(p.event_type, p.event_id, o)
                 for p, o in zip(prepared, outcomes, strict=True)

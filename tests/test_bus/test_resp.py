@@ -13,10 +13,20 @@ import redis.asyncio as aioredis
 import redis.exceptions as rex
 from redis.asyncio.connection import Connection
 
-from bus._codec import XaddPacker, encode_envelope, new_event_id, now_iso, payload_view, workflow_values
+from bus._codec import (
+    XaddPacker,
+    encode_envelope,
+    new_event_id,
+    now_iso,
+    payload_view,
+    workflow_entry,
+    workflow_pairs,
+)
 from bus._resp import EXEC, MULTI, bulk, header, pack, pack_many, read_replies
 from schemas import WORKFLOW_FIELDS, WorkflowEvent, encode_bus_event
 from schemas.events.tickets import TicketCreated
+
+from ._support import parse_commands
 
 UUID = "5f0c6d3e-9b1a-4c2e-8f7d-2a3b4c5d6e7f"
 TS = "2026-01-23T10:11:12.345Z"
@@ -70,18 +80,64 @@ def test_per_type_xadd_matches_generic_pack(policy: Any, trim: tuple[bytes, ...]
     assert packer.per_type("p:s", "global", env, force) == expected  # cached parts reused
 
 
+WORKFLOW_CASES: list[Any] = [
+    pytest.param({"tenantId": "t1", "actorUserId": UUID}, {}, id="domain"),
+    pytest.param({"tenant": "t2", "userId": UUID, "eventName": "Named"}, {}, id="legacy-names"),
+    pytest.param({}, {}, id="empty"),
+    pytest.param({"tenantId": 7, "eventName": 3}, {}, id="non-string-values"),
+    pytest.param(
+        {"tenantId": "t", "eventName": "ignored"},
+        {
+            "execution_id": UUID,
+            "correlation_key": "ticket:1",
+            "event_name": "Hooked",
+            "from_state": "a",
+            "to_state": "b",
+        },
+        id="hooks",
+    ),
+    pytest.param({"actorUserId": "bob"}, {}, id="bad-user"),
+    pytest.param({"userId": 42}, {}, id="non-string-user"),
+    pytest.param({}, {"execution_id": "run-1"}, id="bad-execution-id"),
+]
+
+
+@pytest.mark.parametrize(("payload", "hooks"), WORKFLOW_CASES)
+def test_workflow_entry_follows_the_schema_rules(payload: dict[str, Any], hooks: dict[str, Any]) -> None:
+    """workflow_entry gives exactly WorkflowEvent.from_bus_event(...).to_fields(), and fails where it fails."""
+    args = (UUID, "TICKET_CREATED", TS, payload, b'{"x":1}')
+    try:
+        expected: Any = list(WorkflowEvent.from_bus_event(*args, **hooks).to_fields().values())
+    except Exception as exc:
+        expected = (type(exc), str(exc))
+    try:
+        got: Any = list(workflow_entry(*args, **hooks))
+    except Exception as exc:
+        got = (type(exc), str(exc))
+    assert got == expected
+
+
 def test_workflow_xadd_has_the_reference_fields_in_order() -> None:
     """The workflow XADD carries the eleven flat fields in wire order, absent values as ""."""
     wf = WorkflowEvent(
         event_id=UUID, event_type="TICKET_CREATED", event_name="TICKET_CREATED", tenant="t1", timestamp=TS
     )
-    values = workflow_values(wf)
-    assert values[0::2] == [f.encode() for f in WORKFLOW_FIELDS]
-    assert dict(zip(values[0::2], values[1::2], strict=True)) == {k.encode(): v for k, v in wf.to_fields().items()}
+    values = workflow_entry(UUID, "TICKET_CREATED", TS, {"tenantId": "t1"}, b"{}")
+    pairs = workflow_pairs(values)
+    assert pairs[0::2] == [f.encode() for f in WORKFLOW_FIELDS]
+    assert dict(zip(pairs[0::2], pairs[1::2], strict=True)) == {k.encode(): v for k, v in wf.to_fields().items()}
     packer = XaddPacker(1000)
-    assert packer.workflow("workflow:events:global", wf) == pack(
-        b"XADD", b"workflow:events:global", b"MAXLEN", b"~", b"1000", b"*", *values
+    assert packer.workflow("workflow:events:global", values) == pack(
+        b"XADD", b"workflow:events:global", b"MAXLEN", b"~", b"1000", b"*", *pairs
     )
+    long = workflow_entry(UUID, "TICKET_CREATED", TS, {}, b'{"k":"' + b"x" * 5000 + b'"}')
+    assert parse_one(packer.workflow("w", long))[-1] == long[-1]
+
+
+def parse_one(data: bytes) -> list[bytes]:
+    """The arguments of one packed command."""
+    (command,) = parse_commands(data)
+    return command
 
 
 def test_envelope_is_byte_equal_to_the_schema_encoder() -> None:
