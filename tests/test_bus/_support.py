@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import redis.asyncio as aioredis
 
@@ -47,8 +48,14 @@ async def open_bus(client: aioredis.Redis, prefix: str, **settings: Any) -> Asyn
     """An EventBus on ``client`` with keys under ``prefix`` (zero retry backoff for tests)."""
     values: dict[str, Any] = {"prefix": prefix, "retry_backoff_s": 0.0, "retry_backoff_max_s": 0.0}
     values.update(settings)
-    async with EventBus(BusSettings(**values), client=client) as bus:
+    bus = EventBus(BusSettings(**values), client=client)
+    with anyio.fail_after(10):
+        await bus.connect()
+    try:
         yield bus
+    finally:
+        with anyio.fail_after(10):
+            await bus.aclose()
 
 
 async def xrange(client: aioredis.Redis, stream: str, start: str = "-", end: str = "+") -> list[tuple[bytes, Any]]:

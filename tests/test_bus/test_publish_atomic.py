@@ -98,8 +98,8 @@ async def test_runtime_error_inside_exec_is_reported_not_hidden(backend: aioredi
     """WRONGTYPE inside EXEC does not roll back: PartialWriteError says what was written and what was refused."""
     async with open_bus(backend, test_prefix) as bus:
         stream = bus.keys.stream("global", "TICKET_CREATED")
-        await backend.set(stream, "not a stream")
         with anyio.fail_after(5):
+            await backend.set(stream, "not a stream")
             with pytest.raises(PartialWriteError) as info:
                 await bus.publish("TICKET_CREATED", ticket_created())
             event_id = info.value.event_ids[0]
@@ -108,15 +108,16 @@ async def test_runtime_error_inside_exec_is_reported_not_hidden(backend: aioredi
     assert [(e, s) for e, s, _ in info.value.failed] == [(event_id, stream)]
     assert "WRONGTYPE" in info.value.failed[0][2] and "does not roll back" in str(info.value)
     assert len(wf) == 1  # the workflow XADD ran: exactly what the error reported
-    await backend.delete(stream)
-    await backend.xdel(WORKFLOW_STREAM, info.value.written[0][2])  # the shared stream: clean up by hand
+    with anyio.fail_after(5):  # the shared workflow stream is not under the test prefix: clean up by hand
+        await backend.xdel(WORKFLOW_STREAM, info.value.written[0][2])
 
 
 async def test_batch_with_one_refused_event_names_the_written_ones(backend: aioredis.Redis, test_prefix: str) -> None:
     """In publish_many, a refused XADD fails only its event; the error lists every entry written."""
     async with open_bus(backend, test_prefix) as bus:
         bad = bus.keys.stream("emailservice::v7", "TICKET_CREATED")
-        await backend.set(bad, "x")
+        with anyio.fail_after(5):
+            await backend.set(bad, "x")
         good = [bus.prepare("TICKET_CREATED", ticket_created(), channel="internal-notifications") for _ in range(2)]
         refused = bus.prepare("TICKET_CREATED", ticket_created(), channel="emailservice::v7")
         with anyio.fail_after(5):
@@ -125,21 +126,19 @@ async def test_batch_with_one_refused_event_names_the_written_ones(backend: aior
     assert {e for e, _, _ in info.value.written} == {good[0].event_id, good[1].event_id}
     assert [(e, s) for e, s, _ in info.value.failed] == [(refused.event_id, bad)]
     assert str(info.value).startswith("1 of 3 events were not written")
-    await backend.delete(bad)
 
 
 async def test_idempotent_publish_checks_types_before_writing(backend: aioredis.Redis, test_prefix: str) -> None:
     """Through the idempotency script a WRONGTYPE stream writes nothing at all (types are checked first)."""
     async with open_bus(backend, test_prefix) as bus:
         stream = bus.keys.stream("global", "TICKET_CREATED")
-        await backend.set(stream, "x")
         with anyio.fail_after(5):
+            await backend.set(stream, "x")
             with pytest.raises(BackendError, match="WRONGTYPE") as info:
                 await bus.publish("TICKET_CREATED", ticket_created(), idempotency_key="k")
             assert not isinstance(info.value, PartialWriteError)
             assert await backend.get(bus.publisher.marker_key("tenant-1", "k")) is None
             assert await prefixed_keys(backend, test_prefix) == [stream.encode()]
-        await backend.delete(stream)
 
 
 async def test_transaction_refused_at_queue_time_writes_nothing(
@@ -149,17 +148,18 @@ async def test_transaction_refused_at_queue_time_writes_nothing(
     server = redis_process(appendonly=False)
     admin = aioredis.Redis(port=server.port)
     acl = ("ACL", "SETUSER", "pub", "on", ">pw", f"~{test_prefix}*", "+@all")
-    await admin.execute_command(*acl)  # type: ignore[no-untyped-call]
     limited = aioredis.Redis(port=server.port, username="pub", password="pw")
     try:
-        async with open_bus(limited, test_prefix) as bus:
-            with anyio.fail_after(5):
+        with anyio.fail_after(10):
+            await admin.execute_command(*acl)  # type: ignore[no-untyped-call]
+            async with open_bus(limited, test_prefix) as bus:
                 with pytest.raises(PermissionDeniedError, match="nothing was written"):
                     await bus.publish("TICKET_CREATED", ticket_created())
                 assert await admin.keys("*") == []
     finally:
-        await limited.aclose()
-        await admin.aclose()
+        with anyio.fail_after(5):
+            await limited.aclose()
+            await admin.aclose()
 
 
 async def test_the_server_runs_one_transaction(redis_process: Callable[..., Any], test_prefix: str) -> None:
@@ -167,12 +167,13 @@ async def test_the_server_runs_one_transaction(redis_process: Callable[..., Any]
     server = redis_process(appendonly=False)
     client = aioredis.Redis(port=server.port)
     try:
-        async with open_bus(client, test_prefix) as bus:
-            with anyio.fail_after(20):
+        with anyio.fail_after(20):
+            async with open_bus(client, test_prefix) as bus:
                 await client.config_resetstat()
                 await bus.publish_many([("TICKET_CREATED", ticket_created())] * 1000)
                 stats = await client.info("commandstats")
     finally:
-        await client.aclose()
+        with anyio.fail_after(5):
+            await client.aclose()
     calls = {name: stats[f"cmdstat_{name}"]["calls"] for name in ("multi", "exec", "xadd")}
     assert calls == {"multi": 1, "exec": 1, "xadd": 2000}

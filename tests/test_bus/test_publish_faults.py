@@ -68,12 +68,14 @@ async def proxied_client(upstream_port: int = 6379) -> AsyncIterator[tuple[Proxy
     """A proxy to the real Redis and a bus-style client (command retries off) connected through it."""
     proxy = Proxy(upstream_port)
     async with anyio.create_task_group() as tg:
-        await tg.start(proxy.serve)
+        with anyio.fail_after(5):
+            await tg.start(proxy.serve)
         client = create_client(BusSettings(host="127.0.0.1", port=proxy.port, socket_timeout_s=5))
         try:
             yield proxy, client
         finally:
-            await client.aclose()
+            with anyio.fail_after(5):
+                await client.aclose()
             tg.cancel_scope.cancel()
 
 
@@ -119,10 +121,10 @@ async def test_lost_reply_of_a_transaction_then_idempotent_retry(real_client: ai
 async def test_connect_failure_is_retried(real_client: aioredis.Redis, test_prefix: str) -> None:
     """A connection refused before anything was sent is retried (tenacity): the event is written once."""
     async with proxied_client() as (proxy, client), open_bus(client, test_prefix) as bus:
-        await client.connection_pool.disconnect()
         proxy.refuse = 1
         before = proxy.accepted
         with anyio.fail_after(10):
+            await client.connection_pool.disconnect()  # the next publish must connect anew
             result = await bus.publish("TICKET_CREATED", ticket_created(), channel="internal-notifications")
             stored = await entries(real_client, bus.keys.stream("internal-notifications", "TICKET_CREATED"))
     assert proxy.accepted - before == 2

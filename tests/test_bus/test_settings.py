@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+import anyio
 import fakeredis
 import pytest
 import redis.asyncio as aioredis
@@ -153,29 +154,33 @@ def test_redacted_masks_secrets() -> None:
 
 async def test_bus_is_an_async_context_manager(fake_client: aioredis.Redis) -> None:
     """``async with EventBus(...)`` connects, and closes on exit; a passed-in client stays open."""
-    async with EventBus(BusSettings(), client=fake_client) as bus:
-        assert not bus.is_closed
-        assert bus.capabilities["xadd_idmp"] is False
-    assert bus.is_closed
-    assert await fake_client.ping()
+    with anyio.fail_after(5):
+        async with EventBus(BusSettings(), client=fake_client) as bus:
+            assert not bus.is_closed
+            assert bus.capabilities["xadd_idmp"] is False
+        assert bus.is_closed
+        assert await fake_client.ping()
 
 
 async def test_use_after_close_raises(fake_server: fakeredis.FakeServer) -> None:
     """Every publish entry point and the client refuse a closed bus with BusClosedError."""
     bus = EventBus(BusSettings(), client=fakeredis.FakeAsyncRedis(server=fake_server))
-    await bus.connect()
-    await bus.aclose()
-    await bus.aclose()  # idempotent
     payload = {"tenantId": "t", "occurredAt": "2026-01-23T10:11:12.345Z"}
-    with pytest.raises(BusClosedError):
-        await bus.publish("TICKET_CREATED", payload)
-    with pytest.raises(BusClosedError):
-        await bus.publish_many([("TICKET_CREATED", payload)])
-    with pytest.raises(BusClosedError):
-        bus.prepare("TICKET_CREATED", payload)
-    with pytest.raises(BusClosedError):
-        await bus.write([])
-    with pytest.raises(BusClosedError):
-        _ = bus.client
-    with pytest.raises(BusClosedError):
+    with anyio.fail_after(5):
         await bus.connect()
+        await bus.aclose()
+        await bus.aclose()  # idempotent
+        with pytest.raises(BusClosedError):
+            await bus.publish("TICKET_CREATED", payload)
+        with pytest.raises(BusClosedError):
+            await bus.publish_many([("TICKET_CREATED", payload)])
+        with pytest.raises(BusClosedError):
+            bus.prepare("TICKET_CREATED", payload)
+        with pytest.raises(BusClosedError):
+            await bus.write([])
+        with pytest.raises(BusClosedError):
+            await bus.write_outcomes([], batch=True)
+        with pytest.raises(BusClosedError):
+            _ = bus.client
+        with pytest.raises(BusClosedError):
+            await bus.connect()
