@@ -225,7 +225,7 @@ class Ledger:
         self.wait_until(lambda led: led.count_done() >= n, timeout_s, f"{n} handlings")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Verdict:
     """What the ledger says about delivery. Keys are ``(event_id, handler)`` pairs."""
 
@@ -259,6 +259,8 @@ class Verdict:
             f"pending {self.pending}"
         )
 
+    __repr__ = __str__  # pytest shows assertion messages with repr()
+
 
 def check(
     handlings: Iterable[Handling],
@@ -290,7 +292,7 @@ def check(
         expected=must_keys,
         maybe=may_keys,
         counts=counts,
-        lost=must_keys - counts.keys(),
+        lost=frozenset(must_keys - counts.keys()),
         unexpected=frozenset(counts.keys() - must_keys - may_keys),
         duplicated={k: n for k, n in counts.items() if n > 1},
         pending=pending,

@@ -1,0 +1,179 @@
+"""Bus-level pieces of fault tests: subscriber processes, a recording publisher, drain and verdict.
+
+Test settings shorten production defaults so faults resolve in seconds (see :data:`FAST_ENV`):
+BLOCK 1 s, hard read timeout 2 s, claim idle 2 s, reclaim every 0.5 s.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from bus import BusError, EventBus, PublishOutcomeUnknownError
+from schemas import to_iso
+
+from .ledger import Ledger, Verdict
+from .procs import Child, Procs
+from .server import FaultRedis
+
+__all__ = [
+    "EVENT_TYPE",
+    "FAST_ENV",
+    "GROUP",
+    "Subscribers",
+    "publish_recorded",
+    "ticket_created",
+    "wait_drained",
+]
+
+EVENT_TYPE = "TICKET_CREATED"
+GROUP = "event-processors"
+#: Product variables (REDIS_*, BUS_*) shortened for fault tests, plus the harness's socket timeout.
+FAST_ENV: dict[str, str] = {
+    "REDIS_STREAM_BLOCKING_TIMEOUT": "1000",
+    "BUS_READ_TIMEOUT_S": "2",
+    "REDIS_STREAM_CLAIM_TIMEOUT": "2000",
+    "BUS_RECLAIM_INTERVAL_S": "0.5",
+    "BUS_SHUTDOWN_GRACE_S": "1",
+    "BUS_HANDLER_TIMEOUT_S": "5",
+    "REDIS_STREAM_MAX_LENGTH": "100000",
+    "FAULT_SOCKET_TIMEOUT_S": "2",
+}
+CLAIM_IDLE_S = int(FAST_ENV["REDIS_STREAM_CLAIM_TIMEOUT"]) / 1000
+RECLAIM_INTERVAL_S = float(FAST_ENV["BUS_RECLAIM_INTERVAL_S"])
+BLOCK_S = int(FAST_ENV["REDIS_STREAM_BLOCKING_TIMEOUT"]) / 1000
+READ_TIMEOUT_S = float(FAST_ENV["BUS_READ_TIMEOUT_S"])
+SOCKET_TIMEOUT_S = float(FAST_ENV["FAULT_SOCKET_TIMEOUT_S"])
+
+
+def ticket_created(tenant: str = "tenant-faults") -> dict[str, Any]:
+    """A valid TICKET_CREATED payload (catalog shape) with a fresh ticket id."""
+    return {"tenantId": tenant, "occurredAt": to_iso(datetime.now(UTC)), "ticketId": str(uuid.uuid4())}
+
+
+def fast_settings_overrides() -> dict[str, Any]:
+    """:data:`FAST_ENV` as ``BusSettings`` keyword overrides, for buses built in the test process."""
+    return {
+        "block_ms": int(FAST_ENV["REDIS_STREAM_BLOCKING_TIMEOUT"]),
+        "read_timeout_s": READ_TIMEOUT_S,
+        "claim_idle_ms": int(FAST_ENV["REDIS_STREAM_CLAIM_TIMEOUT"]),
+        "reclaim_interval_s": RECLAIM_INTERVAL_S,
+        "shutdown_grace_s": float(FAST_ENV["BUS_SHUTDOWN_GRACE_S"]),
+        "handler_timeout_s": float(FAST_ENV["BUS_HANDLER_TIMEOUT_S"]),
+        "max_len": int(FAST_ENV["REDIS_STREAM_MAX_LENGTH"]),
+        "socket_timeout_s": SOCKET_TIMEOUT_S,
+    }
+
+
+class Subscribers:
+    """Starts ``python -m faultlib.subscriber`` children that record into one ledger."""
+
+    def __init__(self, procs: Procs, ledger: Ledger) -> None:
+        self.procs = procs
+        self.ledger = ledger
+        self.children: list[Child] = []
+
+    def start(self, consumer: str, url: str, *, env: Mapping[str, str] | None = None, timeout_s: float = 20) -> Child:
+        """Spawn a subscriber named ``consumer`` on ``url``; returns once it consumes."""
+        full = {
+            **FAST_ENV,
+            "REDIS_URL": url,
+            "BUS_CONSUMER_NAME": consumer,
+            "FAULT_LEDGER": str(self.ledger.path),
+            **(env or {}),
+        }
+        child = self.procs.python(consumer, "-m", "faultlib.subscriber", env=full)
+        self.children.append(child)
+        self.wait_ready(child, consumer, timeout_s)
+        return child
+
+    def check_crashes(self) -> None:
+        """Raise (with its log) if a subscriber exited by itself with an error (not killed by the test)."""
+        for child in self.children:
+            code = child.returncode
+            if code is not None and code > 0:
+                raise RuntimeError(f"subscriber {child.name} crashed with exit status {code}\n{child.tail(60)}")
+
+    def restart(self, child: Child, consumer: str, timeout_s: float = 20) -> Child:
+        """SIGKILL (if running) and start again under the same consumer name; waits until ready."""
+        child.restart()
+        self.wait_ready(child, consumer, timeout_s)
+        return child
+
+    def wait_ready(self, child: Child, consumer: str, timeout_s: float = 20) -> None:
+        """Block until ``child`` marked itself ready; fail fast (with its log) if it exits."""
+        deadline = time.monotonic() + timeout_s
+        pid = child.pid
+        while not any(e == "ready" and p == pid for _, e, p, _ in self.ledger.marks(consumer)):
+            if not child.alive:
+                raise RuntimeError(f"subscriber {consumer} exited with {child.returncode}\n{child.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"subscriber {consumer} not ready within {timeout_s} s\n{child.tail()}")
+            time.sleep(0.02)
+
+
+async def publish_recorded(
+    bus: EventBus,
+    ledger: Ledger,
+    count: int,
+    *,
+    event_type: str = EVENT_TYPE,
+    give_up_after_s: float = 30.0,
+    pause_s: float = 0.0,
+) -> list[str]:
+    """Publish ``count`` events one by one, recording each attempt in the ledger.
+
+    Like a careful producer: on an error the same event id is published again (with backoff)
+    until it succeeds, so every id ends ``ok``; ``unknown`` attempts may leave a duplicate entry
+    that consumers must dedupe. Returns the event ids in order.
+    """
+    ids: list[str] = []
+    for _ in range(count):
+        event_id = str(uuid.uuid4())
+        payload = ticket_created()
+        deadline = anyio.current_time() + give_up_after_s
+        backoff = 0.02
+        while True:
+            try:
+                with ledger.publishing(event_id, unknown=(PublishOutcomeUnknownError,)):
+                    await bus.publish(event_type, payload, event_id=event_id)
+                break
+            except BusError:
+                if anyio.current_time() > deadline:
+                    raise
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 0.5)
+        ids.append(event_id)
+        if pause_s:
+            await anyio.sleep(pause_s)
+    return ids
+
+
+def wait_drained(
+    ledger: Ledger,
+    server: FaultRedis,
+    *,
+    expected: list[str] | None = None,
+    subscribers: Subscribers | None = None,
+    group: str = GROUP,
+    timeout_s: float = 30.0,
+    settle_s: float = 0.3,
+) -> Verdict:
+    """Wait until nothing expected is lost and nothing is pending, then let late duplicates show
+    for ``settle_s``; returns the verdict (pending measured with XPENDING). On timeout, returns
+    the verdict as it stands (the caller's assertion shows what is missing); a crashed
+    ``subscribers`` child raises at once."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if subscribers is not None:
+            subscribers.check_crashes()
+        if not ledger.verdict(expected=expected).lost and server.pending(group) == 0:
+            time.sleep(settle_s)
+            break
+        time.sleep(0.05)
+    return ledger.verdict(expected=expected, pending=server.pending(group))
