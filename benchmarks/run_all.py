@@ -68,6 +68,7 @@ from _workload import (
 from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, EventBus
 from bus._codec import new_event_id, now_iso
 from bus._resp import read_replies
+from schemas import REGISTRY, decode_bus_event
 
 HEADING = "Throughput (publish and consume vs raw redis-py and FastStream)"
 CHANNEL_1 = "bench"  # a non-global channel: no workflow entry, 1 XADD per event
@@ -181,6 +182,16 @@ class Bench:
                     return len(items)
 
                 self.add(f"many{batch}-{xadds}", f"ours: publish_many, batches of {batch}", xadds, "publish", many)
+
+            async def prepare_only(channel: str = channel) -> int:
+                prepare = bus.prepare
+                for _ in range(1000):
+                    prepare(EVENT_TYPE, PAYLOAD, channel=channel)
+                return 1000
+
+            self.add(
+                f"prepare-{xadds}", "(analysis) ours: prepare only, no I/O (client CPU)", xadds, "publish", prepare_only
+            )
 
     async def check_auto_batching(self, bus: EventBus) -> str:
         """Each of 64 concurrent callers finds both its entries in Redis as soon as its await returns."""
@@ -297,14 +308,19 @@ class Bench:
 
         self.add(f"consume{count}", f"ours: consume loop, no-op handler, COUNT {count}", "-", "consume", run)
 
-    async def raw_consume(self, client: Any, count: int) -> None:
-        channel = f"raw-consume{count}"
+    async def raw_consume(self, client: Any, count: int, *, validate: bool = False) -> None:
+        channel = f"raw-consume{count}{'-validate' if validate else ''}"
         stream = self.target.stream(channel)
         group = "bench-raw"
         await client.xgroup_create(stream, group, id="0", mkstream=True)
         n = self.sizes.consume
         envelopes = [envelope_bytes() for _ in range(n)]
-        decode = msgspec.json.decode
+
+        def validated(raw: bytes) -> Any:
+            envelope = decode_bus_event(raw)
+            return REGISTRY.decode_payload(envelope.event_type, bytes(envelope.payload))
+
+        decode = validated if validate else msgspec.json.decode
 
         async def run() -> tuple[int, float]:
             await self._prefill(client, stream, channel, envelopes)
@@ -323,7 +339,12 @@ class Bench:
             await client.xtrim(stream, maxlen=0)
             return n, elapsed
 
-        self.add(f"raw-consume{count}", f"raw: XREADGROUP COUNT {count} + msgspec decode + XACK", "-", "consume", run)
+        if validate:
+            label = f"(analysis) raw: XREADGROUP COUNT {count} + our envelope and payload validation + XACK"
+            self.add(f"raw-consume{count}-validate", label, "-", "consume", run)
+        else:
+            label = f"raw: XREADGROUP COUNT {count} + msgspec decode + XACK"
+            self.add(f"raw-consume{count}", label, "-", "consume", run)
 
     # -- run ---------------------------------------------------------------------------
 
@@ -348,6 +369,7 @@ class Bench:
                 for count in (100, 1000):
                     await self.ours_consume(client, count)
                     await self.raw_consume(client, count)
+                await self.raw_consume(client, 1000, validate=True)
 
             def progress(index: int) -> None:
                 print(f"  round {index + 1}/{rounds} done (load {load_average()[0]:.2f})", file=sys.stderr)
