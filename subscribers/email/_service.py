@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 import msgspec
@@ -36,6 +36,9 @@ from ._audience import Audience, Party, resolve_audience
 from ._directory import Directory
 from ._sender import RetryPolicy, Sender, SendError, send_with_retry
 from ._templates import EmailTemplates, normalize_changes
+
+if TYPE_CHECKING:
+    from bus._delivery import Delivery  # exported as bus.Delivery once the consume side lands
 
 __all__ = ["EMAIL_EVENT_TYPES", "EmailOutcome", "EmailSettings", "EmailSubscriber", "SentEmail"]
 
@@ -274,6 +277,18 @@ class EmailSubscriber:
         return SentEmail(message_id=message_id, to=party.email, subject=subject, status="sent")
 
     # --- service -----------------------------------------------------------------------------
+    def subscribe(self, bus: EventBus) -> None:
+        """Register the handler for every configured type on the email channel (before ``bus.run``)."""
+
+        async def on_delivery(delivery: Delivery) -> None:
+            await self.handle(bus, delivery.event_type, delivery.event_id, delivery.payload_dict())
+
+        for event_type in self.settings.event_types:
+            bus.subscribe(
+                event_type, on_delivery, channel=self.settings.channel, subscriber_id=self.settings.subscriber_id
+            )
+
     async def run(self, bus: EventBus, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Subscribe to the email channel's types and run the bus consume loop until cancelled."""
-        raise NotImplementedError("wired to bus.subscribe once the consume side lands")
+        """Subscribe, then run the bus consume loop until cancelled (``task_status`` once the groups exist)."""
+        self.subscribe(bus)
+        await bus.run(task_status=task_status)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import msgspec
@@ -37,6 +37,9 @@ from ..email._directory import Directory
 from ..email._templates import normalize_changes
 from ._store import DeliveryStatus, Notification, NotificationStore
 from ._templates import NotificationTemplates
+
+if TYPE_CHECKING:
+    from bus._delivery import Delivery  # exported as bus.Delivery once the consume side lands
 
 __all__ = ["NOTIFICATION_EVENT_TYPES", "Broadcaster", "NotificationSettings", "NotificationSubscriber"]
 
@@ -218,6 +221,18 @@ class NotificationSubscriber:
         await emit(bus, "NOTIFICATION_READ", payload, PublishContext(tenant_id=tenant_id, actor=Actor.user(user_id)))
         return True
 
+    def subscribe(self, bus: EventBus) -> None:
+        """Register the handler for every configured type on the notification channel (before ``bus.run``)."""
+
+        async def on_delivery(delivery: Delivery) -> None:
+            await self.handle(bus, delivery.event_type, delivery.event_id, delivery.payload_dict())
+
+        for event_type in self.settings.event_types:
+            bus.subscribe(
+                event_type, on_delivery, channel=self.settings.channel, subscriber_id=self.settings.subscriber_id
+            )
+
     async def run(self, bus: EventBus, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Subscribe to the in-app types on ``internal-notifications`` and run the consume loop."""
-        raise NotImplementedError("wired to bus.subscribe once the consume side lands")
+        """Subscribe, then run the bus consume loop until cancelled (``task_status`` once the groups exist)."""
+        self.subscribe(bus)
+        await bus.run(task_status=task_status)
