@@ -211,10 +211,11 @@ class EventBus:
         ``PayloadTooLargeError``, ``PublishOutcomeUnknownError`` (sent, no reply: publish again
         with the same ``event_id``) or a ``BackendError``.
         """
-        prepared = self.prepare(
+        self._check_open()
+        prepared = self._publisher.prepare(
             event_type,
             payload,
-            channel=channel,
+            channels=channel,
             event_id=event_id,
             timestamp=timestamp,
             force=force,
