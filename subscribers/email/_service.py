@@ -38,7 +38,7 @@ from ._sender import RetryPolicy, Sender, SendError, send_with_retry
 from ._templates import EmailTemplates, normalize_changes
 
 if TYPE_CHECKING:
-    from bus._delivery import Delivery  # exported as bus.Delivery once the consume side lands
+    from bus import Delivery
 
 __all__ = ["EMAIL_EVENT_TYPES", "EmailOutcome", "EmailSettings", "EmailSubscriber", "SentEmail"]
 
@@ -115,6 +115,9 @@ def _angle(message_id: str) -> str:
 
 class EmailSubscriber:
     """Service object: ``await EmailSubscriber(directory, sender).run(bus)`` mails on ``emailservice::v7`` events."""
+
+    #: Service name (the runner derives consumer names from it).
+    name = "email"
 
     def __init__(
         self,

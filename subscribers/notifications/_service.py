@@ -39,7 +39,7 @@ from ._store import DeliveryStatus, Notification, NotificationStore
 from ._templates import NotificationTemplates
 
 if TYPE_CHECKING:
-    from bus._delivery import Delivery  # exported as bus.Delivery once the consume side lands
+    from bus import Delivery
 
 __all__ = ["NOTIFICATION_EVENT_TYPES", "Broadcaster", "NotificationSettings", "NotificationSubscriber"]
 
@@ -97,6 +97,9 @@ class NotificationSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
 
 class NotificationSubscriber:
     """Service object: ``await NotificationSubscriber(directory).run(bus)``; ``mark_read`` for the read side."""
+
+    #: Service name (the runner derives consumer names from it).
+    name = "notifications"
 
     def __init__(
         self,

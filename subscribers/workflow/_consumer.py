@@ -105,6 +105,9 @@ def dlq_fields(
 class WorkflowConsumer:
     """Service object: register triggers, then ``await consumer.run(bus)``."""
 
+    #: Service name (the runner derives consumer names from it).
+    name = "workflow"
+
     def __init__(self, settings: WorkflowConsumerSettings | None = None, *, registry: Registry = REGISTRY) -> None:
         self.settings = settings or WorkflowConsumerSettings()
         self.registry = registry

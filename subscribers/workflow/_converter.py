@@ -109,6 +109,9 @@ def _ms_of(entry_id: str) -> int:
 class WorkflowConverter:
     """Service object: ``await WorkflowConverter(settings).run(bus)``."""
 
+    #: Service name (the runner derives consumer names from it).
+    name = "workflow-converter"
+
     def __init__(self, settings: ConverterSettings | None = None) -> None:
         self.settings = settings or ConverterSettings()
         types = self.settings.event_types
