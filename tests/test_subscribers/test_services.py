@@ -18,7 +18,7 @@ from subscribers.notifications import NotificationSubscriber
 from ._data import ALICE, EMAILS, TENANT, TICKET, URSULA, domain
 from .conftest import SmtpServer, published, wait_until
 
-FAST = {
+FAST: dict[str, Any] = {
     "block_ms": 100,
     "read_timeout_s": 2.0,
     "claim_idle_ms": 200,
