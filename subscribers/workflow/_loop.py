@@ -156,7 +156,7 @@ class StreamLoop:
                     counts = await self._delivery_counts(stream, [i for i, _ in claimed])
                     for entry_id, fields in claimed:
                         self.stats["reclaimed"] += 1
-                        deliveries = counts.get(entry_id, s.max_deliveries + 1)
+                        deliveries = counts.get(entry_id, s.max_deliveries)  # unknown count: one last try
                         if deliveries > s.max_deliveries:
                             error = RuntimeError(f"found pending with {deliveries} deliveries (max {s.max_deliveries})")
                             await self._dead_letter(stream, entry_id, fields, deliveries, error)
