@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from ._bus import EventBus
 from ._codec import new_event_id, now_iso
+from ._consume import Consumer, ConsumerStats
+from ._deadletter import DeadLetter
+from ._delivery import Delivery, Handler, Subscription
 from ._errors import (
     AuthenticationError,
     BackendError,
@@ -25,6 +28,7 @@ from ._errors import (
     Reject,
     RetryLater,
 )
+from ._inspect import BusStatus, ConsumerStatus, GroupStatus, StreamStatus
 from ._keys import (
     CHANNEL_EMAIL,
     CHANNEL_GLOBAL,
@@ -36,6 +40,7 @@ from ._keys import (
 )
 from ._publish import PartialWriteError, PreparedEvent, PublishResult, WorkflowHooks
 from ._redis import create_client, redis_errors
+from ._runner import Runner, Service, run_services
 from ._settings import BusSettings, default_consumer_name
 
 __all__ = [
@@ -52,9 +57,17 @@ __all__ = [
     "BusClosedError",
     "BusError",
     "BusSettings",
+    "BusStatus",
     "ConfigurationError",
+    "Consumer",
+    "ConsumerStats",
+    "ConsumerStatus",
+    "DeadLetter",
+    "Delivery",
     "EventBus",
     "GroupMissingError",
+    "GroupStatus",
+    "Handler",
     "HandlerError",
     "Keys",
     "PartialWriteError",
@@ -67,10 +80,15 @@ __all__ = [
     "PublishResult",
     "Reject",
     "RetryLater",
+    "Runner",
+    "Service",
+    "StreamStatus",
+    "Subscription",
     "WorkflowHooks",
     "create_client",
     "default_consumer_name",
     "new_event_id",
     "now_iso",
     "redis_errors",
+    "run_services",
 ]

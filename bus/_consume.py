@@ -21,6 +21,7 @@ Data flow::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import types
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
 
     from ._settings import BusSettings
 
-__all__ = ["Consumer", "ConsumerStats", "make_subscription"]
+__all__ = ["Consumer", "ConsumerStats", "make_subscription", "single_error"]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,12 @@ def _leaves(exc: BaseException) -> Iterable[BaseException]:
         yield exc
 
 
+def single_error(group: BaseExceptionGroup[BaseException]) -> Exception | None:
+    """The one real error in a (nested) exception group, ignoring cancellations; else None."""
+    errors = [e for e in _leaves(group) if not isinstance(e, anyio.get_cancelled_exc_class())]
+    return errors[0] if len(errors) == 1 and isinstance(errors[0], Exception) else None
+
+
 class Consumer:
     """One run of the consume loop for a fixed set of subscriptions (see the module docstring)."""
 
@@ -226,7 +233,7 @@ class Consumer:
         self._max_deliveries = settings.max_deliveries
         if settings.retry_backoff_max_s > 0:
             self._retry_wait: Any = wait_exponential_jitter(
-                initial=settings.retry_backoff_s, max=settings.retry_backoff_max_s, jitter=settings.retry_backoff_s
+                multiplier=settings.retry_backoff_s, max=settings.retry_backoff_max_s, jitter=settings.retry_backoff_s
             )
         else:
             self._retry_wait = None
@@ -259,9 +266,9 @@ class Consumer:
                 tg.start_soon(self._feed, send)
                 task_status.started()
         except BaseExceptionGroup as group:
-            errors = [e for e in _leaves(group) if not isinstance(e, anyio.get_cancelled_exc_class())]
-            if len(errors) == 1 and isinstance(errors[0], Exception):
-                raise errors[0] from None
+            error = single_error(group)
+            if error is not None:
+                raise error from None
             raise
 
     async def ensure_groups(self) -> None:
@@ -338,8 +345,8 @@ class Consumer:
     async def _close_reader(self) -> None:
         client, self._reader_client = self._reader_client, None
         if client is not None:
-            with anyio.move_on_after(1.0, shield=True):
-                await client.aclose(close_connection_pool=True)
+            with anyio.move_on_after(1.0, shield=True), contextlib.suppress(Exception):
+                await client.aclose(close_connection_pool=True)  # a broken socket may complain
 
     async def _read_once(self, request: dict[str, str]) -> Any:
         try:
@@ -376,7 +383,9 @@ class Consumer:
 
         return AsyncRetrying(
             retry=retry_if_exception(transient),
-            wait=wait_exponential_jitter(initial=RECONNECT_INITIAL_S, max=RECONNECT_MAX_S),
+            wait=wait_exponential_jitter(
+                multiplier=RECONNECT_INITIAL_S, max=RECONNECT_MAX_S, jitter=RECONNECT_INITIAL_S
+            ),
             sleep=anyio.sleep,
             before_sleep=before_sleep,
             reraise=True,

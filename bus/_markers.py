@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._keys import Keys
+from ._redis import redis_errors
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -89,7 +90,8 @@ class Markers:
         for key, members in by_handler_key.items():
             pipe.smismember(key, members)
             order.append((out.handlers, members))
-        replies: list[Any] = await pipe.execute()
+        with redis_errors("SMISMEMBER (processed markers)"):
+            replies: list[Any] = await pipe.execute()
         for (target, asked), flags in zip(order, replies, strict=True):
             target.update(m for m, flag in zip(asked, flags, strict=True) if flag)
         return out

@@ -4,6 +4,7 @@
 - :func:`fake_bus`: an :class:`EventBus` on a fakeredis server (fresh unless one is given);
 - :func:`xadd_reference` / :func:`reference_fields`: write an entry exactly as the TypeScript
   reference does (raw XADD of ``event``/``channel``/``force``), :func:`xadd_raw` anything else;
+- :func:`ticket_created_payload`: a valid payload to publish;
 - :class:`Recorder`: a handler that records deliveries and lets a test await them;
 - :func:`wait_for_stats` / :func:`wait_drained`: wait (under a timeout) for consume outcomes.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "fake_bus",
     "fast_settings",
     "reference_fields",
+    "ticket_created_payload",
     "wait_drained",
     "wait_for_stats",
     "xadd_raw",
@@ -49,6 +51,17 @@ _FAST: dict[str, Any] = {
     "retry_backoff_max_s": 0.0,
     "shutdown_grace_s": 2.0,
 }
+
+
+def ticket_created_payload(**overrides: Any) -> dict[str, Any]:
+    """A valid (legacy-shape) TICKET_CREATED payload with fresh uuids; ``overrides`` win."""
+    payload: dict[str, Any] = {
+        "tenantId": str(uuid.uuid4()),
+        "ticketId": str(uuid.uuid4()),
+        "userId": str(uuid.uuid4()),
+    }
+    payload.update(overrides)
+    return payload
 
 
 def fast_settings(**overrides: Any) -> BusSettings:

@@ -1,0 +1,240 @@
+"""Subscribe and consume: round trips on every channel, typed deliveries, groups, markers."""
+
+from __future__ import annotations
+
+import uuid
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from bus import (
+    CHANNEL_EMAIL,
+    CHANNEL_GLOBAL,
+    CHANNEL_NOTIFICATIONS,
+    ConfigurationError,
+    Delivery,
+    EventBus,
+    Handler,
+)
+from bus.testing import (
+    Recorder,
+    fast_settings,
+    ticket_created_payload,
+    wait_for_stats,
+    xadd_reference,
+)
+from schemas import UnknownEventTypeError
+from schemas.events.tickets import TicketCreatedLegacy
+
+CHANNELS = [
+    pytest.param(CHANNEL_GLOBAL, id="global"),
+    pytest.param(CHANNEL_NOTIFICATIONS, id="internal-notifications"),
+    pytest.param(CHANNEL_EMAIL, id="emailservice-v7"),
+]
+
+
+def make_bus(client: aioredis.Redis, prefix: str, **overrides: object) -> EventBus:
+    """A bus on the test's backend with fast timings and keys under the test prefix."""
+    return EventBus(fast_settings(prefix=prefix, **overrides), client=client)
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+async def test_reference_entries_are_consumed_on_every_channel(
+    backend: aioredis.Redis, test_prefix: str, channel: str
+) -> None:
+    """An entry XADDed exactly as the reference writes it is handled once, typed, with its provenance, and acked."""
+    async with make_bus(backend, test_prefix) as bus:
+        recorder = Recorder()
+        bus.subscribe("TICKET_CREATED", recorder, channel=channel)
+        payload = ticket_created_payload(extraKey="kept on the wire")
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            entry_id, event_id = await xadd_reference(
+                backend, "TICKET_CREATED", payload, keys=bus.keys, channel=channel, timestamp="2026-01-23T10:11:12.3Z"
+            )
+            with anyio.fail_after(5):
+                await wait_for_stats(bus, lambda s: s.handled == 1)
+            tg.cancel_scope.cancel()
+        [delivery] = recorder.deliveries
+        assert (delivery.event_id, delivery.entry_id, delivery.channel) == (event_id, entry_id, channel)
+        assert delivery.stream == bus.keys.stream(channel, "TICKET_CREATED")
+        assert (delivery.event_type, delivery.timestamp, delivery.delivery_count) == (
+            "TICKET_CREATED",
+            "2026-01-23T10:11:12.3Z",
+            1,
+        )
+        assert delivery.variant == "legacy" and isinstance(delivery.value, TicketCreatedLegacy)
+        assert delivery.tenant_id == payload["tenantId"] and not delivery.forced
+        assert delivery.payload_dict() == payload  # unknown keys kept in the raw view
+        status = await bus.status()
+        [group] = status.streams[0].groups
+        assert (group.pending, group.lag) == (0, 0)
+
+
+async def test_published_events_round_trip_on_every_channel(backend: aioredis.Redis, test_prefix: str) -> None:
+    """An event bus.publish writes to global, notifications and email reaches each channel's handler once."""
+    async with make_bus(backend, test_prefix) as bus:
+        recorders = {channel: Recorder() for channel in (CHANNEL_GLOBAL, CHANNEL_NOTIFICATIONS, CHANNEL_EMAIL)}
+        for channel, recorder in recorders.items():
+            bus.subscribe("TICKET_CREATED", recorder, channel=channel, subscriber_id=f"rec-{channel}")
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            await bus.publish("TICKET_CREATED", ticket_created_payload(), channel=list(recorders))
+            with anyio.fail_after(5):
+                await wait_for_stats(bus, lambda s: s.handled == 3)
+            tg.cancel_scope.cancel()
+        for channel, recorder in recorders.items():
+            assert [d.channel for d in recorder.deliveries] == [channel]
+
+
+async def test_two_consumers_in_one_group_split_the_work(backend: aioredis.Redis, test_prefix: str) -> None:
+    """Two consumers of one group each take part of the stream and no event is handled twice."""
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+    all_started = anyio.Event()
+
+    def handler_for(name: str) -> Handler:
+        async def handle(delivery: Delivery) -> None:
+            seen[name].append(delivery.event_id)
+            if len(seen["a"]) + len(seen["b"]) >= 30:
+                all_started.set()
+            await anyio.sleep(0.01)
+
+        return handle
+
+    async with (
+        make_bus(backend, test_prefix, concurrency=1, batch_size=2) as a,
+        make_bus(backend, test_prefix, concurrency=1, batch_size=2) as b,
+    ):
+        assert a.consumer_name != b.consumer_name
+        a.subscribe("TICKET_CREATED", handler_for("a"))
+        b.subscribe("TICKET_CREATED", handler_for("b"))
+        async with anyio.create_task_group() as tg:
+            await tg.start(a.run)
+            await tg.start(b.run)
+            ids = []
+            for _ in range(30):
+                ids.append((await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=a.keys))[1])
+            with anyio.fail_after(10):
+                await all_started.wait()
+                await wait_for_stats(a, lambda s: s.handled == len(seen["a"]))
+                await wait_for_stats(b, lambda s: s.handled == len(seen["b"]))
+            tg.cancel_scope.cancel()
+    assert sorted(seen["a"] + seen["b"]) == sorted(ids)  # every event once, none twice
+    assert seen["a"] and seen["b"]
+
+
+async def test_two_groups_each_get_every_event(backend: aioredis.Redis, test_prefix: str) -> None:
+    """Two consumer groups on one stream each handle every event (markers are scoped by group)."""
+    async with (
+        make_bus(backend, test_prefix, consumer_group="group-a") as a,
+        make_bus(backend, test_prefix, consumer_group="group-b") as b,
+    ):
+        rec_a, rec_b = Recorder(), Recorder()
+        a.subscribe("TICKET_CREATED", rec_a)
+        b.subscribe("TICKET_CREATED", rec_b)
+        async with anyio.create_task_group() as tg:
+            await tg.start(a.run)
+            await tg.start(b.run)
+            ids = [(await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=a.keys))[1]]
+            for _ in range(9):
+                ids.append((await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=a.keys))[1])
+            with anyio.fail_after(5):
+                await wait_for_stats(a, lambda s: s.handled == 10)
+                await wait_for_stats(b, lambda s: s.handled == 10)
+            tg.cancel_scope.cancel()
+    assert sorted(rec_a.event_ids) == sorted(ids) == sorted(rec_b.event_ids)
+
+
+async def test_markers_skip_a_duplicate_id_but_not_another_channel_or_a_forced_copy(
+    backend: aioredis.Redis, test_prefix: str
+) -> None:
+    """A second entry with a processed event id is acked unhandled; the same id on another channel and a
+    ``force``=1 copy are handled."""
+    async with make_bus(backend, test_prefix) as bus:
+        on_global, on_email = Recorder(), Recorder()
+        bus.subscribe("TICKET_CREATED", on_global, subscriber_id="g")
+        bus.subscribe("TICKET_CREATED", on_email, channel=CHANNEL_EMAIL, subscriber_id="e")
+        event_id, payload = str(uuid.uuid4()), ticket_created_payload()
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            await xadd_reference(backend, "TICKET_CREATED", payload, keys=bus.keys, event_id=event_id)
+            with anyio.fail_after(5):
+                await wait_for_stats(bus, lambda s: s.handled == 1)
+            await xadd_reference(backend, "TICKET_CREATED", payload, keys=bus.keys, event_id=event_id)
+            with anyio.fail_after(5):
+                await wait_for_stats(bus, lambda s: s.duplicates == 1)
+            await xadd_reference(
+                backend, "TICKET_CREATED", payload, keys=bus.keys, event_id=event_id, channel=CHANNEL_EMAIL
+            )
+            await xadd_reference(backend, "TICKET_CREATED", payload, keys=bus.keys, event_id=event_id, force=True)
+            with anyio.fail_after(5):
+                await wait_for_stats(bus, lambda s: s.handled == 3)
+            tg.cancel_scope.cancel()
+    assert on_global.event_ids == [event_id, event_id]
+    assert [d.forced for d in on_global.deliveries] == [False, True]
+    assert on_email.event_ids == [event_id]
+    assert bus.stats.acked == 4
+
+
+async def test_decorator_form_and_handler_order(backend: aioredis.Redis, test_prefix: str) -> None:
+    """``@bus.subscriber`` and ``bus.subscribe(type)`` register handlers that run in registration order."""
+    calls: list[str] = []
+    async with make_bus(backend, test_prefix) as bus:
+
+        @bus.subscriber("TICKET_CREATED")
+        async def first(delivery: Delivery) -> None:
+            await anyio.sleep(0.001)
+            calls.append("first")
+
+        @bus.subscribe("TICKET_CREATED")
+        async def second(delivery: Delivery) -> None:
+            calls.append("second")
+
+        assert [s.handler_key for s in bus.subscriptions] == [
+            f"{__name__}.test_decorator_form_and_handler_order.<locals>.first",
+            f"{__name__}.test_decorator_form_and_handler_order.<locals>.second",
+        ]
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys)
+            with anyio.fail_after(5):
+                await wait_for_stats(bus, lambda s: s.handled == 1)
+            tg.cancel_scope.cancel()
+    assert calls == ["first", "second"]
+
+
+async def test_subscribe_and_run_reject_mistakes(fake_client: aioredis.Redis) -> None:
+    """Unknown types, a reused subscriber id, subscribing while running and running with nothing subscribed fail."""
+    async with EventBus(fast_settings(), client=fake_client) as bus:
+        with pytest.raises(ConfigurationError, match="nothing is subscribed"):
+            await bus.run()
+        with pytest.raises(UnknownEventTypeError, match="TICKET_CREATED"):
+            bus.subscribe("TICKET_CREATD", Recorder())
+        bus.subscribe("TICKET_CREATED", Recorder(), subscriber_id="x")
+        with pytest.raises(ConfigurationError, match="already handles TICKET_CREATED"):
+            bus.subscribe("TICKET_CREATED", Recorder(), subscriber_id="x")
+        bus.subscribe("TICKET_CREATED", Recorder(), subscriber_id="x", channel=CHANNEL_EMAIL)  # another stream: fine
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            with pytest.raises(ConfigurationError, match="subscribe before"):
+                bus.subscribe("TICKET_UPDATED", Recorder())
+            with pytest.raises(ConfigurationError, match="already running"):
+                await bus.run()
+            tg.cancel_scope.cancel()
+
+
+async def test_stop_returns_from_run(fake_client: aioredis.Redis) -> None:
+    """``bus.stop()`` ends ``run()`` normally (no exception), and the bus can run again afterwards."""
+    async with EventBus(fast_settings(), client=fake_client) as bus:
+        recorder = Recorder()
+        bus.subscribe("TICKET_CREATED", recorder)
+        for round_ in (1, 2):
+            async with anyio.create_task_group() as tg:
+                await tg.start(bus.run)
+                await xadd_reference(fake_client, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys)
+                with anyio.fail_after(5):
+                    await wait_for_stats(bus, lambda s, r=round_: s.handled == r)
+                bus.stop()
+            assert bus.consumer is None
+    assert len(recorder.deliveries) == 2
