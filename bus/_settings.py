@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -19,6 +20,8 @@ from msgspec import Meta
 from ._errors import ConfigurationError
 
 __all__ = ["BusSettings", "default_consumer_name"]
+
+_CHECKING: ContextVar[bool] = ContextVar("bus_settings_checking", default=False)
 
 PosInt = Annotated[int, Meta(gt=0)]
 NonNegInt = Annotated[int, Meta(ge=0)]
@@ -111,6 +114,14 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     }
 
     def __post_init__(self) -> None:
+        if not _CHECKING.get():
+            # ``BusSettings(...)`` does not check field types and constraints by itself (only
+            # decoding does): check them here, so all three constructors validate.
+            token = _CHECKING.set(True)
+            try:
+                type(self).build(_strict=True, **msgspec.structs.asdict(self))
+            finally:
+                _CHECKING.reset(token)
         if self.redis_url is not None:
             scheme = urlsplit(self.redis_url).scheme
             if scheme not in ("redis", "rediss", "unix"):
@@ -139,10 +150,10 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return self.consumer_name or default_consumer_name()
 
     @classmethod
-    def build(cls, **values: Any) -> BusSettings:
+    def build(cls, _strict: bool = False, **values: Any) -> BusSettings:
         """Validate keyword values (strings from env/flags are converted) into settings."""
         try:
-            return msgspec.convert(values, cls, strict=False)
+            return msgspec.convert(values, cls, strict=_strict)
         except msgspec.ValidationError as exc:
             if isinstance(exc.__cause__, ConfigurationError):
                 # A cross-field rule in __post_init__: it already names its variable.

@@ -140,6 +140,23 @@ def test_invalid_values_name_the_variable(env: dict[str, str], variable: str) ->
     assert str(info.value).startswith(f"{variable}: ")
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "variable"),
+    [
+        pytest.param({"max_len": 0}, "REDIS_STREAM_MAX_LENGTH", id="constraint"),
+        pytest.param({"port": "6380"}, "REDIS_PORT", id="type"),
+        pytest.param({"trim_policy": "sometimes"}, "BUS_TRIM_POLICY", id="enum"),
+        pytest.param({"ssl_keyfile": "/k.pem"}, "REDIS_TLS_KEY_FILE", id="cross-field"),
+    ],
+)
+def test_direct_construction_validates_too(kwargs: dict[str, Any], variable: str) -> None:
+    """``BusSettings(...)`` checks types and constraints like from_env/from_url, naming the variable."""
+    with pytest.raises(ConfigurationError) as info:
+        BusSettings(**kwargs)
+    assert info.value.variable == variable
+    assert BusSettings(port=6380, socket_timeout_s=5).socket_timeout_s == 5
+
+
 def test_unknown_setting_is_refused() -> None:
     """A typo in a keyword fails instead of being ignored."""
     with pytest.raises(ConfigurationError, match="bogus"):
