@@ -443,7 +443,10 @@ class Publisher:
         retry = [i for i, o in enumerate(outcomes) if o is _NOSCRIPT]
         if retry:
             # The server lost (or never had) the script; EVALSHA did not run. Send those with EVAL.
-            again = await self._exchange([prepared[i] for i in retry], use_sha=False)
+            try:
+                again = await self._exchange([prepared[i] for i in retry], use_sha=False)
+            except BusError as exc:  # the first trip's outcomes stand; only the resent events failed
+                again = [exc] * len(retry)
             for i, o in zip(retry, again, strict=True):
                 outcomes[i] = (
                     o if o is not _NOSCRIPT else BackendError("Redis refused the idempotency script (NOSCRIPT)")
