@@ -10,14 +10,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import _cli_bench, _cli_catalog
+from . import _cli_bench, _cli_catalog, _cli_ops
 
 __all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
 # Modules that add sub-commands; each has ``register(subparsers) -> None``.
-_COMMAND_MODULES = (_cli_catalog, _cli_bench)
+_COMMAND_MODULES = (_cli_catalog, _cli_bench, _cli_ops)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return its exit code (0 ok, 1 failure, 2 usage error)."""
+    """Run the CLI and return its exit code (0 ok, 1 failure, 2 usage error, 3 Redis unreachable)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
