@@ -26,6 +26,7 @@ window writes nothing and returns the first event id. See :data:`IDEMPOTENT_PUBL
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -253,8 +254,9 @@ class Publisher:
         self._max_bytes = settings.max_payload_bytes
         self._window = str(settings.idempotency_window_s).encode()
         self._script_loaded = False
-        self._retrying = AsyncRetrying(
-            stop=stop_after_attempt(connect_attempts),
+        self._connect_attempts = connect_attempts
+        self._retrying = AsyncRetrying(  # the attempts after the first
+            stop=stop_after_attempt(max(connect_attempts - 1, 1)),
             wait=wait_random_exponential(multiplier=settings.retry_backoff_s, max=settings.retry_backoff_max_s),
             retry=retry_if_exception_type((BackendUnavailableError, BackendTimeoutError)),
             sleep=anyio.sleep,
@@ -575,9 +577,20 @@ class Publisher:
                 self._idle = None
 
     async def _acquire(self) -> Any:
-        """A connected connection from the client's pool; connect failures (nothing sent) are retried."""
+        """A connected connection from the client's pool; connect failures (nothing sent) are retried.
+
+        The first attempt goes without tenacity (the common case costs nothing); retries use a
+        fresh copy of the policy, since one retrying object must not be shared by concurrent tasks.
+        """
         pool = self._client.connection_pool
-        async for attempt in self._retrying:
+        try:
+            with redis_errors("connect for publish"):
+                return await pool.get_connection()  # type: ignore[no-untyped-call]
+        except (BackendUnavailableError, BackendTimeoutError):
+            if self._connect_attempts <= 1:
+                raise
+        await anyio.sleep(random.uniform(0, self._settings.retry_backoff_s))  # full jitter, as tenacity's waits
+        async for attempt in self._retrying.copy():
             with attempt, redis_errors("connect for publish"):
                 return await pool.get_connection()  # type: ignore[no-untyped-call]
         raise AssertionError("unreachable")  # pragma: no cover
