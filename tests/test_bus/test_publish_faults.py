@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as rex
@@ -215,3 +216,30 @@ async def test_noscript_falls_back_to_eval_without_rewriting_others(
 def test_module_reads_replies_through_a_patchable_name() -> None:
     """The publisher reads replies through ``bus._publish.read_replies`` (the seam the fault tests patch)."""
     assert callable(publish_module.read_replies)  # type: ignore[attr-defined]
+
+
+async def test_concurrent_connect_failures_retry_independently(
+    fake_client: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten publishes whose first connect fails at the same time each retry on their own and write once."""
+    async with open_bus(fake_client, test_prefix) as bus:
+        pool = fake_client.connection_pool
+        original = pool.get_connection
+        calls = 0
+
+        async def every_other(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls <= 10:
+                await anyio.lowlevel.checkpoint()  # let all ten fail together
+                raise rex.ConnectionError("Connection refused")
+            return await original(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+        monkeypatch.setattr(pool, "get_connection", every_other)
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                for _ in range(10):
+                    tg.start_soon(bus.publish, "TICKET_CREATED", ticket_created())
+            monkeypatch.undo()
+            stored = await entries(fake_client, bus.keys.stream("global", "TICKET_CREATED"))
+    assert len(stored) == 10
