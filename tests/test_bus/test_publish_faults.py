@@ -227,7 +227,7 @@ async def test_concurrent_connect_failures_retry_independently(
         original = pool.get_connection
         calls = 0
 
-        async def every_other(*args: Any, **kwargs: Any) -> Any:
+        async def first_ten_refused(*args: Any, **kwargs: Any) -> Any:
             nonlocal calls
             calls += 1
             if calls <= 10:
@@ -235,7 +235,7 @@ async def test_concurrent_connect_failures_retry_independently(
                 raise rex.ConnectionError("Connection refused")
             return await original(*args, **kwargs)  # type: ignore[no-untyped-call]
 
-        monkeypatch.setattr(pool, "get_connection", every_other)
+        monkeypatch.setattr(pool, "get_connection", first_ten_refused)
         with anyio.fail_after(5):
             async with anyio.create_task_group() as tg:
                 for _ in range(10):
