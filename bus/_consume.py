@@ -131,9 +131,9 @@ class _Entry:
 class _Resume:
     """Awaits a coroutine that already ran up to its first suspension (``first`` is what it yielded).
 
-    Handlers are started eagerly: ``coro.send(None)`` runs one to its first await, and one that
-    finishes without suspending (a cache write, a no-op) never pays for a cancel scope. One that
-    suspends continues here, under the handler timeout, in the same task.
+    Handlers are started eagerly (``coro.send(None)`` runs one to its first await, in the worker
+    task and inside its cancel scope); one that suspends is driven on from here, in the same task,
+    exactly as ``await coro`` would.
     """
 
     __slots__ = ("_coro", "_first")
@@ -779,21 +779,26 @@ class Consumer:
             return exc
 
     async def _attempt(self, sub: Subscription, delivery: Delivery) -> None:
-        """One handler call under ``handler_timeout_s`` (a timeout raises TimeoutError)."""
-        awaitable = sub.handler(delivery)
-        if type(awaitable) is types.CoroutineType:
+        """One handler call under ``handler_timeout_s`` (a timeout raises TimeoutError).
+
+        The handler runs inside a cancel scope (so scopes it opens nest properly) that gets its
+        deadline only when the handler first suspends: one that finishes without awaiting (a no-op,
+        a cache write) never arms a timer. The synchronous part cannot be interrupted anyway.
+        """
+        with anyio.CancelScope() as scope:
+            awaitable = sub.handler(delivery)
+            if type(awaitable) is not types.CoroutineType:
+                scope.deadline = anyio.current_time() + self._timeout
+                await awaitable
+                return
             coro = cast("Coroutine[Any, Any, None]", awaitable)
             try:
                 first = coro.send(None)
             except StopIteration:
                 return
-            with anyio.CancelScope(deadline=anyio.current_time() + self._timeout):
-                await _Resume(coro, first)
-                return
-        else:
-            with anyio.CancelScope(deadline=anyio.current_time() + self._timeout):
-                await awaitable
-                return
+            scope.deadline = anyio.current_time() + self._timeout
+            await _Resume(coro, first)
+            return
         self.stats.timeouts += 1
         raise TimeoutError(f"handler {sub.handler_key} timed out after {self._timeout}s")
 

@@ -1,0 +1,134 @@
+"""Dead letters: after max deliveries, for poison input and for Reject; original bytes kept, acked."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from bus import EventBus, Keys, Reject
+from bus.testing import (
+    Recorder,
+    fast_settings,
+    reference_fields,
+    ticket_created_payload,
+    wait_for_stats,
+    xadd_raw,
+    xadd_reference,
+)
+
+TS = "2026-01-23T10:11:12.345Z"
+
+
+def make_bus(client: aioredis.Redis, prefix: str, **overrides: object) -> EventBus:
+    """A bus on the test's backend with fast timings and keys under the test prefix."""
+    return EventBus(fast_settings(prefix=prefix, **overrides), client=client)
+
+
+def envelope(event_type: str, payload: object, timestamp: str = TS) -> bytes:
+    """A compact reference envelope with a fresh id."""
+    doc = {"id": str(uuid.uuid4()), "eventType": event_type, "timestamp": timestamp, "payload": payload}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+async def test_always_failing_entry_is_dead_lettered_after_exactly_max_deliveries(
+    backend: aioredis.Redis, test_prefix: str
+) -> None:
+    """An always-failing handler is called max_deliveries times; the entry then sits in the dead-letter stream
+    with its original bytes and metadata, and is no longer pending."""
+    async with make_bus(backend, test_prefix, max_deliveries=3, handler_retries=0) as bus:
+        recorder = Recorder(fail={n: RuntimeError(f"boom {n}") for n in range(1, 10)})
+        bus.subscribe("TICKET_CREATED", recorder, subscriber_id="always-fails")
+        stream = bus.keys.stream("global", "TICKET_CREATED")
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            entry_id, _ = await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys)
+            [(_, original)] = await backend.xrange(stream)
+            with anyio.fail_after(10):
+                stats = await wait_for_stats(bus, lambda s: s.dead_lettered == 1)
+            tg.cancel_scope.cancel()
+        assert recorder.calls == 3
+        [letter] = await bus.dead_letters("TICKET_CREATED")
+        assert letter.fields == original  # byte for byte
+        assert (letter.source_stream, letter.source_message_id, letter.deliveries) == (stream, entry_id, 3)
+        assert (letter.reason, letter.last_error) == ("max-deliveries", "always-fails: RuntimeError: boom 3")
+        assert letter.dead_lettered_at.endswith("Z")
+        [(_, raw)] = await backend.xrange(Keys.dead_letter(stream))
+        assert list(raw)[: len(original)] == list(original)  # original fields first, in order
+        assert {b"sourceStream", b"sourceMessageId", b"deliveries", b"deadLetteredAt"} <= set(raw)
+        assert (await bus.status()).pending == 0
+        assert (stats.failed, stats.acked) == (3, 1)
+
+
+POISON = [
+    pytest.param({b"channel": b"global"}, "no `event` field", id="missing-event-field"),
+    pytest.param({b"event": b"{not json", b"channel": b"global"}, "JSON is malformed", id="bad-json"),
+    pytest.param(
+        {b"event": envelope("NOT_A_TYPE", {}), b"channel": b"global"}, "unknown event type 'NOT_A_TYPE'", id="unknown"
+    ),
+    pytest.param(
+        {b"event": envelope("TICKET_CREATED", {**ticket_created_payload(), "ticketId": "nope"})},
+        "TICKET_CREATED: invalid $.payload.ticketId",
+        id="schema-invalid",
+    ),
+    pytest.param(
+        {b"event": envelope("TICKET_CREATED", ticket_created_payload(), "2026-01-23T10:11:12+00:00")},
+        "$.timestamp",
+        id="offset-timestamp",
+    ),
+    pytest.param(
+        {b"event": envelope("TICKET_UPDATED", ticket_created_payload())},
+        "does not match the stream's event type TICKET_CREATED",
+        id="wrong-stream",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "reason"), POISON)
+async def test_poison_input_is_dead_lettered_with_its_reason(
+    backend: aioredis.Redis, test_prefix: str, fields: dict[bytes, bytes], reason: str
+) -> None:
+    """Poison input is dead-lettered after one attempt with the reason, never handled, never silently dropped."""
+    async with make_bus(backend, test_prefix) as bus:
+        recorder = Recorder()
+        bus.subscribe("TICKET_CREATED", recorder)
+        stream = bus.keys.stream("global", "TICKET_CREATED")
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            bad_id = await xadd_raw(backend, stream, fields)
+            await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys)
+            with anyio.fail_after(5):
+                stats = await wait_for_stats(bus, lambda s: s.dead_lettered == 1 and s.handled == 1)
+            tg.cancel_scope.cancel()
+        [letter] = await bus.dead_letters("TICKET_CREATED")
+        assert (letter.reason, letter.deliveries, letter.source_message_id) == ("invalid", 1, bad_id)
+        assert reason in letter.last_error
+        assert letter.fields == fields
+        assert len(recorder.deliveries) == 1 and stats.invalid == 1
+        assert (await bus.status()).pending == 0
+
+
+async def test_reject_dead_letters_at_once(backend: aioredis.Redis, test_prefix: str) -> None:
+    """A handler raising Reject dead-letters the entry on its first delivery, with the handler's reason."""
+    async with make_bus(backend, test_prefix, handler_retries=3) as bus:
+        recorder = Recorder(fail={1: Reject("customer unknown")})
+        bus.subscribe("TICKET_CREATED", recorder, subscriber_id="mailer")
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys, force=True)
+            with anyio.fail_after(5):
+                await wait_for_stats(bus, lambda s: s.dead_lettered == 1)
+            tg.cancel_scope.cancel()
+        [letter] = await bus.dead_letters("TICKET_CREATED")
+        assert (letter.reason, letter.last_error) == ("rejected", "mailer: Reject: customer unknown")
+        assert letter.fields[b"force"] == b"1" and recorder.calls == 1
+
+
+def test_reference_fields_match_the_reference_layout() -> None:
+    """reference_fields writes compact JSON with id, eventType, timestamp, payload in that order, then channel."""
+    fields = reference_fields("TICKET_CREATED", {"a": "é"}, channel="emailservice::v7", event_id="e", timestamp=TS)
+    event = '{"id":"e","eventType":"TICKET_CREATED","timestamp":"2026-01-23T10:11:12.345Z","payload":{"a":"é"}}'
+    assert fields == {b"event": event.encode(), b"channel": b"emailservice::v7"}
