@@ -50,6 +50,8 @@ __all__ = [
     "fail",
     "fmt_ms",
     "json_line",
+    "non_negative_int",
+    "positive_int",
     "run_with_bus",
     "settings_from_args",
     "table",
@@ -183,8 +185,12 @@ def run_with_bus(
     """
     try:
         settings = settings_from_args(args)
-    except ConfigurationError as exc:
-        return fail(command, f"invalid settings: {exc}", EXIT_USAGE)
+    except ValueError as exc:  # ConfigurationError, or urlsplit refusing the URL
+        message = str(exc)
+        url = getattr(args, "redis_url", None)
+        if url:
+            message = message.replace(url, "<--redis-url>")
+        return fail(command, f"invalid settings: {message}", EXIT_USAGE)
 
     async def go() -> int:
         bus = EventBus(settings)
@@ -208,6 +214,22 @@ def run_with_bus(
         if isinstance(leaf, Exception) and not isinstance(leaf, CommandError | BusError | rex.RedisError | OSError):
             raise
         return report(command, leaf, settings)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not > 0")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not >= 0")
+    return value
 
 
 def fail(command: str, message: str, code: int = EXIT_FAILED) -> int:

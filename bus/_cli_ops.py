@@ -42,6 +42,8 @@ from ._cli_common import (
     connection_parent,
     fmt_ms,
     json_line,
+    non_negative_int,
+    positive_int,
     run_with_bus,
     table,
     write_json,
@@ -157,7 +159,18 @@ def _opt(value: int | None) -> str:
 
 
 def _print_status(streams: Sequence[StreamStatus]) -> None:
-    header = ("STREAM", "LENGTH", "DLQ", "GROUP", "LAG", "PENDING", "OLDEST PENDING", "IDLE", "TRIMMED", "CONSUMERS")
+    header = (
+        "STREAM",
+        "LENGTH",
+        "DLQ",
+        "GROUP",
+        "LAG",
+        "PENDING",
+        "OLDEST PENDING",
+        "OLDEST IDLE",
+        "TRIMMED",
+        "CONSUMERS",
+    )
     rows: list[tuple[str, ...]] = []
     consumers: list[tuple[str, ...]] = []
     for s in streams:
@@ -461,8 +474,8 @@ async def _replay(bus: EventBus, views: Sequence[DeadLetterView]) -> list[tuple[
     out: list[tuple[DeadLetterView, str, str]] = []
     todo = []
     for v in views:
-        if v.original is None:
-            out.append((v, "failed", v.problem))
+        if v.original is None or not v.source_stream:
+            out.append((v, "failed", v.problem or "the dead letter names no source stream"))
         else:
             todo.append(v)
     for start in range(0, len(todo), _REPLAY_CHUNK):
@@ -622,8 +635,6 @@ def _entry_json(stream: str, entry_id: Any, fields: dict[Any, Any], *, raw: bool
 async def _tail(bus: EventBus, args: argparse.Namespace) -> int:
     client = bus.client
     stream = _stream_of(bus.keys, args.stream, args.channel)
-    if args.count < 0 or (args.max is not None and args.max <= 0):
-        raise CommandError("--count must be >= 0 and --max > 0", EXIT_USAGE)
     with redis_errors(f"XREVRANGE {stream}"):
         exists = bool(await client.exists(stream))
         recent: Any = await client.xrevrange(stream, count=max(args.count, 1)) if exists else []
@@ -714,7 +725,7 @@ def register(sub: Any) -> None:
     lst.add_argument("stream", nargs="?", metavar="STREAM|TYPE", help="a dead-letter key, source stream or type")
     lst.add_argument("--all", action="store_true", help="every dead-letter stream (the default)")
     lst.add_argument("--type", metavar="TYPE", help="with --all: only dead letters of this event type's streams")
-    lst.add_argument("--count", type=int, default=100, help="at most this many per stream (default 100)")
+    lst.add_argument("--count", type=positive_int, default=100, help="at most this many per stream (default 100)")
     lst.add_argument("--json", action="store_true", help="print a JSON array (with the original fields)")
     lst.set_defaults(handler=_command("dlq list", _dlq_list))
 
@@ -790,8 +801,10 @@ def register(sub: Any) -> None:
     )
     tail.add_argument("stream", metavar="STREAM|TYPE", help="a stream key (workflow:events:global) or an event type")
     tail.add_argument("--channel", help="channel of TYPE (default global)")
-    tail.add_argument("--count", type=int, default=10, help="how many existing entries to print first (default 10)")
+    tail.add_argument(
+        "--count", type=non_negative_int, default=10, help="how many existing entries to print first (default 10)"
+    )
     tail.add_argument("--follow", "-f", action="store_true", help="keep printing new entries until interrupted")
-    tail.add_argument("--max", type=int, metavar="N", help="exit after printing N entries in all")
+    tail.add_argument("--max", type=positive_int, metavar="N", help="exit after printing N entries in all")
     tail.add_argument("--raw", action="store_true", help="field values as stored strings, JSON not parsed")
     tail.set_defaults(handler=_command("tail", _tail))

@@ -144,11 +144,33 @@ async def test_wrong_password_exits_3_without_secrets(cli: Cli) -> None:
     assert "s3cret-pw" not in err
 
 
-async def test_invalid_settings_are_a_usage_error(cli: Cli) -> None:
-    """A URL with a wrong scheme is exit 2 naming REDIS_URL."""
-    code, _, err = await cli("status", "--redis-url", "http://127.0.0.1:6379", conn=False)
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        pytest.param("http://127.0.0.1:6379", "REDIS_URL", id="scheme"),
+        pytest.param("redis://u:s3cret-pw@[::1", "Invalid IPv6 URL", id="malformed"),
+    ],
+)
+async def test_invalid_settings_are_a_usage_error(cli: Cli, url: str, message: str) -> None:
+    """A bad URL is exit 2 with one line naming the problem, no traceback, no password."""
+    code, _, err = await cli("status", "--redis-url", url, conn=False)
     assert code == 2
-    assert "REDIS_URL" in err
+    assert message in err
+    assert "s3cret-pw" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+async def test_publish_validates_before_connecting(cli: Cli) -> None:
+    """An invalid payload is exit 1 even when Redis is unreachable (a valid one is exit 3)."""
+    url = "redis://127.0.0.1:1/0"
+    bad = json.dumps(payload(occurredAt="yesterday"))
+    code, _, err = await cli("publish", "TICKET_CREATED", "--payload", bad, "--redis-url", url, conn=False)
+    assert code == 1
+    assert "$.payload.occurredAt" in err
+    code, _, _ = await cli(
+        "publish", "TICKET_CREATED", "--payload", json.dumps(payload()), "--redis-url", url, conn=False
+    )
+    assert code == 3
 
 
 # ----------------------------------------------------------------------------- status
@@ -172,7 +194,7 @@ async def test_status_table_shows_lag_pending_and_consumers(
         "LAG",
         "PENDING",
         "OLDEST PENDING",
-        "IDLE",
+        "OLDEST IDLE",
         "TRIMMED",
         "CONSUMERS",
     ]
