@@ -20,6 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bus import WORKFLOW_STREAM, Delivery, EventBus, Keys
+from bus._cli_ops import REPLAY_SCRIPT
 from bus.cli import main
 from bus.testing import fast_settings, reference_fields, wait_for_stats
 from tests.conftest import REAL_REDIS_URL
@@ -604,3 +605,14 @@ async def test_tail_follow_prints_new_entries(cli: Cli, real_client: aioredis.Re
     assert code == 0
     assert [json.loads(line)["fields"]["event"]["id"] for line in out.splitlines()] == [first, *later]
     assert await real_client.xinfo_groups(stream) == []
+
+
+async def test_replay_script_skips_a_dead_letter_already_gone(real_client: aioredis.Redis, test_prefix: str) -> None:
+    """The replay script writes nothing and returns nil when the dead letter was replayed or purged meanwhile."""
+    keys = Keys(test_prefix)
+    stream = keys.stream("global", "TICKET_CREATED")
+    (dl_id,) = await dead_letters(real_client, keys, 1)
+    await real_client.xdel(Keys.dead_letter(stream), dl_id)
+    reply = await real_client.eval(REPLAY_SCRIPT, 2, Keys.dead_letter(stream), stream, dl_id, "event", "{}")
+    assert reply is None
+    assert await real_client.exists(stream) == 0
