@@ -410,6 +410,7 @@ class Consumer:
                     stream = self._stream_of[key]
                     items.extend(PendingEntry(stream, eid, fields, 0) for eid, fields in entries)
                 self.stats.read += len(items)
+                self._notify()
                 await self._dispatch(items, send)
                 await anyio.lowlevel.checkpoint()  # let workers and the acker in between batches
             elif anyio.current_time() - started < early_s:

@@ -50,6 +50,7 @@ _FAST: dict[str, Any] = {
     "retry_backoff_s": 0.0,
     "retry_backoff_max_s": 0.0,
     "shutdown_grace_s": 2.0,
+    "marker_ttl_s": 60,
 }
 
 
@@ -65,7 +66,8 @@ def ticket_created_payload(**overrides: Any) -> dict[str, Any]:
 
 
 def fast_settings(**overrides: Any) -> BusSettings:
-    """Settings for tests: block 100 ms, claim after 200 ms, reclaim every 50 ms, no retry sleeps."""
+    """Settings for tests: block 100 ms, claim after 200 ms, reclaim every 50 ms, no retry sleeps,
+    markers that expire after a minute (their keys are not under the prefix)."""
     return BusSettings.build(**{**_FAST, **overrides})
 
 
