@@ -65,10 +65,12 @@ def ticket_created_payload(**overrides: Any) -> dict[str, Any]:
     return payload
 
 
-def fast_settings(**overrides: Any) -> BusSettings:
+def fast_settings(url: str | None = None, **overrides: Any) -> BusSettings:
     """Settings for tests: block 100 ms, claim after 200 ms, reclaim every 50 ms, no retry sleeps,
-    markers that expire after a minute (their keys are not under the prefix)."""
-    return BusSettings.build(**{**_FAST, **overrides})
+    markers that expire after a minute (their keys are not under the prefix); ``url`` is parsed
+    like ``BusSettings.from_url`` (host, port, credentials)."""
+    values = {**_FAST, **overrides}
+    return BusSettings.from_url(url, **values) if url else BusSettings.build(**values)
 
 
 @asynccontextmanager
