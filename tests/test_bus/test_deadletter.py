@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import anyio
 import pytest
@@ -23,7 +24,7 @@ from bus.testing import (
 TS = "2026-01-23T10:11:12.345Z"
 
 
-def make_bus(client: aioredis.Redis, prefix: str, **overrides: object) -> EventBus:
+def make_bus(client: aioredis.Redis, prefix: str, **overrides: Any) -> EventBus:
     """A bus on the test's backend with fast timings and keys under the test prefix."""
     return EventBus(fast_settings(prefix=prefix, **overrides), client=client)
 
@@ -46,7 +47,8 @@ async def test_always_failing_entry_is_dead_lettered_after_exactly_max_deliverie
         async with anyio.create_task_group() as tg:
             await tg.start(bus.run)
             entry_id, _ = await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys)
-            [(_, original)] = await backend.xrange(stream)
+            source: Any = await backend.xrange(stream)
+            [(_, original)] = source
             with anyio.fail_after(10):
                 stats = await wait_for_stats(bus, lambda s: s.dead_lettered == 1)
             tg.cancel_scope.cancel()
@@ -56,7 +58,8 @@ async def test_always_failing_entry_is_dead_lettered_after_exactly_max_deliverie
         assert (letter.source_stream, letter.source_message_id, letter.deliveries) == (stream, entry_id, 3)
         assert (letter.reason, letter.last_error) == ("max-deliveries", "always-fails: RuntimeError: boom 3")
         assert letter.dead_lettered_at.endswith("Z")
-        [(_, raw)] = await backend.xrange(Keys.dead_letter(stream))
+        letters: Any = await backend.xrange(Keys.dead_letter(stream))
+        [(_, raw)] = letters
         assert list(raw)[: len(original)] == list(original)  # original fields first, in order
         assert {b"sourceStream", b"sourceMessageId", b"deliveries", b"deadLetteredAt"} <= set(raw)
         assert (await bus.status()).pending == 0

@@ -92,7 +92,7 @@ async def test_hung_server_trips_the_read_timeout_and_the_consumer_recovers(redi
             async with anyio.create_task_group() as tg:
                 await tg.start(bus.run)
                 async with direct(server.url) as admin:
-                    await admin.execute_command("DEBUG", "SLEEP", "1.5")  # returns after the server woke up
+                    await admin.execute_command("DEBUG", "SLEEP", "1.5")  # type: ignore[no-untyped-call]  # returns after the server woke up
                 event_id = await publish(server.url, bus)
                 await recorder.wait(1)
                 tg.cancel_scope.cancel()

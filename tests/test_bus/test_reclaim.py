@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import redis.asyncio as aioredis
 
@@ -9,7 +11,7 @@ from bus import Delivery, EventBus
 from bus.testing import Recorder, fast_settings, ticket_created_payload, wait_for_stats, xadd_reference
 
 
-def make_bus(client: aioredis.Redis, prefix: str, **overrides: object) -> EventBus:
+def make_bus(client: aioredis.Redis, prefix: str, **overrides: Any) -> EventBus:
     """A bus on the test's backend with fast timings and keys under the test prefix."""
     return EventBus(fast_settings(prefix=prefix, **overrides), client=client)
 

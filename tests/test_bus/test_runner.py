@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
 import anyio
 import pytest
@@ -14,7 +15,7 @@ from bus import AuthenticationError, BusSettings, Delivery, EventBus, Runner
 from bus.testing import Recorder, fast_settings, ticket_created_payload, xadd_reference
 
 
-def make_bus(client: aioredis.Redis, prefix: str, **overrides: object) -> EventBus:
+def make_bus(client: aioredis.Redis, prefix: str, **overrides: Any) -> EventBus:
     """A bus on the test's backend with fast timings and keys under the test prefix."""
     return EventBus(fast_settings(prefix=prefix, **overrides), client=client)
 
@@ -45,8 +46,9 @@ async def test_cancel_finishes_in_flight_work_and_leaves_the_rest_pending(
             tg.cancel_scope.cancel()
         assert finished == ids[:1]
         assert bus.stats.handled == 1
-        pending = await backend.xpending_range(stream, bus.settings.consumer_group, "-", "+", 10)
-        assert sorted(p["message_id"] for p in pending) == sorted(e for e, _ in await backend.xrange(stream))[1:]
+        pending: Any = await backend.xpending_range(stream, bus.settings.consumer_group, "-", "+", 10)
+        entries: Any = await backend.xrange(stream)
+        assert sorted(p["message_id"] for p in pending) == sorted(e for e, _ in entries)[1:]
         markers = [
             await backend.sismember(
                 bus.keys.processed_events(p["tenantId"]), f"{bus.settings.consumer_group}|global|{i}"

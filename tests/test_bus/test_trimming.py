@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import anyio
 import fakeredis
@@ -13,7 +14,7 @@ from bus import Delivery, EventBus
 from bus.testing import Recorder, fast_settings, ticket_created_payload, wait_for_stats, xadd_reference
 
 
-def make_bus(client: aioredis.Redis, prefix: str, **overrides: object) -> EventBus:
+def make_bus(client: aioredis.Redis, prefix: str, **overrides: Any) -> EventBus:
     """A bus on the test's backend with fast timings and keys under the test prefix."""
     return EventBus(fast_settings(prefix=prefix, **overrides), client=client)
 
@@ -31,7 +32,8 @@ async def test_entries_trimmed_while_no_consumer_ran_are_counted(
         await backend.xgroup_create(stream, group, id="0", mkstream=True)
         for _ in range(2):
             await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys)
-        for entry_id, _ in (await backend.xreadgroup(group, "old", {stream: ">"}))[0][1]:
+        read: Any = await backend.xreadgroup(group, "old", {stream: ">"})
+        for entry_id, _ in read[0][1]:
             await backend.xack(stream, group, entry_id)
         for _ in range(20):
             await xadd_reference(
