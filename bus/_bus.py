@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
+from urllib.parse import urlsplit
 
 import anyio
 import msgspec
@@ -24,7 +25,8 @@ from ._errors import BusClosedError, BusError, ConfigurationError, PayloadTooLar
 from ._inspect import BusStatus, discover_streams, inspect_streams
 from ._keys import CHANNEL_GLOBAL, Keys
 from ._publish import PreparedEvent, Publisher, PublishResult, WorkflowHooks
-from ._redis import create_client, redis_errors
+from ._redact import register_secret
+from ._redis import create_client, redis_errors, rotate_credentials
 from ._settings import BusSettings
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ class EventBus:
         registry: Registry = REGISTRY,
     ) -> None:
         self.settings = settings or BusSettings()
+        register_secret(self.settings.password)  # masked in every log line, error and dead letter
         self.keys = Keys(self.settings.prefix, self.settings.stream_prefix)
         self.registry = registry
         self.consumer_name = self.settings.resolved_consumer_name
@@ -110,6 +113,23 @@ class EventBus:
         # XADD IDMP (idempotent XADD) first shipped in Redis 8.6.
         self.capabilities["xadd_idmp"] = major > 8 or (major == 8 and int(version.split(".")[1]) >= 6)
         self._open = True
+
+    async def rotate_credentials(self, username: str | None, password: str | None, *, verify: bool = True) -> None:
+        """New connections authenticate with ``username``/``password`` from now on; nothing in flight fails.
+
+        Rotation: ``ACL SETUSER svc >new`` (the user accepts both passwords), then this on every
+        process, then ``ACL SETUSER svc <old``. With ``verify`` one probe connection
+        authenticates with the new credentials first, and an ``AuthenticationError`` leaves the
+        bus on the old ones. Idle connections reconnect at their next use, busy ones after their
+        command; ``settings`` take the new credentials (the URL keeps only the host part).
+        """
+        self._check_open()
+        await rotate_credentials(self._client, username, password, verify=verify)
+        url = self.settings.redis_url
+        if url is not None:
+            parts = urlsplit(url)
+            url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        self.settings = msgspec.structs.replace(self.settings, redis_url=url, username=username, password=password)
 
     async def __aenter__(self) -> Self:
         await self.connect()

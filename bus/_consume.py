@@ -53,6 +53,7 @@ from ._keys import Keys
 from ._markers import Markers
 from ._reclaim import PendingEntry, claim_idle, keep_alive, read_own_pending
 from ._redis import redis_errors, translate_error
+from ._tenant import tenant_id_problem
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -624,6 +625,9 @@ class Consumer:
         tenant = getattr(typed.value, "tenant_id", None)
         if not isinstance(tenant, str) or not tenant:
             tenant = _tenant_of(payload_json)
+        problem = tenant_id_problem(tenant)
+        if problem is not None:  # it would be built into marker keys (and widen ACL patterns)
+            return f"invalid tenant id {tenant[:64]!r}: {problem}"
         channel = self._channel[entry.stream]
         entry.subs = self._subs[entry.stream]
         entry.delivery = Delivery(

@@ -8,6 +8,10 @@ MULTI/EXEC (the consume side's ack flush), so an entry is never both lost and ac
 Reasons: ``max-deliveries`` (failed on its last allowed delivery, or found pending with that
 many deliveries), ``invalid`` (missing ``event`` field, bad JSON, unknown event type, schema
 violation: after one attempt) and ``rejected`` (a handler raised :class:`bus.Reject`).
+
+Secrets: ``lastError`` is redacted (``_redact.py``: known secrets, URL passwords, credentials,
+secret-named keys), and a value this process knows as a secret (the Redis password, registered
+ones) is masked in the copied fields too; nothing else of the original is changed.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from ._keys import Keys
+from ._redact import redact_bytes, redact_text
 from ._redis import redis_errors
 
 if TYPE_CHECKING:
@@ -47,13 +52,13 @@ def dead_letter_fields(
     error: str,
     reason: DeadLetterReason,
 ) -> dict[bytes, bytes]:
-    """The dead-letter entry: the original fields unchanged, then the metadata fields."""
-    out = dict(fields)
+    """The dead-letter entry: the original fields (known secrets masked), then the metadata fields."""
+    out = {k: redact_bytes(v) if isinstance(v, bytes) else v for k, v in fields.items()}
     out[b"sourceStream"] = stream.encode()
     out[b"sourceMessageId"] = entry_id.encode()
     out[b"deliveries"] = str(deliveries).encode()
     out[b"deadLetteredAt"] = _iso_now().encode()
-    out[b"lastError"] = error[:MAX_ERROR_CHARS].encode(errors="replace")
+    out[b"lastError"] = redact_text(error)[:MAX_ERROR_CHARS].encode(errors="replace")
     out[b"deadLetterReason"] = reason.encode()
     return out
 

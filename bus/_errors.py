@@ -2,6 +2,7 @@
 
 BusError
  +-- ConfigurationError          bad settings; names the variable
+ +-- InvalidTenantIdError        a tenant id that would widen key patterns (glob, hash tag, separator, ...)
  +-- BusClosedError              the bus was used after aclose()
  +-- BackendError                Redis trouble
  |    +-- BackendUnavailableError    connection refused/reset, server loading
@@ -9,6 +10,7 @@ BusError
  |    +-- GroupMissingError          NOGROUP: stream or group vanished (e.g. restart without persistence)
  |    +-- AuthenticationError        NOAUTH / WRONGPASS: fatal, never retried
  |         +-- PermissionDeniedError     NOPERM: the ACL user may not touch that key or command
+ |         +-- TLSHandshakeError         certificate not trusted, wrong host, client certificate refused
  +-- PublishError                a publish wrote nothing
  |    +-- PayloadValidationError     also a schemas.EventValidationError: event type, path, rule
  |    +-- PayloadTooLargeError       the encoded entry exceeds max_payload_bytes
@@ -17,11 +19,18 @@ BusError
 
 Handler signals (not errors): ``RetryLater`` leaves the entry pending for redelivery,
 ``Reject`` dead-letters it at once.
+
+Every message is redacted (``_redact.py``): known secrets, URL passwords and credentials never
+reach an error's text.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from schemas import EventValidationError
+
+from ._redact import redact_text
 
 __all__ = [
     "AuthenticationError",
@@ -33,6 +42,7 @@ __all__ = [
     "ConfigurationError",
     "GroupMissingError",
     "HandlerError",
+    "InvalidTenantIdError",
     "PayloadTooLargeError",
     "PayloadValidationError",
     "PermissionDeniedError",
@@ -40,11 +50,15 @@ __all__ = [
     "PublishOutcomeUnknownError",
     "Reject",
     "RetryLater",
+    "TLSHandshakeError",
 ]
 
 
 class BusError(Exception):
-    """Root of every error the bus raises."""
+    """Root of every error the bus raises; text arguments are redacted."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigurationError(BusError, ValueError):
@@ -83,6 +97,21 @@ class PermissionDeniedError(AuthenticationError):
     """The ACL user may not run that command or touch that key (NOPERM)."""
 
 
+class TLSHandshakeError(AuthenticationError):
+    """The TLS handshake failed: the server's certificate is not trusted or not valid for the host,
+    or the server refused our client certificate. Retrying cannot help."""
+
+
+class InvalidTenantIdError(BusError, ValueError):
+    """A tenant id that is unsafe in key names and ACL patterns; names the id and the rule."""
+
+    def __init__(self, tenant_id: object, rule: str) -> None:
+        self.tenant_id = tenant_id
+        self.rule = rule
+        shown = tenant_id if not isinstance(tenant_id, str) or len(tenant_id) <= 64 else tenant_id[:64] + "..."
+        super().__init__(f"invalid tenant id {shown!r}: {rule}")
+
+
 class PublishError(BusError):
     """A publish did not write."""
 
@@ -91,7 +120,7 @@ class PayloadValidationError(PublishError, EventValidationError):
     """The envelope or payload breaks its schema; nothing was written."""
 
     def __init__(self, event_type: str, path: str, rule: str) -> None:
-        EventValidationError.__init__(self, event_type, path, rule)
+        EventValidationError.__init__(self, event_type, path, redact_text(rule))
 
     @classmethod
     def from_schema_error(cls, exc: EventValidationError) -> PayloadValidationError:

@@ -1,8 +1,14 @@
-"""Every Redis key, stream and group name the bus uses is built here (reference layout)."""
+"""Every Redis key, stream and group name the bus uses is built here (reference layout).
+
+Keys that embed a tenant id check it first (:func:`bus.check_tenant_id`): no glob characters,
+hash-tag braces, separators, whitespace or control characters, at most 128 characters.
+"""
 
 from __future__ import annotations
 
 import msgspec
+
+from ._tenant import check_tenant_id
 
 __all__ = [
     "CHANNEL_EMAIL",
@@ -55,13 +61,13 @@ class Keys(msgspec.Struct, frozen=True):
     @staticmethod
     def processed_events(tenant_id: str) -> str:
         """Set of processed event ids of a tenant (reference layout, TTL 3 days)."""
-        return f"processed_events:{tenant_id}"
+        return f"processed_events:{check_tenant_id(tenant_id)}"
 
     @staticmethod
     def processed_handlers(tenant_id: str) -> str:
         """Set of ``{eventId}:{handlerKey}`` markers of a tenant (reference layout, TTL 3 days)."""
-        return f"processed_event_handlers:{tenant_id}"
+        return f"processed_event_handlers:{check_tenant_id(tenant_id)}"
 
     def notification_channel(self, tenant_id: str, user_id: str) -> str:
         """Pub/sub channel of a user's in-app notifications."""
-        return f"{self.prefix}internal-notifications:{tenant_id}:{user_id}"
+        return f"{self.prefix}internal-notifications:{check_tenant_id(tenant_id)}:{user_id}"

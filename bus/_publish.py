@@ -66,6 +66,7 @@ from ._errors import (
 from ._keys import CHANNEL_GLOBAL, WORKFLOW_STREAM, Keys
 from ._redis import redis_errors, translate_error
 from ._resp import EXEC, MULTI, bulk, header, read_replies
+from ._tenant import tenant_id_problem
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -360,9 +361,14 @@ class Publisher:
         if idempotency_key is not None:
             if not idempotency_key:
                 raise PayloadValidationError(event_type, "$.idempotencyKey", "must not be empty")
+            path = "$.tenant"
             if tenant is None:
                 view = payload_view(payload)
                 tenant = str(view.get("tenantId") or view.get("tenant") or "")
+                path = "$.payload.tenantId"
+            problem = tenant_id_problem(tenant) if tenant else None
+            if problem is not None:  # the tenant is part of the marker key
+                raise PayloadValidationError(event_type, path, f"invalid tenant id {tenant[:64]!r}: {problem}")
             return PreparedEvent(
                 event_id,
                 event_type,

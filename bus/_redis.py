@@ -3,6 +3,12 @@
 Clients are built with command retries OFF: redis-py retries a command after a connection
 error by default, and a lost XADD reply then writes the entry twice. The bus retries only
 where a retry is safe (reads, idempotent writes) with its own tenacity policy.
+
+:func:`rotate_credentials` installs a :class:`RotatingCredentials` provider, which redis-py asks
+at every (re)connect, so new connections authenticate with the new credentials while commands
+in flight finish on theirs. TLS always verifies the server's certificate and host name,
+unless ``ssl_insecure_for_tests`` says otherwise; a failed handshake becomes a
+:class:`TLSHandshakeError` that says which side refused and what to fix.
 """
 
 from __future__ import annotations
@@ -12,10 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
 import redis.asyncio as aioredis
 import redis.exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.credentials import CredentialProvider
 
 from ._errors import (
     AuthenticationError,
@@ -25,10 +33,42 @@ from ._errors import (
     BusError,
     GroupMissingError,
     PermissionDeniedError,
+    TLSHandshakeError,
 )
+from ._redact import register_secret
 from ._settings import BusSettings
 
-__all__ = ["create_client", "redis_errors", "translate_error"]
+__all__ = ["RotatingCredentials", "create_client", "redis_errors", "rotate_credentials", "translate_error"]
+
+
+class RotatingCredentials(CredentialProvider):
+    """Username and password that redis-py reads at every (re)connect; :meth:`update` swaps them."""
+
+    def __init__(self, username: str | None, password: str | None) -> None:
+        self._username = username or ""
+        self._password = password or ""
+        register_secret(password)
+
+    @property
+    def username(self) -> str | None:
+        """The user new connections authenticate as (None for the default user)."""
+        return self._username or None
+
+    def update(self, username: str | None, password: str | None) -> None:
+        """Use these credentials for every connection made from now on."""
+        register_secret(password)
+        self._username, self._password = username or "", password or ""
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        """``(username, password)``, or ``(password,)`` for the default user."""
+        return (self._username, self._password) if self._username else (self._password,)
+
+    async def get_credentials_async(self) -> tuple[str] | tuple[str, str]:
+        """As :meth:`get_credentials` (redis.asyncio asks this one)."""
+        return self.get_credentials()
+
+    def __repr__(self) -> str:
+        return f"RotatingCredentials(username={self._username!r}, password='***')"
 
 
 def create_client(settings: BusSettings, **extra: Any) -> aioredis.Redis:
@@ -43,8 +83,9 @@ def create_client(settings: BusSettings, **extra: Any) -> aioredis.Redis:
         "db": settings.db,
     }
     if settings.uses_tls:
-        kwargs["ssl_cert_reqs"] = _ssl.CERT_REQUIRED if not settings.ssl_insecure_for_tests else _ssl.CERT_NONE
-        kwargs["ssl_check_hostname"] = settings.ssl_check_hostname
+        insecure = settings.ssl_insecure_for_tests
+        kwargs["ssl_cert_reqs"] = _ssl.CERT_NONE if insecure else _ssl.CERT_REQUIRED
+        kwargs["ssl_check_hostname"] = settings.ssl_check_hostname and not insecure
         if settings.ssl_ca_certs:
             kwargs["ssl_ca_certs"] = settings.ssl_ca_certs
         if settings.ssl_certfile:
@@ -65,9 +106,90 @@ def create_client(settings: BusSettings, **extra: Any) -> aioredis.Redis:
     return aioredis.Redis(host=settings.host, port=settings.port, **kwargs)
 
 
+async def rotate_credentials(
+    client: aioredis.Redis, username: str | None, password: str | None, *, verify: bool = True
+) -> None:
+    """Make ``client``'s new connections authenticate with these credentials, without failing a command.
+
+    With ``verify`` (the default) one extra connection authenticates with them first, and an
+    :class:`AuthenticationError` leaves everything as it was. Then the provider is swapped,
+    idle connections are closed (they reconnect, with the new credentials, when next used) and
+    busy ones are marked to reconnect once their command has finished. Connections of a
+    consumer's blocking reader keep their session until they reconnect.
+    """
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
+    if verify:
+        probe_kwargs = {k: v for k, v in kwargs.items() if k not in ("username", "password")}
+        probe_kwargs["credential_provider"] = RotatingCredentials(username, password)
+        probe = pool.connection_class(**probe_kwargs)
+        try:
+            with redis_errors("authenticating with the new credentials"):
+                await probe.connect()  # type: ignore[no-untyped-call]
+        finally:
+            with anyio.CancelScope(shield=True):
+                await probe.disconnect()
+    provider = kwargs.get("credential_provider")
+    if isinstance(provider, RotatingCredentials):
+        provider.update(username, password)
+    else:
+        provider = RotatingCredentials(username, password)
+        kwargs.pop("username", None)
+        kwargs.pop("password", None)
+        kwargs["credential_provider"] = provider
+    lock = pool._get_pool_lock() if hasattr(pool, "_get_pool_lock") else anyio.Lock()
+    async with lock:
+        free = list(getattr(pool, "_available_connections", ()))
+        busy = list(getattr(pool, "_in_use_connections", ()))
+        for conn in (*free, *busy):
+            conn.credential_provider = provider
+            conn.username = conn.password = None
+        for conn in free:
+            await conn.disconnect()
+        for conn in busy:
+            conn.mark_for_reconnect()
+
+
+def _tls_failure(exc: BaseException, where: str) -> BusError | None:
+    """A :class:`TLSHandshakeError` when an ``ssl.SSLError`` is behind ``exc``, saying what to fix."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen and not isinstance(cur, _ssl.SSLError):
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    if not isinstance(cur, _ssl.SSLError):
+        return None
+    if isinstance(cur, _ssl.SSLCertVerificationError):
+        detail = cur.verify_message or cur.reason or str(cur)
+        if "mismatch" in detail.lower():
+            return TLSHandshakeError(
+                f"TLS: the server's certificate is not valid for the host we connected to{where} ({detail}); "
+                "connect with a host name the certificate lists (never disable ssl_check_hostname)"
+            )
+        return TLSHandshakeError(
+            f"TLS: the server's certificate is not trusted{where} ({detail}); set REDIS_TLS_CA_FILE "
+            "(ssl_ca_certs) to the CA that issued it"
+        )
+    reason = str(cur.reason or cur)
+    if any(word in reason for word in ("CERTIFICATE_REQUIRED", "UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN")):
+        return TLSHandshakeError(
+            f"TLS: the server refused our client certificate{where} ({reason}); set REDIS_TLS_CERT_FILE and "
+            "REDIS_TLS_KEY_FILE to a certificate signed by a CA the server trusts"
+        )
+    if any(word in reason for word in ("WRONG_VERSION_NUMBER", "RECORD_LAYER", "UNEXPECTED_EOF")):
+        return TLSHandshakeError(
+            f"TLS: the server did not answer the TLS handshake{where} ({reason}); is this a plaintext port? "
+            "Use the server's TLS port, or redis:// for a plaintext one"
+        )
+    return TLSHandshakeError(f"TLS handshake failed{where} ({reason})")
+
+
 def translate_error(exc: BaseException, what: str = "") -> BusError:
     """Map a redis-py exception to the bus's error tree; messages never carry credentials."""
     where = f" during {what}" if what else ""
+    tls = _tls_failure(exc, where) if isinstance(exc, rex.ConnectionError | OSError) else None
+    if tls is not None:
+        return tls
     text = str(exc)
     if isinstance(exc, rex.NoPermissionError) or text.startswith("NOPERM"):
         return PermissionDeniedError(f"Redis denied the command{where}: {text}")
@@ -83,7 +205,10 @@ def translate_error(exc: BaseException, what: str = "") -> BusError:
     if isinstance(exc, rex.BusyLoadingError):
         return BackendUnavailableError(f"Redis is loading its dataset{where}")
     if isinstance(exc, rex.ConnectionError | ConnectionError | OSError):
-        return BackendUnavailableError(f"Redis is unreachable{where}: {type(exc).__name__}: {text}")
+        hint = ""
+        if "reset by peer" in text or "closed by server" in text.lower():
+            hint = " (if this port expects TLS, connect with rediss:// or ssl=True)"
+        return BackendUnavailableError(f"Redis is unreachable{where}: {type(exc).__name__}: {text}{hint}")
     return BackendError(f"Redis error{where}: {text}")
 
 

@@ -128,6 +128,12 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
                 raise ConfigurationError("REDIS_URL", f"scheme {scheme!r} is not redis://, rediss:// or unix://")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigurationError("REDIS_TLS_KEY_FILE", "a client key needs REDIS_TLS_CERT_FILE too")
+        if not self.uses_tls:
+            for field, variable in (("ssl_ca_certs", "REDIS_TLS_CA_FILE"), ("ssl_certfile", "REDIS_TLS_CERT_FILE")):
+                if getattr(self, field):
+                    raise ConfigurationError(
+                        variable, "is set but the connection is plaintext: use a rediss:// URL or ssl=True"
+                    )
         if self.uses_tls and not self.ssl_check_hostname and not self.ssl_insecure_for_tests:
             raise ConfigurationError(
                 "ssl_check_hostname", "certificate verification may only be disabled with ssl_insecure_for_tests=True"
@@ -142,7 +148,7 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     @property
     def uses_tls(self) -> bool:
         """True for rediss:// URLs or ``ssl=True``."""
-        return self.ssl or (self.redis_url or "").startswith("rediss://")
+        return self.ssl or (self.redis_url is not None and urlsplit(self.redis_url).scheme == "rediss")
 
     @property
     def resolved_consumer_name(self) -> str:
@@ -210,6 +216,11 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             values["ssl"] = True
         values.update(overrides)
         return cls.build(**values)
+
+    def __repr__(self) -> str:
+        """The redacted settings: the password and the URL's password never show in a repr."""
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
+        return f"{type(self).__name__}({fields})"
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets masked: safe for logs and ``bus status``."""
