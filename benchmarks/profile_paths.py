@@ -1,17 +1,17 @@
 """Where the time goes on the publish and consume paths: py-spy samples, by stage and by layer.
 
 Three paths, a few seconds each, sampled by ``py-spy record --idle --nonblocking`` attached to
-this process (bench extra; it samples from outside, so the code runs at full speed):
+this process (bench extra; it samples from outside without pausing it, so the code runs at full
+speed; only the innermost frame of a sample is used, since the parent chain can be torn):
 
 - ``publish_many``, batches of 1000, ``global`` (2 XADDs per event);
 - 64 concurrent ``await bus.publish(..., batch=True)`` callers, ``global``;
 - the consume loop, COUNT 1000, no-op handler (each round prefills 20,000 entries with one
   packed round trip per 5,000, which shows as its own row).
 
-For each path: the inclusive share of the main stages (a sample counts for a stage when the
-stage's function is on the stack), and the self time per layer (the innermost frame's module:
-validation in ``schemas``/msgspec, each ``bus`` module, redis-py, anyio, the asyncio loop,
-waiting in ``select``), and the top functions by self time.
+For each path: self time (innermost frame, C calls included) grouped by stage and by layer
+(module: validation in ``schemas``/msgspec, each ``bus`` module, redis-py, anyio, the asyncio
+loop, waiting in ``select``), and the top functions by self time.
 
 Run: ``python benchmarks/profile_paths.py`` (``--seconds S``, ``--no-write``, ``--keep DIR``
 keeps py-spy's raw collapsed stacks, for a flame graph).
@@ -61,31 +61,50 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("_workload.py", "benchmark driver"),
 )
 
-#: (label, function, file needle) of the stages whose inclusive share is reported.
-PUBLISH_STAGES = (
-    ("prepare: validate, envelope, workflow entry, RESP", "prepare", "bus/_publish.py"),
-    ("  validation (Registry.validate: encode + decode check)", "validate", "schemas/_registry.py"),
-    ("  workflow entry (WorkflowEvent.from_bus_event)", "from_bus_event", "schemas/_envelope.py"),
-    ("  RESP of the workflow XADD (XaddPacker.workflow)", "workflow", "bus/_codec.py"),
-    ("  RESP of the per-type XADD (XaddPacker.per_type)", "per_type", "bus/_codec.py"),
-    ("auto-batching (AutoBatcher.submit/_lead)", "submit", "bus/_batch.py"),
-    ("round trip: acquire, send, read (Publisher._round_trip)", "_round_trip", "bus/_publish.py"),
-    ("  connection from the pool with tenacity (Publisher._acquire)", "_acquire", "bus/_publish.py"),
-    ("  send (send_packed_command)", "send_packed_command", "redis/"),
-    ("  read replies (read_replies)", "read_replies", "bus/_resp.py"),
-    ("results (Publisher._xadd_outcome)", "_xadd_outcome", "bus/_publish.py"),
-    ("idle: waiting for Redis (select)", "select", "selectors.py"),
+#: Stages, each a set of (function, file needle) rules matched against the innermost Python
+#: frame of a sample (its self time, C calls included). Leaf frames are what py-spy reads
+#: reliably without pausing the process; the parent chain of a sample can be torn.
+Stage = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def _in(needle: str, *functions: str) -> tuple[tuple[str, str], ...]:
+    """Rules for these functions of one file (every function of it when none is named)."""
+    return tuple((f, needle) for f in functions) if functions else (("", needle),)
+
+
+PUBLISH_STAGES: tuple[Stage, ...] = (
+    ("validation (Registry.validate/decode_payload, msgspec)", _in("schemas/_registry.py")),
+    ("ids and timestamps (new_event_id, now_iso)", _in("bus/_codec.py", "new_event_id", "now_iso")),
+    ("envelope, workflow entry, RESP packing", _in("bus/_codec.py") + _in("bus/_resp.py", "header", "bulk")),
+    (
+        "Publisher.prepare itself (checks, copies, PreparedEvent)",
+        _in("bus/_publish.py", "prepare", "_channels", "<listcomp>", "__init__", "stream") + _in("bus/_bus.py"),
+    ),
+    ("write: round trip and results (Publisher._exchange, ...)", _in("bus/_publish.py") + _in("bus/_resp.py")),
+    ("auto-batching (bus._batch)", _in("bus/_batch.py")),
+    ("redis-py (connection, reply parsing)", _in("redis/")),
+    ("asyncio/anyio: tasks, futures, events, transports", _in("asyncio/") + _in("anyio/")),
+    ("idle: waiting for Redis (select)", _in("selectors.py", "select")),
 )
-CONSUME_STAGES = (
-    ("reader: XREADGROUP and reply parsing (redis-py)", "_read_once", "bus/_consume.py"),
-    ("dispatch: decode, marker lookup, hand-off (Consumer._dispatch)", "_dispatch", "bus/_consume.py"),
-    ("  decode + validate one entry (Consumer._decode)", "_decode", "bus/_consume.py"),
-    ("    payload validation (Registry.decode_payload)", "decode_payload", "schemas/_registry.py"),
-    ("  processed-marker lookup (Consumer._skip_processed)", "_skip_processed", "bus/_consume.py"),
-    ("workers: receive, run the handler (Consumer._worker)", "_worker", "bus/_consume.py"),
-    ("acker: XACK + markers in MULTI/EXEC (Consumer._flush)", "_flush", "bus/_consume.py"),
-    ("benchmark prefill (untimed in run_all)", "prefill", "profile_paths.py"),
-    ("idle: waiting for Redis (select)", "select", "selectors.py"),
+CONSUME_STAGES: tuple[Stage, ...] = (
+    ("validation: envelope + payload (decode_bus_event, decode_payload)", _in("schemas/")),
+    ("reading: reply parsing (redis-py parsers)", _in("redis/_parsers/")),
+    ("commands: packing and sending (redis-py)", _in("redis/")),
+    (
+        "dispatch: entries, deliveries, marker lookup",
+        _in("bus/_consume.py", "_dispatch", "_decode", "_skip_processed", "__init__", "_read_loop")
+        + _in("bus/_markers.py")
+        + _in("bus/_tenant.py")
+        + _in("<string>"),
+    ),
+    (
+        "workers: hand-off and handler call",
+        _in("bus/_consume.py", "_worker", "_process", "_attempt", "_call") + _in("anyio/streams/"),
+    ),
+    ("acker: XACK + markers (Consumer._acker/_flush)", _in("bus/_consume.py")),
+    ("asyncio/anyio: tasks, futures, events, transports", _in("asyncio/") + _in("anyio/")),
+    ("benchmark prefill", _in("profile_paths.py") + _in("_workload.py")),
+    ("idle: waiting for Redis (select)", _in("selectors.py", "select")),
 )
 
 
@@ -95,9 +114,13 @@ def _parse_frame(text: str) -> tuple[str, str]:
     return name, rest.rsplit(":", 1)[0]
 
 
-def _is(frame: tuple[str, str], function: str, needle: str) -> bool:
-    name, path = frame
-    return name.rsplit(".", 1)[-1] == function and needle in path
+def _stage_of(name: str, path: str, stages: tuple[Stage, ...]) -> str:
+    short = name.rsplit(".", 1)[-1]
+    for label, rules in stages:
+        for function, needle in rules:
+            if (not function or short == function) and needle in path:
+                return label
+    return "other (interpreter, stdlib)"
 
 
 def _layer(path: str) -> str:
@@ -107,7 +130,7 @@ def _layer(path: str) -> str:
     return "other (interpreter, stdlib)"
 
 
-def analyse(raw: str, stages: tuple[tuple[str, str, str], ...]) -> dict[str, Any]:
+def analyse(raw: str, stages: tuple[Stage, ...]) -> dict[str, Any]:
     """Sample counts per stage (inclusive), per layer and per function (self)."""
     total = 0
     stage_counts: Counter[str] = Counter()
@@ -120,10 +143,8 @@ def analyse(raw: str, stages: tuple[tuple[str, str, str], ...]) -> dict[str, Any
         count = int(count_text)
         frames = [_parse_frame(f) for f in stack.split(";")]
         total += count
-        for label, function, needle in stages:
-            if any(_is(frame, function, needle) for frame in frames):
-                stage_counts[label] += count
         name, path = frames[-1]
+        stage_counts[_stage_of(name, path, stages)] += count
         layers[_layer(path)] += count
         functions[f"{name} ({path})"] += count
     return {"total": total, "stages": stage_counts, "layers": layers, "functions": functions}
@@ -136,7 +157,7 @@ def _tables(name: str, events: int, elapsed: float, found: dict[str, Any], stage
     def row(label: str, count: int) -> tuple[str, str, str]:
         return (label.replace("  ", "&nbsp;&nbsp;"), f"{100 * count / total:.1f}%", f"{us * count / total:.2f}")
 
-    stage_rows = [row(label, found["stages"][label]) for label, _, _ in stages]
+    stage_rows = [row(label, c) for label, c in found["stages"].most_common() if c / total >= 0.005]
     layer_rows = [row(label, c) for label, c in found["layers"].most_common() if c / total >= 0.005]
     function_rows = [(f"`{label}`", f"{100 * c / total:.1f}%") for label, c in found["functions"].most_common(12)]
     return "\n".join(
@@ -146,7 +167,7 @@ def _tables(name: str, events: int, elapsed: float, found: dict[str, Any], stage
             f"{events:,} events in {elapsed:.2f} s while sampled ({events / elapsed:,.0f} events/s, "
             f"{us:.1f} µs per event), {found['total']:,} samples.",
             "",
-            markdown_table(["stage (inclusive)", "share", "µs per event"], stage_rows),
+            markdown_table(["stage (self time of the innermost frame)", "share", "µs per event"], stage_rows),
             "",
             markdown_table(["layer (self time)", "share", "µs per event"], layer_rows),
             "",
