@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from ._acl import AclUser, add_password_args, remove_password_args, service_acl, tenant_acl
 from ._bus import EventBus
 from ._codec import new_event_id, now_iso
 from ._consume import Consumer, ConsumerStats
@@ -20,6 +21,7 @@ from ._errors import (
     ConfigurationError,
     GroupMissingError,
     HandlerError,
+    InvalidTenantIdError,
     PayloadTooLargeError,
     PayloadValidationError,
     PermissionDeniedError,
@@ -27,6 +29,7 @@ from ._errors import (
     PublishOutcomeUnknownError,
     Reject,
     RetryLater,
+    TLSHandshakeError,
 )
 from ._inspect import BusStatus, ConsumerStatus, GroupStatus, StreamStatus
 from ._keys import (
@@ -39,17 +42,29 @@ from ._keys import (
     Keys,
 )
 from ._publish import PartialWriteError, PreparedEvent, PublishResult, WorkflowHooks
+from ._redact import (
+    SECRET,
+    install_log_redaction,
+    redact,
+    redact_labels,
+    redact_text,
+    register_secret,
+    register_secrets,
+)
 from ._redis import create_client, redis_errors
 from ._runner import Runner, Service, run_services
 from ._settings import BusSettings, default_consumer_name
+from ._tenant import check_tenant_id, tenant_prefix
 
 __all__ = [
     "CHANNEL_EMAIL",
     "CHANNEL_GLOBAL",
     "CHANNEL_NOTIFICATIONS",
+    "SECRET",
     "WORKFLOW_DLQ",
     "WORKFLOW_GROUP",
     "WORKFLOW_STREAM",
+    "AclUser",
     "AuthenticationError",
     "BackendError",
     "BackendTimeoutError",
@@ -69,6 +84,7 @@ __all__ = [
     "GroupStatus",
     "Handler",
     "HandlerError",
+    "InvalidTenantIdError",
     "Keys",
     "PartialWriteError",
     "PayloadTooLargeError",
@@ -84,11 +100,24 @@ __all__ = [
     "Service",
     "StreamStatus",
     "Subscription",
+    "TLSHandshakeError",
     "WorkflowHooks",
+    "add_password_args",
+    "check_tenant_id",
     "create_client",
     "default_consumer_name",
+    "install_log_redaction",
     "new_event_id",
     "now_iso",
+    "redact",
+    "redact_labels",
+    "redact_text",
     "redis_errors",
+    "register_secret",
+    "register_secrets",
+    "remove_password_args",
     "run_services",
+    "service_acl",
+    "tenant_acl",
+    "tenant_prefix",
 ]
