@@ -133,19 +133,31 @@ class Bench:
         wf = workflow_fields()
         fields = {b"event": envelope_bytes(), b"channel": CHANNEL_GLOBAL.encode()}
         max_len = self.target.max_len
-        for batch in (100, 1000):
-            for xadds in (2, 1):
+        for batch, xadds, transaction in (
+            (100, 2, False),
+            (100, 1, False),
+            (1000, 2, False),
+            (1000, 1, False),
+            (1000, 2, True),
+        ):
 
-                async def run(batch: int = batch, xadds: int = xadds) -> int:
-                    pipe = client.pipeline(transaction=False)
-                    for _ in range(batch):
-                        if xadds == 2:
-                            pipe.xadd(WORKFLOW_STREAM, wf, maxlen=max_len, approximate=True)
-                        pipe.xadd(stream, fields, maxlen=max_len, approximate=True)
-                    await pipe.execute()
-                    return batch
+            async def run(batch: int = batch, xadds: int = xadds, transaction: bool = transaction) -> int:
+                pipe = client.pipeline(transaction=transaction)
+                for _ in range(batch):
+                    if xadds == 2:
+                        pipe.xadd(WORKFLOW_STREAM, wf, maxlen=max_len, approximate=True)
+                    pipe.xadd(stream, fields, maxlen=max_len, approximate=True)
+                await pipe.execute()
+                return batch
 
-                self.add(f"raw{batch}-{xadds}", f"raw redis-py pipeline, batches of {batch}", xadds, "publish", run)
+            if transaction:
+                key, label = (
+                    f"raw{batch}-{xadds}-tx",
+                    f"(analysis) raw redis-py MULTI/EXEC pipeline, batches of {batch}",
+                )
+            else:
+                key, label = f"raw{batch}-{xadds}", f"raw redis-py pipeline, batches of {batch}"
+            self.add(key, label, xadds, "publish", run)
 
     # -- ours --------------------------------------------------------------------------
 
