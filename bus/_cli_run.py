@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -182,6 +183,9 @@ def _is_service(obj: Any) -> bool:
 
 
 def _call_factory(factory: Any, environ: Mapping[str, str]) -> Any:
+    """A class is instantiated without arguments; a function taking a positional argument gets the environment."""
+    if isinstance(factory, type):
+        return factory()
     try:
         params = [
             p
@@ -245,6 +249,10 @@ async def _watch_signals(
     *,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        log.warning("not on the main thread: SIGTERM/SIGINT are not handled here")
+        task_status.started()
+        return
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
         task_status.started()
         async for signum in received:

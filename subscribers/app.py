@@ -37,7 +37,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -370,15 +370,23 @@ class App:
         self.name = name
         self._subscriptions: list[tuple[str, Handler, str, str | None]] = []
 
+    @overload
+    def subscribe(self, event_type: str, handler: H, *, channel: str = ..., subscriber_id: str | None = ...) -> H: ...
+
+    @overload
+    def subscribe(
+        self, event_type: str, handler: None = ..., *, channel: str = ..., subscriber_id: str | None = ...
+    ) -> Callable[[H], H]: ...
+
     def subscribe(
         self,
         event_type: str,
-        handler: H | None = None,
+        handler: Handler | None = None,
         *,
         channel: str = CHANNEL_GLOBAL,
         subscriber_id: str | None = None,
-    ) -> Callable[[H], H]:
-        """Register ``async def handler(delivery)`` (or decorate it) for a type on a channel."""
+    ) -> Handler | Callable[[H], H]:
+        """Register ``async def handler(delivery)`` for a type on a channel; without ``handler``, a decorator."""
         REGISTRY.get(event_type)  # unknown types fail here, with suggestions
 
         def add(fn: H) -> H:
@@ -386,7 +394,7 @@ class App:
             return fn
 
         if handler is not None:
-            add(handler)
+            return add(handler)
         return add
 
     async def run(self, bus: EventBus, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
