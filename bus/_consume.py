@@ -520,7 +520,6 @@ class Consumer:
                 pipe.xinfo_stream(stream)
                 pipe.xinfo_groups(stream)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
-        exact: list[tuple[str, int, str]] = []
         for i, stream in enumerate(self.streams):
             sinfo, groups = replies[2 * i], replies[2 * i + 1]
             if isinstance(sinfo, Exception) or isinstance(groups, Exception):
@@ -533,18 +532,11 @@ class Consumer:
                 continue
             if is_exact:
                 self._count_trimmed(stream, bound)
-            elif bound > self._trim_seen.get(stream, 0):
-                exact.append((stream, bound, _text(mine.get("last-delivered-id") or "0-0")))
-            else:  # at most ``bound`` were lost; lets a re-based counter (fakeredis) count new gaps
+            else:
+                # Behind, past any gap: no range scan on the hot path. Redis keeps the count in
+                # entries-read, so it is exact the next time the group has a gap or catches up;
+                # at most ``bound`` were lost (lets a re-based counter, fakeredis, count new gaps).
                 self._trim_seen[stream] = min(self._trim_seen.get(stream, 0), bound)
-        if exact:
-            with redis_errors("XRANGE (trimming check)"):
-                pipe = self.client.pipeline(transaction=False)
-                for stream, bound, last in exact:
-                    pipe.xrange(stream, "(" + last, "+", count=bound)
-                unread: list[Any] = await pipe.execute()
-            for (stream, bound, _), entries in zip(exact, unread, strict=True):
-                self._count_trimmed(stream, bound - len(entries))
 
     def _count_trimmed(self, stream: str, lost: int) -> None:
         seen = self._trim_seen.get(stream, 0)

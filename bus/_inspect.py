@@ -102,6 +102,11 @@ class BusStatus(msgspec.Struct, frozen=True, kw_only=True):
         return sum(g.trimmed_unread or 0 for s in self.streams for g in s.groups)
 
 
+#: Largest number of unread entries :func:`inspect_streams` counts with XRANGE; beyond it a
+#: group's lag and trimmed count are reported as unknown (None).
+MAX_SCAN = 10_000
+
+
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -116,12 +121,12 @@ def _opt_int(value: Any) -> int | None:
 
 
 def group_trimmed_unread(stream_info: Mapping[str, Any], group_info: Mapping[str, Any]) -> tuple[int | None, bool]:
-    """``(count, exact)`` from XINFO STREAM / XINFO GROUPS alone.
+    """``(count, exact)`` from XINFO STREAM / XINFO GROUPS alone (no range scan).
 
     Exact when the group's last-delivered id is older than the stream's first entry (every
-    entry still there is unread); otherwise the count is an upper bound (``entries-added -
-    entries-read``, which includes the unread entries still in the stream): count them with
-    XRANGE to get the exact number (see :func:`inspect_streams`).
+    entry still there is unread) or when the group has caught up (none is); otherwise the count
+    is an upper bound (``entries-added - entries-read`` includes the unread entries still in the
+    stream), and only an XRANGE over them gives the exact number (see :func:`inspect_streams`).
     """
     entries_read = _opt_int(group_info.get("entries-read"))
     entries_added = _opt_int(stream_info.get("entries-added"))
@@ -135,6 +140,9 @@ def group_trimmed_unread(stream_info: Mapping[str, Any], group_info: Mapping[str
     last_delivered = _id_tuple(_s(group_info.get("last-delivered-id") or "0-0"))
     if not first or last_delivered < _id_tuple(_s(first[0])):
         return max(unread_total - length, 0), True
+    last_generated = stream_info.get("last-generated-id")
+    if last_generated is not None and last_delivered >= _id_tuple(_s(last_generated)):
+        return unread_total, True
     return unread_total, False
 
 
@@ -199,10 +207,13 @@ async def _stream_status(
         pipe.xpending_range(name, gname, "-", "+", 1)
         pipe.xinfo_consumers(name, gname)
         bound, exact = group_trimmed_unread(sinfo, g)
-        # Count the unread entries still in the stream when the XINFO counters cannot tell.
+        # Count the unread entries still in the stream when the XINFO counters cannot tell
+        # (a group behind but past any gap), up to MAX_SCAN entries.
         scan = 0 if exact else min(length, bound or 0)
         if bound is None:
             scan = length
+        if scan > MAX_SCAN:
+            scan, bound = 0, None
         if scan:
             pipe.xrange(name, "(" + _s(g.get("last-delivered-id") or "0-0"), "+", count=scan)
         plans.append((bound, exact, scan))
@@ -216,10 +227,12 @@ async def _stream_status(
             unread = len(replies[pos])
             pos += 1
             trimmed = None if bound is None else max(bound - unread, 0)
+        elif bound is None:
+            trimmed, unread = None, None
         else:
             trimmed = bound
             added, read = _opt_int(sinfo.get("entries-added")) or 0, _opt_int(g.get("entries-read")) or 0
-            unread = max(added - read - (bound or 0), 0)
+            unread = max(added - read - bound, 0)
         oldest_id = _s(summary["min"]) if summary.get("min") else None
         out.append(
             GroupStatus(
