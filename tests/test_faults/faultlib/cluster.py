@@ -78,8 +78,20 @@ class Subscribers:
         self.ledger = ledger
         self.children: list[Child] = []
 
-    def start(self, consumer: str, url: str, *, env: Mapping[str, str] | None = None, timeout_s: float = 20) -> Child:
-        """Spawn a subscriber named ``consumer`` on ``url``; returns once it consumes."""
+    def start(
+        self,
+        consumer: str,
+        url: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        cli: bool = False,
+        timeout_s: float = 20,
+    ) -> Child:
+        """Spawn a subscriber named ``consumer`` on ``url``; returns once it consumes.
+
+        ``cli=True`` runs it through the product's daemon CLI (``python -m bus run``), else
+        through ``python -m faultlib.subscriber`` (the same service under ``bus.Runner``).
+        """
         full = {
             **FAST_ENV,
             "REDIS_URL": url,
@@ -87,7 +99,8 @@ class Subscribers:
             "FAULT_LEDGER": str(self.ledger.path),
             **(env or {}),
         }
-        child = self.procs.python(consumer, "-m", "faultlib.subscriber", env=full)
+        args = ("-m", "bus", "run", "faultlib.subscriber:service") if cli else ("-m", "faultlib.subscriber")
+        child = self.procs.python(consumer, *args, env=full)
         self.children.append(child)
         self.wait_ready(child, consumer, timeout_s)
         return child
