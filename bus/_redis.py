@@ -160,8 +160,9 @@ def _tls_failure(exc: BaseException, where: str) -> BusError | None:
     if not isinstance(cur, _ssl.SSLError):
         return None
     if isinstance(cur, _ssl.SSLCertVerificationError):
-        detail = cur.verify_message or cur.reason or str(cur)
-        if "mismatch" in detail.lower():
+        message = cur.verify_message or str(cur)
+        detail = f"{cur.reason}: {message}" if cur.reason else message
+        if "mismatch" in message.lower():
             return TLSHandshakeError(
                 f"TLS: the server's certificate is not valid for the host we connected to{where} ({detail}); "
                 "connect with a host name the certificate lists (never disable ssl_check_hostname)"
