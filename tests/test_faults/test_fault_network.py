@@ -11,6 +11,7 @@ from faultlib import FaultProxy, FaultRedis, Ledger, Procs
 from faultlib.cluster import (
     BLOCK_S,
     CLAIM_IDLE_S,
+    EVENT_TYPE,
     READ_TIMEOUT_S,
     RECLAIM_INTERVAL_S,
     SOCKET_TIMEOUT_S,
@@ -20,10 +21,11 @@ from faultlib.cluster import (
     wait_drained,
 )
 
-from bus import EventBus
+from bus import EventBus, Keys
 
 pytestmark = pytest.mark.fault
 
+STREAM = Keys().stream("global", EVENT_TYPE)
 #: The consume loop's reconnect backoff cap (bus/_consume.py RECONNECT_MAX_S).
 RECONNECT_MAX_S = 2.0
 
@@ -114,3 +116,27 @@ async def test_redis_sigkill_restart_same_port_and_dir(
     verdict = wait_drained(ledger, server, subscribers=subs, expected=ids, timeout_s=30)
     assert not verdict.lost and not verdict.unexpected and verdict.pending == 0, verdict
     assert not verdict.duplicated, verdict
+
+
+async def test_lost_publish_replies_are_republished_and_handled_once(
+    fault_redis: FaultRedis, proxy: FaultProxy, ledger: Ledger, procs: Procs
+) -> None:
+    """XADD replies dropped on the way back: the publisher gets an unknown outcome, publishes the
+    same event id again, and the subscriber handles each event exactly once (duplicate entries
+    are skipped by event id); lost 0, pending 0."""
+    subs = Subscribers(procs, ledger)
+    subs.start("sub-a", fault_redis.url)
+    settings = {**fast_settings_overrides(), "socket_timeout_s": 0.5}
+    ids: list[str] = []
+    async with EventBus.from_url(proxy.url, **settings) as bus:
+        with anyio.fail_after(30):
+            for n in range(20):
+                if n % 4 == 0:
+                    proxy.drop_next_reply()
+                ids += await publish_recorded(bus, ledger, 1)
+    unknown = [p for p in ledger.publishes() if p.outcome == "unknown"]
+    assert len(unknown) == 5, ledger.publishes()
+    verdict = wait_drained(ledger, fault_redis, subscribers=subs, expected=ids, timeout_s=15)
+    assert verdict.ok, verdict
+    with fault_redis.client() as r:
+        assert r.xlen(STREAM) == 25  # every lost reply left an entry that was written twice
