@@ -83,6 +83,9 @@ _KEYED_VALUE = re.compile(
     re.IGNORECASE,
 )
 
+#: Lower-case words that end a sentence before a colon more often than they name a field.
+_PROSE_KEYS = frozenset({"credential", "credentials"})
+
 
 class _Registry:
     """Known secret values (thread-safe; a compiled alternation rebuilt on change)."""
@@ -180,8 +183,9 @@ def _mask_keyed(match: re.Match[str]) -> str:
     if not is_secret_key(key):
         return match[0]
     sep, val = match["sep"], match["val"]
-    if ":" in sep and key.isupper() and val[:1] not in "\"'b":
-        return match[0]  # ``REDIS_PASSWORD: must be a string``: a variable named in a message
+    if ":" in sep and val[:1] not in "\"'b" and (key.isupper() or key in _PROSE_KEYS):
+        # ``REDIS_PASSWORD: must be a string`` names a variable; ``the credentials: check ...`` is prose.
+        return match[0]
     if val[:1] in "\"'" or val[:2] in ('b"', "b'"):
         start = 2 if val[0] == "b" else 1
         masked = val[:start] + REDACTED + val[-1]

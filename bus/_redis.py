@@ -86,6 +86,7 @@ def create_client(settings: BusSettings, **extra: Any) -> aioredis.Redis:
         insecure = settings.ssl_insecure_for_tests
         kwargs["ssl_cert_reqs"] = _ssl.CERT_NONE if insecure else _ssl.CERT_REQUIRED
         kwargs["ssl_check_hostname"] = settings.ssl_check_hostname and not insecure
+        kwargs["redis_connect_func"] = _tls_on_connect
         if settings.ssl_ca_certs:
             kwargs["ssl_ca_certs"] = settings.ssl_ca_certs
         if settings.ssl_certfile:
@@ -150,6 +151,39 @@ async def rotate_credentials(
             conn.mark_for_reconnect()
 
 
+class _TLSSessionResetError(rex.ConnectionError):
+    """The server reset a TLS connection at the first exchange after the handshake."""
+
+    def __init__(self, message: str, *, has_client_cert: bool) -> None:
+        super().__init__(message)
+        self.has_client_cert = has_client_cert
+
+
+def _is_reset(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, ConnectionResetError | BrokenPipeError) or "reset by peer" in str(cur):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+async def _tls_on_connect(conn: Any) -> None:
+    """``on_connect`` of TLS connections. With TLS 1.3 a server that refuses our client
+    certificate says so after the handshake: our first command then reads either its alert or,
+    when the close overtakes it, a connection reset. The reset is reported as what it means."""
+    try:
+        await conn.on_connect()
+    except rex.ConnectionError as exc:
+        if isinstance(exc, rex.AuthenticationError) or not _is_reset(exc):
+            raise
+        context = getattr(conn, "ssl_context", None)
+        has_cert = bool(getattr(context, "certfile", None))
+        raise _TLSSessionResetError(str(exc), has_client_cert=has_cert) from exc
+
+
 def _tls_failure(exc: BaseException, where: str) -> BusError | None:
     """A :class:`TLSHandshakeError` when an ``ssl.SSLError`` is behind ``exc``, saying what to fix."""
     seen: set[int] = set()
@@ -191,11 +225,25 @@ def translate_error(exc: BaseException, what: str = "") -> BusError:
     tls = _tls_failure(exc, where) if isinstance(exc, rex.ConnectionError | OSError) else None
     if tls is not None:
         return tls
+    if isinstance(exc, _TLSSessionResetError):
+        advice = "set REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE to a certificate signed by a CA the server trusts"
+        if not exc.has_client_cert:  # it can only be the missing certificate: retrying cannot help
+            return TLSHandshakeError(
+                f"TLS: the server refused the session right after the handshake{where} (connection reset): it "
+                f"requires a client certificate and none is configured; {advice}"
+            )
+        return BackendUnavailableError(
+            f"Redis reset the TLS connection right after the handshake{where}: if this persists, the server "
+            f"refuses our client certificate; {advice}"
+        )
     text = str(exc)
     if isinstance(exc, rex.NoPermissionError) or text.startswith("NOPERM"):
         return PermissionDeniedError(f"Redis denied the command{where}: {text}")
     if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError) or text.startswith(("NOAUTH", "WRONGPASS")):
-        code = text.split(" ")[0]
+        if text.startswith(("NOAUTH", "WRONGPASS")):
+            code = text.split(" ")[0]
+        else:  # redis-py strips the code: "invalid username-password pair ..." / "Authentication required."
+            code = "NOAUTH" if "required" in text.lower() else "WRONGPASS"
         return AuthenticationError(
             f"Redis rejected the credentials{where}: check REDIS_USERNAME/REDIS_PASSWORD or the URL ({code})"
         )
