@@ -82,6 +82,19 @@ TARGETS = (
 )
 
 
+ANALYSIS = (
+    ("publish_many 1000, 2 XADD/event vs raw redis-py MULTI/EXEC pipeline 1000", "many1000-2", "raw1000-2-tx"),
+    ("publish_many 1000, 1 XADD/event vs raw redis-py pipeline 1000, 1 XADD/event", "many1000-1", "raw1000-1"),
+    ("share of publish_many 1000 (2 XADD/event) time spent in prepare (no I/O)", "many1000-2", "prepare-2"),
+    ("consume COUNT 1000 vs raw XREADGROUP+XACK with our validation", "consume1000", "raw-consume1000-validate"),
+    (
+        "raw with our validation vs raw with msgspec.json.decode (ceiling of a validating consumer)",
+        "raw-consume1000-validate",
+        "raw-consume1000",
+    ),
+)
+
+
 @dataclass
 class Sizes:
     """Events per call of each kind of contender."""
@@ -417,6 +430,13 @@ def report(bench: Bench, timings: dict[str, Timing], rounds: int, load: tuple[fl
         ratio = timings[ours].per_second / timings[theirs].per_second
         verdicts.append((label, f">= {goal:.1f}x", f"{ratio:.2f}x", "met" if ratio >= goal else "NOT met"))
     targets = markdown_table(["target", "goal", "ratio (medians)", "verdict"], verdicts)
+    analysis = [
+        (label, f"{timings[ours].per_second / timings[theirs].per_second:.2f}x")
+        for label, ours, theirs in ANALYSIS
+        if ours in timings and theirs in timings
+    ]
+    if analysis:
+        targets += "\n\n" + markdown_table(["analysis ratio (not a target)", "ratio (medians)"], analysis)
     info = machine(["redis", "hiredis", "msgspec", "anyio", "faststream", "pydantic", "psutil"])
     sizes = (
         f"payload {len(payload_bytes())} bytes, envelope {len(envelope_bytes())} bytes, "
