@@ -21,12 +21,15 @@ Data flow::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
+import itertools
 import logging
 import time
 import types
-from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import msgspec
@@ -50,9 +53,10 @@ from ._errors import (
 )
 from ._inspect import group_trimmed_unread
 from ._keys import Keys
-from ._markers import Markers
+from ._markers import Markers, pack_command, round_trip
 from ._reclaim import PendingEntry, claim_idle, keep_alive, read_own_pending
 from ._redis import redis_errors, translate_error
+from ._resp import EXEC, MULTI, pack
 from ._tenant import tenant_id_problem
 
 if TYPE_CHECKING:
@@ -63,6 +67,8 @@ if TYPE_CHECKING:
 __all__ = ["Consumer", "ConsumerStats", "make_subscription", "single_error"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Time box of the final, shielded ack flush at shutdown.
 FINAL_FLUSH_TIMEOUT_S = 5.0
@@ -126,7 +132,7 @@ class _Entry:
         self.delivery: Delivery | None = None
         self.subs: tuple[Subscription, ...] = ()
         self.done: frozenset[str] = frozenset()
-        self.event_member = ""
+        self.event_member = b""
 
 
 class _Resume:
@@ -201,7 +207,7 @@ class Consumer:
         self.name = consumer_name
         self.group = settings.consumer_group
         self.stats = stats if stats is not None else ConsumerStats()
-        self.markers = Markers(keys, self.group, settings.marker_ttl_s)
+        self.markers = Markers(keys, self.group, settings.marker_ttl_s, settings.socket_timeout_s)
         by_stream: dict[str, list[Subscription]] = {}
         for sub in subscriptions:
             by_stream.setdefault(sub.stream, []).append(sub)
@@ -218,10 +224,11 @@ class Consumer:
         self._acks: list[_Entry] = []
         self._dups: list[_Entry] = []
         self._dead: list[tuple[_Entry, str, DeadLetterReason, int]] = []
-        self._marks: list[tuple[_Entry, list[str]]] = []
+        self._marks: list[tuple[_Entry, list[bytes]]] = []
         self._drops: list[_Entry] = []
         self._ack_wakeup = anyio.Event()
         self._changed = anyio.Event()
+        self._waiters = 0
         self._workers_done = False
         self._stopping = False
         self._stop_requested = False
@@ -249,13 +256,18 @@ class Consumer:
 
     async def wait_until(self, predicate: Callable[[ConsumerStats], bool]) -> ConsumerStats:
         """Wait until ``predicate(stats)`` holds (re-checked whenever the counters change)."""
-        while not predicate(self.stats):
-            await self._changed.wait()
+        self._waiters += 1
+        try:
+            while not predicate(self.stats):
+                await self._changed.wait()
+        finally:
+            self._waiters -= 1
         return self.stats
 
     def _notify(self) -> None:
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()
+        if self._waiters:  # an Event per notification only when someone waits
+            changed, self._changed = self._changed, anyio.Event()
+            changed.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Create the groups, signal ``task_status``, then consume until cancelled or stopped."""
@@ -284,17 +296,23 @@ class Consumer:
                 raise translate_error(reply, f"XGROUP CREATE {stream} {self.group}") from reply
 
     async def _feed(self, send: MemoryObjectSendStream[_Entry]) -> None:
-        """Reader and maintenance; their end (cancel, stop, error) starts the drain."""
+        """Reader, dispatcher and maintenance; their end (cancel, stop, error) starts the drain.
+
+        The reader hands whole batches to the dispatcher (decode, marker lookup, hand-off to the
+        workers) through a one-batch buffer, so the next XREADGROUP overlaps the marker lookup.
+        """
+        batches, batches_out = anyio.create_memory_object_stream[list[_Entry]](max_buffer_size=1)
         try:
-            async with send:
-                with anyio.CancelScope() as self._feed_scope:
-                    if self._stop_requested:
-                        self._feed_scope.cancel()
-                    await self._check_trimming_safely()
-                    await self._drain_own_pending(send)
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._maintain, send.clone())
-                        await self._read_loop(send)
+            with anyio.CancelScope() as self._feed_scope:
+                if self._stop_requested:
+                    self._feed_scope.cancel()
+                await self._check_trimming_safely()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._dispatcher, batches_out, send)
+                    async with batches:
+                        await self._drain_own_pending(batches)
+                        tg.start_soon(self._maintain, batches.clone())
+                        await self._read_loop(batches)
         finally:
             self._begin_drain()
             await self._close_reader()
@@ -361,8 +379,9 @@ class Consumer:
                 )
         except AuthenticationError:
             raise
-        except GroupMissingError:
-            raise
+        except GroupMissingError as exc:
+            await self._on_nogroup(exc)
+            return None
         except (TimeoutError, BackendError) as exc:
             await self._close_reader()
             if isinstance(exc, BusError):
@@ -392,28 +411,38 @@ class Consumer:
             reraise=True,
         )
 
-    async def _read_loop(self, send: MemoryObjectSendStream[_Entry]) -> None:
+    async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``await call()``, retrying transport failures with backoff until it works.
+
+        The first try goes without tenacity (building a retry policy costs more than a flush);
+        an AuthenticationError is never retried.
+        """
+        try:
+            return await call()
+        except AuthenticationError:
+            raise
+        except BackendError as exc:
+            self.stats.reconnects += 1
+            log.warning("%s failed, retrying: %s", what, exc)
+        async for attempt in self._retrying(what):
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable: the transport retry policy never stops")
+
+    async def _read_loop(self, batches: MemoryObjectSendStream[list[_Entry]]) -> None:
         request = dict.fromkeys(self.streams, ">")
         early_s = self.settings.block_ms / 2000
         while True:
             started = anyio.current_time()
-            reply: Any = None
-            async for attempt in self._retrying("XREADGROUP"):
-                with attempt:
-                    try:
-                        reply = await self._read_once(request)
-                    except GroupMissingError as exc:
-                        await self._on_nogroup(exc)
-                        reply = None
+            reply = await self._retry("XREADGROUP", lambda: self._read_once(request))
             if reply:
-                items: list[PendingEntry] = []
+                batch: list[_Entry] = []
                 for key, entries in reply:
-                    stream = self._stream_of[key]
-                    items.extend(PendingEntry(stream, eid, fields, 0) for eid, fields in entries)
-                self.stats.read += len(items)
+                    batch.extend(self._admit(self._stream_of[key], entries))
+                self.stats.read += len(batch)
                 self._notify()
-                await self._dispatch(items, send)
-                await anyio.lowlevel.checkpoint()  # let workers and the acker in between batches
+                await self._send_batch(batches, batch)
+                await anyio.lowlevel.checkpoint()  # let the dispatcher, workers and acker in between
             elif anyio.current_time() - started < early_s:
                 # An empty BLOCK read that returned early (fakeredis ignores BLOCK when COUNT is
                 # given; a recreated group) must not become a busy loop: poll gently instead.
@@ -428,37 +457,36 @@ class Consumer:
         self.stats.group_recreations += 1
         await self.ensure_groups()
 
-    async def _drain_own_pending(self, send: MemoryObjectSendStream[_Entry]) -> None:
+    async def _drain_own_pending(self, batches: MemoryObjectSendStream[list[_Entry]]) -> None:
         """Entries this consumer name read but never acked (a crash): first, before new ones."""
         after = dict.fromkeys(self.streams, b"0")
         while after:
-            async for attempt in self._retrying("reading own pending entries"):
-                with attempt:
-                    try:
-                        page, after = await read_own_pending(
-                            self.client, self.group, self.name, after, self.settings.batch_size
-                        )
-                    except GroupMissingError as exc:
-                        await self._on_nogroup(exc)
-                        page, after = [], {}
+            page, after = await self._retry("reading own pending entries", functools.partial(self._own_page, after))
             self.stats.read += len(page)
-            await self._dispatch(page, send)
+            await self._send_batch(batches, self._admit_pending(page))
+
+    async def _own_page(self, after: dict[str, bytes]) -> tuple[list[PendingEntry], dict[str, bytes]]:
+        try:
+            return await read_own_pending(self.client, self.group, self.name, after, self.settings.batch_size)
+        except GroupMissingError as exc:
+            await self._on_nogroup(exc)
+            return [], {}
 
     # ----------------------------------------------------------------- maintenance
 
-    async def _maintain(self, send: MemoryObjectSendStream[_Entry]) -> None:
+    async def _maintain(self, batches: MemoryObjectSendStream[list[_Entry]]) -> None:
         """Keep-alive of in-flight entries, reclaim of idle ones, trimming checks."""
         keep_alive_s = self.settings.claim_idle_ms / 4000
         tick = min(self.settings.reclaim_interval_s, keep_alive_s)
         next_reclaim = anyio.current_time() + self.settings.reclaim_interval_s
-        async with send:
+        async with batches:
             while True:
                 await anyio.sleep(tick)
                 try:
                     await self._keep_alive(keep_alive_s * 2)
                     if anyio.current_time() >= next_reclaim:
                         next_reclaim = anyio.current_time() + self.settings.reclaim_interval_s
-                        await self._reclaim(send)
+                        await self._reclaim(batches)
                         await self._check_trimming()
                 except AuthenticationError:
                     raise
@@ -489,7 +517,7 @@ class Consumer:
                 if (stream, entry_id) in self._inflight:
                     self._inflight[(stream, entry_id)] = now
 
-    async def _reclaim(self, send: MemoryObjectSendStream[_Entry]) -> None:
+    async def _reclaim(self, batches: MemoryObjectSendStream[list[_Entry]]) -> None:
         claimed = await claim_idle(
             self.client,
             self.group,
@@ -502,7 +530,7 @@ class Consumer:
         if claimed:
             self.stats.reclaimed += sum(1 for c in claimed if c.fields is not None)
             log.info("claimed %d idle entries", len(claimed))
-            await self._dispatch(claimed, send)
+            await self._send_batch(batches, self._admit_pending(claimed))
 
     async def _check_trimming_safely(self) -> None:
         try:
@@ -554,17 +582,51 @@ class Consumer:
 
     # ----------------------------------------------------------------- dispatch
 
-    async def _dispatch(self, items: Sequence[PendingEntry], send: MemoryObjectSendStream[_Entry]) -> None:
-        """Decode, dead-letter poison, look up markers, hand the rest to the workers."""
+    def _admit(self, stream: str, entries: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> list[_Entry]:
+        """New entries (first delivery) become in-flight the moment they are read."""
         now = anyio.current_time()
-        ready: list[_Entry] = []
-        wake = False
+        inflight = self._inflight
+        out: list[_Entry] = []
+        for entry_id, fields in entries:
+            inflight[(stream, entry_id)] = now
+            out.append(_Entry(stream, entry_id, fields, 1))
+        return out
+
+    def _admit_pending(self, items: Iterable[PendingEntry]) -> list[_Entry]:
+        """Entries from a pending list; one already in flight here (a race with a claim) is skipped."""
+        now = anyio.current_time()
+        out: list[_Entry] = []
         for stream, entry_id, fields, before in items:
             key = (stream, entry_id)
-            if key in self._inflight:
-                continue  # already ours and in progress (a race with a claim)
-            self._inflight[key] = now
-            entry = _Entry(stream, entry_id, fields, before + 1)
+            if key not in self._inflight:
+                self._inflight[key] = now
+                out.append(_Entry(stream, entry_id, fields, before + 1))
+        return out
+
+    async def _send_batch(self, batches: MemoryObjectSendStream[list[_Entry]], batch: list[_Entry]) -> None:
+        if not batch:
+            return
+        try:
+            await batches.send(batch)
+        except BaseException:
+            for entry in batch:
+                self._release(entry)  # never handed on: stays pending in Redis
+            raise
+
+    async def _dispatcher(
+        self, batches: MemoryObjectReceiveStream[list[_Entry]], send: MemoryObjectSendStream[_Entry]
+    ) -> None:
+        async with batches, send:
+            async for batch in batches:
+                await self._dispatch(batch, send)
+
+    async def _dispatch(self, batch: list[_Entry], send: MemoryObjectSendStream[_Entry]) -> None:
+        """Decode, dead-letter poison, look up markers, hand the rest to the workers."""
+        ready: list[_Entry] = []
+        wake = False
+        for entry in batch:
+            fields = entry.fields
+            before = entry.deliveries - 1
             if fields is None:
                 self._drops.append(entry)
                 wake = True
@@ -635,28 +697,24 @@ class Consumer:
             payload=typed,
             payload_json=payload_json,
         )
-        entry.event_member = self.markers.event_member(channel, envelope.id)
+        entry.event_member = self.markers.event_member(channel, envelope.id).encode()
         return None
 
     async def _skip_processed(self, entries: list[_Entry]) -> list[_Entry]:
         """One round trip: drop entries whose event is marked processed, note handlers already done."""
-        events: list[tuple[str, str]] = []
-        handlers: list[tuple[str, str]] = []
+        events: dict[str, list[bytes]] = {}
+        handlers: dict[str, list[bytes]] = {}
         for entry in entries:
             d = entry.delivery
             assert d is not None
             if d.forced:
                 continue
-            events.append((d.tenant_id, entry.event_member))
+            events.setdefault(d.tenant_id, []).append(entry.event_member)
             if len(entry.subs) > 1:
-                handlers.extend(
-                    (d.tenant_id, self.markers.handler_member(d.channel, d.event_id, s.handler_key)) for s in entry.subs
-                )
+                handlers.setdefault(d.tenant_id, []).extend(self._handler_members(d, entry.subs))
         if not events:
             return entries
-        async for attempt in self._retrying("processed-marker lookup"):
-            with attempt:
-                check = await self.markers.lookup(self.client, events, handlers)
+        check = await self._retry("processed-marker lookup", lambda: self.markers.lookup(self.client, events, handlers))
         if not check.events and not check.handlers:
             return entries
         out: list[_Entry] = []
@@ -668,13 +726,15 @@ class Consumer:
                 self._ack_wakeup.set()
                 continue
             if check.handlers and len(entry.subs) > 1:
-                entry.done = frozenset(
-                    s.handler_key
-                    for s in entry.subs
-                    if self.markers.handler_member(d.channel, d.event_id, s.handler_key) in check.handlers
-                )
+                members = self._handler_members(d, entry.subs)
+                done = zip(entry.subs, members, strict=True)
+                entry.done = frozenset(s.handler_key for s, m in done if m in check.handlers)
             out.append(entry)
         return out
+
+    def _handler_members(self, delivery: Delivery, subs: Iterable[Subscription]) -> list[bytes]:
+        member = self.markers.handler_member
+        return [member(delivery.channel, delivery.event_id, s.handler_key).encode() for s in subs]
 
     def _release(self, entry: _Entry) -> None:
         self._inflight.pop((entry.stream, entry.entry_id), None)
@@ -705,13 +765,25 @@ class Consumer:
         for sub in entry.subs:
             if entry.done and sub.handler_key in entry.done:
                 continue
-            error = await self._call(sub, delivery)
+            # Fast path, inlined: a handler that finishes without suspending needs nothing else.
+            started: Awaitable[None]
+            try:
+                started = awaitable = sub.handler(delivery)
+                if type(awaitable) is types.CoroutineType:
+                    started = _Resume(awaitable, awaitable.send(None))
+            except StopIteration:
+                error = None  # done without suspending
+            except Exception as exc:  # raised before its first await: retried like any failure
+                error = await self._call(sub, delivery, None, exc)
+            else:
+                error = await self._call(sub, delivery, started)
             if error is not None:
                 self._on_failure(entry, sub, error, succeeded)
                 return
             succeeded.append(sub.handler_key)
         self._acks.append(entry)
-        self._ack_wakeup.set()
+        if not self._ack_wakeup.is_set():
+            self._ack_wakeup.set()
 
     def _on_failure(self, entry: _Entry, sub: Subscription, error: BaseException, succeeded: list[str]) -> None:
         delivery = entry.delivery
@@ -728,29 +800,36 @@ class Consumer:
         else:
             log.warning("handler failed on %s, delivery %d; left pending: %s", where, entry.deliveries, text)
             if succeeded:
-                members = [self.markers.handler_member(delivery.channel, delivery.event_id, k) for k in succeeded]
-                self._marks.append((entry, members))
+                done = [s for s in entry.subs if s.handler_key in succeeded]
+                self._marks.append((entry, self._handler_members(delivery, done)))
             else:
                 self._release(entry)
                 self._notify()
                 return
         self._ack_wakeup.set()
 
-    async def _call(self, sub: Subscription, delivery: Delivery) -> BaseException | None:
-        """Run one handler with its timeout and in-process retries; the last error, or None."""
-        try:
-            await self._attempt(sub, delivery)
-            return None
-        except (RetryLater, Reject) as exc:
-            return exc
-        except Exception as exc:
-            first: Exception = exc
+    async def _call(
+        self, sub: Subscription, delivery: Delivery, started: Awaitable[None] | None, failed: Exception | None = None
+    ) -> BaseException | None:
+        """Finish a handler call that suspended (``started``) or failed at once (``failed``), with its
+        timeout and in-process retries; the last error, or None."""
+        if failed is None:
+            assert started is not None
+            try:
+                await self._bounded(sub, started)
+                return None
+            except Exception as exc:
+                failed = exc
+        if isinstance(failed, (RetryLater, Reject)):
+            return failed
+        first: Exception = failed
         if self.settings.handler_retries == 0 or self._stopping:
             return first
         replay = [first]  # attempt 1 already failed: tenacity sees it, then waits before attempt 2
 
         def retryable(exc: BaseException) -> bool:
-            return not isinstance(exc, (RetryLater, Reject)) and not self._stopping
+            # Never a cancellation (tenacity's attempt context catches BaseException).
+            return isinstance(exc, Exception) and not isinstance(exc, (RetryLater, Reject)) and not self._stopping
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -778,26 +857,36 @@ class Consumer:
     async def _attempt(self, sub: Subscription, delivery: Delivery) -> None:
         """One handler call under ``handler_timeout_s`` (a timeout raises TimeoutError).
 
-        The handler runs inside a cancel scope (so scopes it opens nest properly) that gets its
-        deadline only when the handler first suspends: one that finishes without awaiting (a no-op,
-        a cache write) never arms a timer. The synchronous part cannot be interrupted anyway.
+        The handler is started eagerly (``coro.send(None)`` runs it to its first await): one that
+        finishes without suspending (a no-op, a cache write) costs neither a timer nor a scope.
         """
-        with anyio.CancelScope() as scope:
-            awaitable = sub.handler(delivery)
-            if type(awaitable) is not types.CoroutineType:
-                scope.deadline = anyio.current_time() + self._timeout
-                await awaitable
-                return
+        awaitable = sub.handler(delivery)
+        if type(awaitable) is types.CoroutineType:
             coro = cast("Coroutine[Any, Any, None]", awaitable)
             try:
                 first = coro.send(None)
             except StopIteration:
                 return
-            scope.deadline = anyio.current_time() + self._timeout
-            await _Resume(coro, first)
-            return
-        self.stats.timeouts += 1
-        raise TimeoutError(f"handler {sub.handler_key} timed out after {self._timeout}s")
+            awaitable = _Resume(coro, first)
+        await self._bounded(sub, awaitable)
+
+    async def _bounded(self, sub: Subscription, awaitable: Awaitable[None]) -> None:
+        """Await a started handler under ``handler_timeout_s``.
+
+        ``asyncio.timeout`` is entered only now, after the eager first step: unlike an anyio cancel
+        scope it need not enclose the scopes the handler already opened, and it turns only its own
+        expiry into TimeoutError (an outer cancellation, e.g. the end of the shutdown grace
+        period, passes through as cancellation).
+        """
+        timeout = asyncio.timeout(self._timeout)
+        try:
+            async with timeout:
+                await awaitable
+        except TimeoutError:
+            if not timeout.expired():
+                raise  # the handler's own TimeoutError
+            self.stats.timeouts += 1
+            raise TimeoutError(f"handler {sub.handler_key} timed out after {self._timeout}s") from None
 
     # ----------------------------------------------------------------- acker
 
@@ -815,17 +904,15 @@ class Consumer:
                 await self._ack_wakeup.wait()
                 self._ack_wakeup = anyio.Event()
                 continue
-            async for attempt in self._retrying("ack flush"):
-                with attempt:
-                    await self._flush()
+            await self._retry("ack flush", self._flush)
 
     async def _flush(self) -> None:
         """One MULTI/EXEC: dead letters, one XACK per stream, markers with their TTL."""
         acks, dups, dead, marks, drops = self._acks[:], self._dups[:], self._dead[:], self._marks[:], self._drops[:]
         ids: dict[str, list[bytes]] = {}
-        event_members: dict[str, list[str]] = {}
-        handler_members: dict[str, list[str]] = {}
-        pipe = self.client.pipeline(transaction=True)
+        event_members: dict[str, list[bytes]] = {}
+        handler_members: dict[str, list[bytes]] = {}
+        commands: list[bytes] = [MULTI]
         for entry, error, reason, deliveries in dead:
             assert entry.fields is not None
             fields = dead_letter_fields(
@@ -836,31 +923,38 @@ class Consumer:
                 error=error,
                 reason=reason,
             )
-            pipe.xadd(Keys.dead_letter(entry.stream), cast("dict[Any, Any]", fields))
+            commands.append(pack("XADD", Keys.dead_letter(entry.stream), "*", *itertools.chain(*fields.items())))
             ids.setdefault(entry.stream, []).append(entry.entry_id)
         for entry in acks:
             ids.setdefault(entry.stream, []).append(entry.entry_id)
-            d = entry.delivery
-            assert d is not None
-            event_members.setdefault(self.markers.events_key(d.tenant_id), []).append(entry.event_member)
+            event_members.setdefault(entry.delivery.tenant_id, []).append(entry.event_member)  # type: ignore[union-attr]
         for entry in dups:
             ids.setdefault(entry.stream, []).append(entry.entry_id)
         for entry in drops:
             ids.setdefault(entry.stream, []).append(entry.entry_id)
         for entry, members in marks:
-            d = entry.delivery
-            assert d is not None
-            handler_members.setdefault(self.markers.handlers_key(d.tenant_id), []).extend(members)
+            handler_members.setdefault(entry.delivery.tenant_id, []).extend(members)  # type: ignore[union-attr]
         for stream, stream_ids in ids.items():
-            pipe.xack(stream, self.group, *stream_ids)
+            commands.append(pack_command((b"XACK", stream, self.group), stream_ids))
         ttl = self.markers.ttl_s
-        for members_by_key in (event_members, handler_members):
-            for key, members in members_by_key.items():
-                pipe.sadd(key, *members)
-                pipe.expire(key, ttl)
-        with redis_errors("ack flush (MULTI/EXEC)"):
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        for reply in replies:
+        for members_by_tenant, key_of in (
+            (event_members, self.markers.events_key),
+            (handler_members, self.markers.handlers_key),
+        ):
+            for tenant, members in members_by_tenant.items():
+                key = key_of(tenant)
+                commands.append(pack_command((b"SADD", key), members))
+                commands.append(pack("EXPIRE", key, ttl))
+        commands.append(EXEC)
+        what = "ack flush (MULTI/EXEC)"
+        replies = await round_trip(self.client, b"".join(commands), len(commands), self.settings.socket_timeout_s, what)
+        results = replies[-1]
+        if not isinstance(results, list):  # EXECABORT (a command was refused: nothing ran) or an error
+            refused = next((r for r in replies if isinstance(r, Exception)), None)
+            if refused is None:
+                raise BackendError(f"{what}: unexpected EXEC reply {results!r}")
+            raise translate_error(refused, what) from refused
+        for reply in results:
             if isinstance(reply, Exception):
                 failure = translate_error(reply, "ack flush")
                 if isinstance(failure, AuthenticationError):
