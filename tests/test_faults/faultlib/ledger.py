@@ -180,10 +180,14 @@ class Ledger:
             rows = self._db.execute("SELECT event_id, outcome, pid, detail, at FROM publishes ORDER BY seq").fetchall()
         return [Publish(*row) for row in rows]
 
-    def count_done(self) -> int:
-        """How many side effects ("done" rows) are recorded."""
+    def count_done(self, pid: int | None = None) -> int:
+        """How many side effects ("done" rows) are recorded (by process ``pid`` if given)."""
+        sql = "SELECT COUNT(*) FROM handlings WHERE phase = 'done'"
+        args: tuple[object, ...] = ()
+        if pid is not None:
+            sql, args = sql + " AND pid = ?", (pid,)
         with self._lock:
-            row = self._db.execute("SELECT COUNT(*) FROM handlings WHERE phase = 'done'").fetchone()
+            row = self._db.execute(sql, args).fetchone()
         return int(row[0])
 
     def marks(self, name: str | None = None) -> list[tuple[str, str, int, float]]:
