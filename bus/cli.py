@@ -10,14 +10,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import _cli_bench, _cli_catalog, _cli_ops, _cli_run
+from . import _cli_acl, _cli_bench, _cli_catalog, _cli_ops, _cli_run
 
 __all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
 # Modules that add sub-commands; each has ``register(subparsers) -> None``.
-_COMMAND_MODULES = (_cli_catalog, _cli_bench, _cli_ops, _cli_run)
+_COMMAND_MODULES = (_cli_catalog, _cli_bench, _cli_ops, _cli_run, _cli_acl)
 
 
 def build_parser() -> argparse.ArgumentParser:
