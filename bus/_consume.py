@@ -214,6 +214,11 @@ class Consumer:
         self._subs = {stream: tuple(subs) for stream, subs in by_stream.items()}
         self._channel = {stream: subs[0].channel for stream, subs in self._subs.items()}
         self._event_type = {stream: subs[0].event_type for stream, subs in self._subs.items()}
+        #: Per stream: event type, channel, handlers, and the event-marker prefix ``{group}|{channel}|``.
+        self._stream_info = {
+            stream: (subs[0].event_type, subs[0].channel, subs, self.markers.event_member(subs[0].channel, ""))
+            for stream, subs in self._subs.items()
+        }
         self._stream_of: dict[bytes | str, str] = {}
         for stream in self._subs:
             self._stream_of[stream] = stream
@@ -276,8 +281,10 @@ class Consumer:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._pool, recv)
-                tg.start_soon(self._feed, send)
                 task_status.started()
+                # In this task, not a child: its ``finally`` (close the workers' stream, start the
+                # drain) must run even when the cancellation arrives before a child would start.
+                await self._feed(send)
         except BaseExceptionGroup as group:
             error = single_error(group)
             if error is not None:
@@ -303,7 +310,7 @@ class Consumer:
         """
         batches, batches_out = anyio.create_memory_object_stream[list[_Entry]](max_buffer_size=1)
         try:
-            with anyio.CancelScope() as self._feed_scope:
+            with send, batches_out, anyio.CancelScope() as self._feed_scope:
                 if self._stop_requested:
                     self._feed_scope.cancel()
                 await self._check_trimming_safely()
@@ -616,9 +623,8 @@ class Consumer:
     async def _dispatcher(
         self, batches: MemoryObjectReceiveStream[list[_Entry]], send: MemoryObjectSendStream[_Entry]
     ) -> None:
-        async with batches, send:
-            async for batch in batches:
-                await self._dispatch(batch, send)
+        async for batch in batches:
+            await self._dispatch(batch, send)
 
     async def _dispatch(self, batch: list[_Entry], send: MemoryObjectSendStream[_Entry]) -> None:
         """Decode, dead-letter poison, look up markers, hand the rest to the workers."""
@@ -665,7 +671,7 @@ class Consumer:
         raw = fields.get(b"event")
         if raw is None:
             return "the entry has no `event` field"
-        expected = self._event_type[entry.stream]
+        expected, channel, subs, member_prefix = self._stream_info[entry.stream]
         try:
             envelope = decode_bus_event(raw)
             if envelope.event_type != expected:
@@ -682,8 +688,7 @@ class Consumer:
         problem = tenant_id_problem(tenant)
         if problem is not None:  # it would be built into marker keys (and widen ACL patterns)
             return f"invalid tenant id {tenant[:64]!r}: {problem}"
-        channel = self._channel[entry.stream]
-        entry.subs = self._subs[entry.stream]
+        entry.subs = subs
         entry.delivery = Delivery(
             event_id=envelope.id,
             event_type=expected,
@@ -697,7 +702,7 @@ class Consumer:
             payload=typed,
             payload_json=payload_json,
         )
-        entry.event_member = self.markers.event_member(channel, envelope.id).encode()
+        entry.event_member = (member_prefix + envelope.id).encode()
         return None
 
     async def _skip_processed(self, entries: list[_Entry]) -> list[_Entry]:

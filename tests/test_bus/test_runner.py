@@ -58,6 +58,18 @@ async def test_cancel_finishes_in_flight_work_and_leaves_the_rest_pending(
         assert markers == [1, 0, 0]
 
 
+async def test_cancel_right_after_start_returns_at_once(fake_client: aioredis.Redis) -> None:
+    """Cancelling the loop right after it started (nothing in flight) returns at once, not after the grace period."""
+    async with EventBus(fast_settings(shutdown_grace_s=5), client=fake_client) as bus:
+        bus.subscribe("TICKET_CREATED", Recorder())
+        begun = anyio.current_time()
+        with anyio.fail_after(2):
+            async with anyio.create_task_group() as tg:
+                await tg.start(bus.run)
+                tg.cancel_scope.cancel()
+        assert anyio.current_time() - begun < 0.5
+
+
 async def test_grace_period_bounds_the_drain(backend: aioredis.Redis, test_prefix: str) -> None:
     """A handler still running when shutdown_grace_s ends is cancelled and its entry stays pending."""
     cancelled = anyio.Event()
