@@ -38,8 +38,7 @@ def ticket(tenant: str) -> dict[str, Any]:
 
 
 def test_service_acl_matches_the_documented_email_service_line() -> None:
-    """svc-email (consume + notify on emailservice::v7) gets its channel's streams, the markers,
-    the notification channels and only the consume commands."""
+    """svc-email (consume + notify) gets its channel's streams, the markers, notification channels, consume commands."""
     user = service_acl("email", channels=["emailservice::v7"], roles=["consume", "notify"])
     assert user.command_line() == (
         "ACL SETUSER svc-email reset on >*** resetkeys ~alga-psa:event-stream:emailservice::v7:* "
@@ -97,8 +96,7 @@ def _tenant_settings(server: AclServer, tenant: str, password: str, *, prefix_of
 
 @pytest.mark.fault
 async def test_tenant_a_is_denied_tenant_b_keys_and_admin_commands(acl_redis: AclServer) -> None:
-    """As tenant A: 10 commands on tenant B's keys and 5 admin commands are all NOPERM
-    (PermissionDeniedError), while A's own publish/consume/dead-letter path works."""
+    """As tenant A, 10 commands on tenant B's keys and 5 admin commands are NOPERM; A's own path works."""
     pw_a, pw_b = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     roles: list[Any] = ["publish", "consume", "inspect", "notify"]
     await _create(acl_redis, tenant_acl("A", roles=roles), pw_a)
@@ -162,8 +160,7 @@ async def test_tenant_a_is_denied_tenant_b_keys_and_admin_commands(acl_redis: Ac
 
 @pytest.mark.fault
 async def test_subscriber_misconfigured_onto_tenant_b_stream_exits_with_permission_denied(acl_redis: AclServer) -> None:
-    """Tenant A's subscriber given tenant B's prefix stops at once with PermissionDeniedError:
-    one refused command, no retry loop."""
+    """A subscriber on tenant B's prefix exits with PermissionDeniedError after 1 refused command."""
     pw_a = secrets.token_urlsafe(16)
     await _create(acl_redis, tenant_acl("A"), pw_a)
     async with EventBus(_tenant_settings(acl_redis, "A", pw_a, prefix_of="B")) as bus:
@@ -183,8 +180,7 @@ async def test_subscriber_misconfigured_onto_tenant_b_stream_exits_with_permissi
 
 @pytest.mark.fault
 async def test_service_user_publishes_and_consumes_with_only_its_generated_rules(acl_redis: AclServer) -> None:
-    """svc-tickets (publish + consume + inspect on global) runs 50 events end to end, idempotent
-    publishes included, and status works; ACL LOG records no denial besides INFO at connect."""
+    """svc-tickets runs 50 publishes (10 idempotent repeats) and status with only its rules."""
     password = secrets.token_urlsafe(16)
     user = service_acl("tickets", channels=["global"], roles=["publish", "consume", "inspect"], workflow="full")
     await _create(acl_redis, user, password)

@@ -47,8 +47,7 @@ def test_usage_errors_exit_2_naming_the_rule(argv: list[str], phrase: str, capsy
 async def test_aclfile_line_runs_a_tenant_end_to_end(
     redis_process: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The aclfile line printed for tenant 'acme' (password from stdin, printed only as SHA-256)
-    lets a bus with tenant_prefix('acme') publish and consume 10 events on a server started with it."""
+    """The printed aclfile line lets tenant acme publish and consume 10 events; the password is only hashed."""
     password = secrets.token_urlsafe(18)
     monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
     assert main(["acl", "--tenant", "acme", "--password-stdin", "--format", "aclfile"]) == 0
