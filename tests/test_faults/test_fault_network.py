@@ -16,12 +16,12 @@ from faultlib.cluster import (
     RECLAIM_INTERVAL_S,
     SOCKET_TIMEOUT_S,
     Subscribers,
-    fast_settings_overrides,
+    fast_bus,
     publish_recorded,
     wait_drained,
 )
 
-from bus import EventBus, Keys
+from bus import Keys
 
 pytestmark = pytest.mark.fault
 
@@ -39,7 +39,7 @@ async def test_connection_resets_every_2s_lose_nothing(
     subs.start("sub-a", proxy.url)
     subs.start("sub-b", proxy.url)
     resets = 0
-    async with EventBus.from_url(proxy.url, **fast_settings_overrides()) as bus:
+    async with fast_bus(proxy.url) as bus:
 
         async def reset_every_2s() -> None:
             nonlocal resets
@@ -65,7 +65,7 @@ async def test_blackhole_is_noticed_and_recovered(
     connection), and after heal handles what was published meanwhile and what comes next."""
     subs = Subscribers(procs, ledger)
     subs.start("sub-a", proxy.url)
-    direct = EventBus.from_url(fault_redis.url, **fast_settings_overrides())
+    direct = fast_bus(fault_redis.url)
     async with direct:
         with anyio.fail_after(10):
             before = await publish_recorded(direct, ledger, 5)
@@ -100,7 +100,7 @@ async def test_redis_sigkill_restart_same_port_and_dir(
     subs = Subscribers(procs, ledger)
     subs.start("sub-a", server.url)
     subs.start("sub-b", server.url)
-    async with EventBus.from_url(server.url, **fast_settings_overrides()) as bus:
+    async with fast_bus(server.url) as bus:
 
         async def restart_twice() -> None:
             for _ in range(2):
@@ -126,9 +126,8 @@ async def test_lost_publish_replies_are_republished_and_handled_once(
     are skipped by event id); lost 0, pending 0."""
     subs = Subscribers(procs, ledger)
     subs.start("sub-a", fault_redis.url)
-    settings = {**fast_settings_overrides(), "socket_timeout_s": 0.5}
     ids: list[str] = []
-    async with EventBus.from_url(proxy.url, **settings) as bus:
+    async with fast_bus(proxy.url, socket_timeout_s=0.5) as bus:
         with anyio.fail_after(30):
             for n in range(20):
                 if n % 4 == 0:

@@ -14,12 +14,12 @@ from faultlib.cluster import (
     GROUP,
     RECLAIM_INTERVAL_S,
     Subscribers,
-    fast_settings_overrides,
+    fast_bus,
     publish_recorded,
     wait_drained,
 )
 
-from bus import EventBus, Keys
+from bus import Keys
 
 pytestmark = pytest.mark.fault
 
@@ -29,7 +29,7 @@ TAKEOVER_BOUND_S = CLAIM_IDLE_S + 2 * RECLAIM_INTERVAL_S + 1.0
 
 
 async def _publish(server: FaultRedis, ledger: Ledger, count: int) -> list[str]:
-    async with EventBus.from_url(server.url, **fast_settings_overrides()) as bus:
+    async with fast_bus(server.url) as bus:
         return await publish_recorded(bus, ledger, count)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from bus import BusError, EventBus, PublishOutcomeUnknownError
+from bus import BusError, BusSettings, EventBus, PublishOutcomeUnknownError
 from schemas import to_iso
 
 from .ledger import Ledger, Verdict
@@ -26,6 +26,7 @@ __all__ = [
     "FAST_ENV",
     "GROUP",
     "Subscribers",
+    "fast_bus",
     "publish_recorded",
     "ticket_created",
     "wait_drained",
@@ -56,18 +57,10 @@ def ticket_created(tenant: str = "tenant-faults") -> dict[str, Any]:
     return {"tenantId": tenant, "occurredAt": to_iso(datetime.now(UTC)), "ticketId": str(uuid.uuid4())}
 
 
-def fast_settings_overrides() -> dict[str, Any]:
-    """:data:`FAST_ENV` as ``BusSettings`` keyword overrides, for buses built in the test process."""
-    return {
-        "block_ms": int(FAST_ENV["REDIS_STREAM_BLOCKING_TIMEOUT"]),
-        "read_timeout_s": READ_TIMEOUT_S,
-        "claim_idle_ms": int(FAST_ENV["REDIS_STREAM_CLAIM_TIMEOUT"]),
-        "reclaim_interval_s": RECLAIM_INTERVAL_S,
-        "shutdown_grace_s": float(FAST_ENV["BUS_SHUTDOWN_GRACE_S"]),
-        "handler_timeout_s": float(FAST_ENV["BUS_HANDLER_TIMEOUT_S"]),
-        "max_len": int(FAST_ENV["REDIS_STREAM_MAX_LENGTH"]),
-        "socket_timeout_s": SOCKET_TIMEOUT_S,
-    }
+def fast_bus(url: str, **overrides: Any) -> EventBus:
+    """A bus in the test process on ``url`` with :data:`FAST_ENV` (``overrides`` win)."""
+    values = {"socket_timeout_s": SOCKET_TIMEOUT_S, **overrides}
+    return EventBus(BusSettings.from_env({**FAST_ENV, "REDIS_URL": url}, **values))
 
 
 class Subscribers:
