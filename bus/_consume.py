@@ -54,7 +54,7 @@ from ._errors import (
 from ._inspect import group_trimmed_unread
 from ._keys import Keys
 from ._markers import Markers, pack_command, round_trip
-from ._reclaim import PendingEntry, claim_idle, keep_alive, read_own_pending
+from ._reclaim import PendingEntry, claim_idle, keep_alive, read_own_pending, trim_safely
 from ._redis import redis_errors, translate_error
 from ._resp import EXEC, MULTI, pack
 from ._tenant import tenant_id_problem
@@ -93,6 +93,7 @@ class ConsumerStats(msgspec.Struct, kw_only=True):
     acked: int = 0
     trimmed_unread: int = 0
     trimmed_pending: int = 0
+    safely_trimmed: int = 0
     group_recreations: int = 0
     reconnects: int = 0
 
@@ -495,6 +496,11 @@ class Consumer:
                         next_reclaim = anyio.current_time() + self.settings.reclaim_interval_s
                         await self._reclaim(batches)
                         await self._check_trimming()
+                        if self.settings.trim_policy == "safe":
+                            removed = await trim_safely(self.client, self.streams, self.settings.max_len)
+                            if removed:
+                                self.stats.safely_trimmed += sum(removed.values())
+                                self._notify()
                 except AuthenticationError:
                     raise
                 except GroupMissingError as exc:

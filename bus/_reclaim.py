@@ -15,6 +15,10 @@ decides what to do with it (process, dead-letter, drop). Delivery counts come fr
   live consumer's work is not claimed from under it.
 
 An entry deleted or trimmed while pending comes back with no fields (``fields is None``).
+
+- :func:`trim_safely`: with ``trim_policy="safe"`` the publisher does not trim (MAXLEN cannot
+  know what a lagging group has not read); the consume side trims a stream back to ``max_len``
+  entries, but only entries every group on it has read and acked.
 """
 
 from __future__ import annotations
@@ -27,7 +31,19 @@ from ._redis import redis_errors
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-__all__ = ["PendingEntry", "claim_idle", "keep_alive", "read_own_pending"]
+__all__ = ["PendingEntry", "claim_idle", "keep_alive", "read_own_pending", "trim_safely"]
+
+#: Trims the oldest entries of KEYS[1] back to ARGV[1] entries, but none at or after ARGV[2]
+#: (the first id some group still needs). XTRIM MINID, not XDEL: no tombstones, so the groups'
+#: entries-read counters stay valid. Returns the number of entries removed.
+_TRIM_SAFELY = """
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
+if excess <= 0 then return 0 end
+local old = redis.call('XRANGE', KEYS[1], '-', '(' .. ARGV[2], 'COUNT', excess)
+if #old == 0 then return 0 end
+local ms, seq = string.match(old[#old][1], '^(%d+)-(%d+)$')
+return redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
+"""
 
 
 class PendingEntry(NamedTuple):
@@ -160,3 +176,59 @@ async def keep_alive(
         for stream, ids in entries.items():
             pipe.xclaim(stream, group, consumer, min_idle_ms, list(ids), justid=True)
         await pipe.execute()
+
+
+def _successor(entry_id: bytes) -> bytes:
+    ms, _, seq = entry_id.partition(b"-")
+    return ms + b"-" + str(int(seq or b"0") + 1).encode()
+
+
+async def trim_safely(client: aioredis.Redis, streams: Sequence[str], max_len: int) -> dict[str, int]:
+    """Trim each stream back to ``max_len`` entries without touching one a group still needs.
+
+    A group needs its oldest pending entry and everything after its last-delivered id. Returns
+    the number of entries removed per stream (streams left alone are omitted).
+    """
+    if not streams:
+        return {}
+    with redis_errors("XINFO GROUPS (safe trimming)"):
+        pipe = client.pipeline(transaction=False)
+        for stream in streams:
+            pipe.xlen(stream)
+            pipe.xinfo_groups(stream)
+        infos: list[Any] = await pipe.execute(raise_on_error=False)
+    candidates: list[tuple[str, list[Any]]] = []
+    for i, stream in enumerate(streams):
+        length, groups = infos[2 * i], infos[2 * i + 1]
+        if isinstance(length, Exception) or isinstance(groups, Exception) or not groups or length <= max_len:
+            continue
+        candidates.append((stream, groups))
+    if not candidates:
+        return {}
+    with redis_errors("XPENDING (safe trimming)"):
+        pipe = client.pipeline(transaction=False)
+        for stream, groups in candidates:
+            for g in groups:
+                pipe.xpending(stream, g["name"])
+        summaries: list[Any] = await pipe.execute()
+    script = client.register_script(_TRIM_SAFELY)
+    removed: dict[str, int] = {}
+    pos = 0
+    for stream, groups in candidates:
+        needed: list[tuple[int, int]] = []
+        for g in groups:
+            summary = summaries[pos]
+            pos += 1
+            first_needed = (
+                _to_bytes(summary["min"])
+                if summary.get("pending")
+                else _successor(_to_bytes(g.get("last-delivered-id") or b"0-0"))
+            )
+            ms, _, seq = first_needed.partition(b"-")
+            needed.append((int(ms), int(seq or b"0")))
+        ms_, seq_ = min(needed)
+        with redis_errors(f"safe trim of {stream}"):
+            count = int(await script(keys=[stream], args=[max_len, f"{ms_}-{seq_}"]))
+        if count:
+            removed[stream] = count
+    return removed

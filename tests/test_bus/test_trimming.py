@@ -84,3 +84,36 @@ async def test_entries_trimmed_while_the_consumer_lags_are_counted(backend: aior
             tg.cancel_scope.cancel()
     assert len(handled) == stats.handled >= 5
     assert stats.trimmed_unread == 30 - len(handled)
+
+
+async def test_safe_policy_trims_only_what_every_group_has_read(backend: aioredis.Redis, test_prefix: str) -> None:
+    """With trim_policy="safe" the consumer trims the stream back to max_len, but never an entry another group
+    has not read or acked; once that group catches up, the rest goes."""
+    async with make_bus(backend, test_prefix, trim_policy="safe", max_len=5) as bus:
+        recorder = Recorder()
+        bus.subscribe("TICKET_CREATED", recorder)
+        stream = bus.keys.stream("global", "TICKET_CREATED")
+        await backend.xgroup_create(stream, "laggard", id="0", mkstream=True)
+        ids = [
+            (await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys, max_len=None))[0]
+        ]
+        for _ in range(19):
+            entry_id, _ = await xadd_reference(
+                backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys, max_len=None
+            )
+            ids.append(entry_id)
+        read: Any = await backend.xreadgroup("laggard", "slow", {stream: ">"}, count=3)
+        await backend.xack(stream, "laggard", ids[0], ids[1])  # ids[2] stays pending
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            with anyio.fail_after(5):
+                await wait_for_stats(bus, lambda s: s.handled == 20 and s.safely_trimmed == 2)
+                remaining: Any = await backend.xrange(stream)
+                assert [e.decode() for e, _ in remaining] == ids[2:]  # the laggard's pending entry is kept
+                await backend.xack(stream, "laggard", ids[2])
+                await backend.xreadgroup("laggard", "slow", {stream: ">"})
+                await backend.xack(stream, "laggard", *ids[3:])
+                await wait_for_stats(bus, lambda s: s.safely_trimmed == 15)
+            tg.cancel_scope.cancel()
+        assert len(read[0][1]) == 3
+        assert await backend.xlen(stream) == 5
