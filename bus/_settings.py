@@ -123,9 +123,12 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             finally:
                 _CHECKING.reset(token)
         if self.redis_url is not None:
-            scheme = urlsplit(self.redis_url).scheme
-            if scheme not in ("redis", "rediss", "unix"):
-                raise ConfigurationError("REDIS_URL", f"scheme {scheme!r} is not redis://, rediss:// or unix://")
+            # ``BusSettings(redis_url=...)`` fills what the URL says into fields left at their
+            # defaults, so all constructors connect where the URL points; explicit values win.
+            defaults = {f.name: f.default for f in msgspec.structs.fields(self)}
+            for name, value in self._url_values(self.redis_url).items():
+                if getattr(self, name) == defaults[name]:
+                    msgspec.structs.force_setattr(self, name, value)
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigurationError("REDIS_TLS_KEY_FILE", "a client key needs REDIS_TLS_CERT_FILE too")
         if not self.uses_tls:
@@ -183,13 +186,13 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             return cls.from_url(values.pop("redis_url"), **values)
         return cls.build(**values)
 
-    @classmethod
-    def from_url(cls, url: str, **overrides: Any) -> BusSettings:
-        """Parse ``redis://[user:pass@]host:port/db`` or ``rediss://...?ssl_ca_certs=...``."""
+    @staticmethod
+    def _url_values(url: str) -> dict[str, Any]:
+        """The settings a ``redis://`` / ``rediss://`` / ``unix://`` URL carries."""
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
             raise ConfigurationError("REDIS_URL", f"scheme {parts.scheme!r} is not redis://, rediss:// or unix://")
-        values: dict[str, Any] = {"redis_url": url}
+        values: dict[str, Any] = {}
         try:
             if parts.hostname:
                 values["host"] = parts.hostname
@@ -214,6 +217,12 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
                 values[key] = value.lower() not in ("0", "false", "no")
         if parts.scheme == "rediss":
             values["ssl"] = True
+        return values
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> BusSettings:
+        """Parse ``redis://[user:pass@]host:port/db`` or ``rediss://...?ssl_ca_certs=...``."""
+        values: dict[str, Any] = {"redis_url": url, **cls._url_values(url)}
         values.update(overrides)
         return cls.build(**values)
 

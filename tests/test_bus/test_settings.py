@@ -201,3 +201,10 @@ async def test_use_after_close_raises(fake_server: fakeredis.FakeServer) -> None
             _ = bus.client
         with pytest.raises(BusClosedError):
             await bus.connect()
+
+
+def test_direct_construction_with_redis_url_connects_where_the_url_points() -> None:
+    """BusSettings(redis_url=...) takes host, port, credentials, db and TLS from the URL; explicit values win."""
+    s = BusSettings(redis_url="rediss://svc:s3cret@cache.internal:7000/2?ssl_ca_certs=/etc/ca.pem", db=5)
+    assert (s.host, s.port, s.username, s.password, s.db) == ("cache.internal", 7000, "svc", "s3cret", 5)
+    assert s.ssl is True and s.ssl_ca_certs == "/etc/ca.pem"
