@@ -111,6 +111,11 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_IDEMPOTENCY_WINDOW_S": "idempotency_window_s",
         "BUS_MAX_PAYLOAD_BYTES": "max_payload_bytes",
         "BUS_TRIM_POLICY": "trim_policy",
+        "BUS_SOCKET_TIMEOUT_S": "socket_timeout_s",
+        "BUS_CONNECT_TIMEOUT_S": "connect_timeout_s",
+        "BUS_RETRY_BACKOFF_S": "retry_backoff_s",
+        "BUS_RETRY_BACKOFF_MAX_S": "retry_backoff_max_s",
+        "BUS_MARKER_TTL_S": "marker_ttl_s",
     }
 
     def __post_init__(self) -> None:

@@ -208,3 +208,9 @@ def test_direct_construction_with_redis_url_connects_where_the_url_points() -> N
     s = BusSettings(redis_url="rediss://svc:s3cret@cache.internal:7000/2?ssl_ca_certs=/etc/ca.pem", db=5)
     assert (s.host, s.port, s.username, s.password, s.db) == ("cache.internal", 7000, "svc", "s3cret", 5)
     assert s.ssl is True and s.ssl_ca_certs == "/etc/ca.pem"
+
+
+def test_socket_and_connect_timeouts_come_from_the_environment() -> None:
+    """Daemons can set the socket and connect timeouts through BUS_SOCKET_TIMEOUT_S / BUS_CONNECT_TIMEOUT_S."""
+    s = BusSettings.from_env({"BUS_SOCKET_TIMEOUT_S": "2.5", "BUS_CONNECT_TIMEOUT_S": "1"})
+    assert (s.socket_timeout_s, s.connect_timeout_s) == (2.5, 1.0)
