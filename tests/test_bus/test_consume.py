@@ -150,8 +150,7 @@ async def test_two_groups_each_get_every_event(backend: aioredis.Redis, test_pre
 async def test_markers_skip_a_duplicate_id_but_not_another_channel_or_a_forced_copy(
     backend: aioredis.Redis, test_prefix: str
 ) -> None:
-    """A second entry with a processed event id is acked unhandled; the same id on another channel and a
-    ``force``=1 copy are handled."""
+    """A reused event id is acked unhandled; the same id on another channel or with force=1 is handled."""
     async with make_bus(backend, test_prefix) as bus:
         on_global, on_email = Recorder(), Recorder()
         bus.subscribe("TICKET_CREATED", on_global, subscriber_id="g")

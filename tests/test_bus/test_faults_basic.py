@@ -36,8 +36,7 @@ async def publish(url: str, bus: EventBus) -> str:
 async def test_consumer_resumes_after_a_restart_that_lost_the_group(
     redis_process: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Redis restarts without persistence (stream and group gone, NOGROUP): the consumer reconnects with
-    backoff, recreates its group and handles what is published afterwards; the NOGROUP log is rate-limited."""
+    """After a restart that lost stream and group (NOGROUP) the consumer recreates its group and carries on."""
     server = redis_process(appendonly=False)
     settings = fast_settings(server.url, socket_timeout_s=1.0, connect_timeout_s=1.0)
     async with EventBus(settings) as bus:
@@ -81,8 +80,7 @@ async def test_consumer_survives_killed_connections(redis_process: Callable[...,
 
 
 async def test_hung_server_trips_the_read_timeout_and_the_consumer_recovers(redis_process: Callable[..., Any]) -> None:
-    """A server that stops answering (DEBUG SLEEP) trips the hard read timeout, which resets the connection; once
-    the server answers again consuming carries on."""
+    """A server that stops answering trips the hard read timeout (connection reset); consuming resumes."""
     server = redis_process(extra=("--enable-debug-command", "yes"))
     settings = fast_settings(server.url, read_timeout_s=0.4, block_ms=100, socket_timeout_s=0.5)
     async with EventBus(settings) as bus:
@@ -106,8 +104,7 @@ async def test_hung_server_trips_the_read_timeout_and_the_consumer_recovers(redi
 async def test_bad_credentials_fail_fast_with_a_clear_error(
     redis_process: Callable[..., Any], credentials: str
 ) -> None:
-    """Against a server with requirepass, a wrong or missing password stops connect() and run() at once with
-    AuthenticationError naming the fix; nothing retries."""
+    """A wrong or missing password stops connect() and run() at once with AuthenticationError naming the fix."""
     server = redis_process()
     async with direct(server.url) as admin:  # (starting with --requirepass makes the fixture's ping retry for 4 s)
         await admin.config_set("requirepass", "secret")

@@ -41,8 +41,7 @@ async def test_stale_entry_is_claimed_handled_once_and_acked(backend: aioredis.R
 async def test_entry_with_11_deliveries_is_dead_lettered_without_calling_the_handler(
     backend: aioredis.Redis, test_prefix: str
 ) -> None:
-    """With REDIS_STREAM_MAX_DELIVERIES=10, a pending entry already delivered 11 times goes to the dead-letter
-    stream with deliveries=11 and is acked; the handler is never called."""
+    """With max deliveries 10, a pending entry delivered 11 times is dead-lettered and acked; no handler runs."""
     async with make_bus(backend, test_prefix, max_deliveries=10) as bus:
         recorder = Recorder()
         bus.subscribe("TICKET_CREATED", recorder)
@@ -67,8 +66,7 @@ async def test_entry_with_11_deliveries_is_dead_lettered_without_calling_the_han
 async def test_of_two_handlers_where_one_fails_once_the_other_runs_exactly_once(
     backend: aioredis.Redis, test_prefix: str, failing_first: bool
 ) -> None:
-    """Two handlers, one failing on its first delivery (no in-process retry): after the redelivery both have
-    succeeded and the other one ran exactly once in total."""
+    """Of two handlers where one fails on the first delivery, the other runs exactly once in total."""
     async with make_bus(backend, test_prefix, handler_retries=0) as bus:
         flaky, steady = Recorder(fail={1: RuntimeError("first delivery fails")}), Recorder()
         order = [("flaky", flaky), ("steady", steady)]

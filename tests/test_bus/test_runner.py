@@ -23,8 +23,7 @@ def make_bus(client: aioredis.Redis, prefix: str, **overrides: Any) -> EventBus:
 async def test_cancel_finishes_in_flight_work_and_leaves_the_rest_pending(
     backend: aioredis.Redis, test_prefix: str
 ) -> None:
-    """Cancelling the consume loop lets the running handler finish and acks it; unstarted entries stay pending
-    with no marker: nothing is half-acked."""
+    """Cancel lets the running handler finish and acks it; unstarted entries stay pending and unmarked."""
     started, finished = anyio.Event(), []
 
     async def slow(delivery: Delivery) -> None:
@@ -100,10 +99,11 @@ async def test_grace_period_bounds_the_drain(backend: aioredis.Redis, test_prefi
 
 async def test_stop_drains_and_returns(backend: aioredis.Redis, test_prefix: str) -> None:
     """bus.stop() while a handler runs: run() returns normally after the handler finished and was acked."""
-    release = anyio.Event()
+    release, began = anyio.Event(), anyio.Event()
 
     async def waits(delivery: Delivery) -> None:
         bus.stop()
+        began.set()
         await release.wait()
 
     async with make_bus(backend, test_prefix) as bus:
@@ -112,7 +112,8 @@ async def test_stop_drains_and_returns(backend: aioredis.Redis, test_prefix: str
             async with anyio.create_task_group() as tg:
                 await tg.start(bus.run)
                 await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys)
-                await anyio.sleep(0.1)
+                await began.wait()
+                await anyio.lowlevel.checkpoint()  # the stop is under way: run() must still wait for the handler
                 release.set()
         assert bus.stats.handled == 1
         assert (await bus.status()).pending == 0

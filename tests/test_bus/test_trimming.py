@@ -22,8 +22,7 @@ def make_bus(client: aioredis.Redis, prefix: str, **overrides: Any) -> EventBus:
 async def test_entries_trimmed_while_no_consumer_ran_are_counted(
     backend: aioredis.Redis, test_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A group that lagged while producers trimmed (MAXLEN 5): status shows the 15 entries it never read, the
-    consumer counts and logs them at error level at start, and handles the 5 left."""
+    """Entries trimmed while no consumer ran show in status, are counted and logged at start."""
     async with make_bus(backend, test_prefix) as bus:
         recorder = Recorder()
         bus.subscribe("TICKET_CREATED", recorder)
@@ -57,8 +56,7 @@ async def test_entries_trimmed_while_no_consumer_ran_are_counted(
 
 
 async def test_entries_trimmed_while_the_consumer_lags_are_counted(backend: aioredis.Redis, test_prefix: str) -> None:
-    """With the consumer stuck behind a slow handler and producers trimming, every event is either handled or
-    counted as trimmed-unread: nothing vanishes silently."""
+    """With the consumer stuck and producers trimming, every event is handled or counted as trimmed-unread."""
     release = anyio.Event()
     handled: list[str] = []
 
@@ -87,8 +85,7 @@ async def test_entries_trimmed_while_the_consumer_lags_are_counted(backend: aior
 
 
 async def test_safe_policy_trims_only_what_every_group_has_read(backend: aioredis.Redis, test_prefix: str) -> None:
-    """With trim_policy="safe" the consumer trims the stream back to max_len, but never an entry another group
-    has not read or acked; once that group catches up, the rest goes."""
+    """trim_policy='safe' trims back to max_len but never an entry another group has not read and acked."""
     async with make_bus(backend, test_prefix, trim_policy="safe", max_len=5) as bus:
         recorder = Recorder()
         bus.subscribe("TICKET_CREATED", recorder)
