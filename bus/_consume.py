@@ -1,14 +1,15 @@
-"""The consume loop: one reader, N workers and one acker per bus, in one anyio task group.
+"""The consume loop: reader, dispatcher, N workers and one acker per bus, in one anyio task group.
 
 Data flow::
 
-    reader (XREADGROUP, own pending at start) --+
-                                                +--> decode, marker lookup --> [bounded stream] --> N workers
-    maintenance (reclaim, keep-alive, trims) ---+                                                     |
-                                                                                                     v
-                                  acker: one MULTI/EXEC per flush (XADD dead letters, XACK, SADD markers)
+    reader (XREADGROUP; own pending first) --+                 dispatcher: decode, poison,
+                                             +--[1 batch]-->   marker lookup  --[bounded]--> N workers
+    maintenance (reclaim, keep-alive, trim) -+                                                   |
+                                                                                                 v
+                              acker: one MULTI/EXEC per flush (XADD dead letters, XACK, SADD markers)
 
-- The reader blocks on its own connection, under a hard timeout that resets it.
+- The reader blocks on its own connection, under a hard timeout that resets it; the next read
+  overlaps the dispatcher's marker lookup of the previous batch.
 - Every batch is decoded once (one reusable decoder per Struct); poison input is dead-lettered
   with the reason; processed markers of the whole batch are looked up in one round trip.
 - Workers run the handlers of one entry in order, each under ``handler_timeout_s``, retrying a
@@ -81,19 +82,30 @@ class ConsumerStats(msgspec.Struct, kw_only=True):
     """Counters of a consume loop. Outcomes (handled, duplicates, dead-lettered) count once Redis
     confirmed the ack, so a test or a health check can wait on them."""
 
+    #: Entries read: new ones and, at start, this consumer's own pending ones.
     read: int = 0
+    #: Entries claimed from idle consumers (or from ourselves after a failed delivery).
     reclaimed: int = 0
+    #: Entries whose handlers all succeeded (acked and marked).
     handled: int = 0
+    #: Entries whose event was already processed: acked without running handlers.
     duplicates: int = 0
+    #: Deliveries that failed after their in-process retries (left pending or dead-lettered).
     failed: int = 0
+    #: In-process handler retries, and handler calls that hit ``handler_timeout_s``.
     retries: int = 0
     timeouts: int = 0
+    #: Entries moved to a dead-letter stream, of which ``invalid`` were poison input.
     dead_lettered: int = 0
     invalid: int = 0
+    #: Entries acked (handled + duplicates + dead-lettered + trimmed_pending).
     acked: int = 0
+    #: Entries trimmed before the group read them; pending entries deleted before processing.
     trimmed_unread: int = 0
     trimmed_pending: int = 0
+    #: Entries removed by ``trim_policy="safe"``.
     safely_trimmed: int = 0
+    #: Consumer groups recreated after NOGROUP, and transport failures retried.
     group_recreations: int = 0
     reconnects: int = 0
 
@@ -213,8 +225,6 @@ class Consumer:
         for sub in subscriptions:
             by_stream.setdefault(sub.stream, []).append(sub)
         self._subs = {stream: tuple(subs) for stream, subs in by_stream.items()}
-        self._channel = {stream: subs[0].channel for stream, subs in self._subs.items()}
-        self._event_type = {stream: subs[0].event_type for stream, subs in self._subs.items()}
         #: Per stream: event type, channel, handlers, and the event-marker prefix ``{group}|{channel}|``.
         self._stream_info = {
             stream: (subs[0].event_type, subs[0].channel, subs, self.markers.event_member(subs[0].channel, ""))
