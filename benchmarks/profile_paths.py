@@ -88,20 +88,38 @@ PUBLISH_STAGES: tuple[Stage, ...] = (
 )
 CONSUME_STAGES: tuple[Stage, ...] = (
     ("validation: envelope + payload (decode_bus_event, decode_payload)", _in("schemas/")),
-    ("reading: reply parsing (redis-py parsers)", _in("redis/_parsers/")),
+    (
+        "reading: XREADGROUP and its reply parsing (redis-py parsers)",
+        _in("redis/_parsers/") + _in("bus/_consume.py", "_read_loop", "_read_once", "_retry", "<lambda>"),
+    ),
     ("commands: packing and sending (redis-py)", _in("redis/")),
     (
         "dispatch: entries, deliveries, marker lookup",
-        _in("bus/_consume.py", "_dispatch", "_decode", "_skip_processed", "__init__", "_read_loop")
+        _in(
+            "bus/_consume.py",
+            "_admit",
+            "_admit_pending",
+            "_send_batch",
+            "_dispatcher",
+            "_dispatch",
+            "_decode",
+            "_skip_processed",
+            "_handler_members",
+            "_release",
+            "__init__",
+        )
         + _in("bus/_markers.py")
         + _in("bus/_tenant.py")
+        + _in("bus/_delivery.py")
         + _in("<string>"),
     ),
     (
         "workers: hand-off and handler call",
-        _in("bus/_consume.py", "_worker", "_process", "_attempt", "_call") + _in("anyio/streams/"),
+        _in("bus/_consume.py", "_worker", "_process", "_call", "_attempt", "_bounded", "__await__")
+        + _in("anyio/streams/"),
     ),
-    ("acker: XACK + markers (Consumer._acker/_flush)", _in("bus/_consume.py")),
+    ("acker: XACK + markers (Consumer._acker/_flush)", _in("bus/_consume.py", "_acker", "_flush", "_has_ops")),
+    ("bus._consume (other)", _in("bus/_consume.py")),
     ("asyncio/anyio: tasks, futures, events, transports", _in("asyncio/") + _in("anyio/")),
     ("benchmark prefill", _in("profile_paths.py") + _in("_workload.py")),
     ("idle: waiting for Redis (select)", _in("selectors.py", "select")),
