@@ -42,8 +42,21 @@ CATALOG_TABLE = "system_event_catalog"
 Shape = Literal["catalog", "bus"]
 
 
+def _ecma(node: Any) -> Any:
+    """Rewrite Python's end-of-string anchor ``\\Z`` as ECMA-262's ``$`` in every ``pattern``."""
+    if isinstance(node, dict):
+        return {
+            k: (v[:-2] + "$" if k == "pattern" and isinstance(v, str) and v.endswith("\\Z") else _ecma(v))
+            for k, v in node.items()
+        }
+    if isinstance(node, list | tuple):
+        return type(node)(_ecma(v) for v in node)
+    return node
+
+
 def _components(types: list[type[Any]]) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
-    return msgspec.json.schema_components(types, ref_template="#/$defs/{name}")
+    refs, defs = msgspec.json.schema_components(types, ref_template="#/$defs/{name}")
+    return _ecma(refs), _ecma(defs)
 
 
 def json_schema(name: str, *, shape: Shape = "catalog", registry: Registry = REGISTRY) -> dict[str, Any]:

@@ -32,11 +32,13 @@ __all__ = [
     "utc_now_iso",
 ]
 
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-DATETIME_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?Z$"
-DATE_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
-EMAIL_PATTERN = r"^[^\s@]+@[^\s@]+\.[^\s@]+$"
-URL_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://[^\s]+$"
+# ``\Z``, not ``$``: Python's ``$`` also matches before a trailing newline, JavaScript's does not.
+# The JSON Schema export writes ``$`` (ECMA-262 semantics).
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
+DATETIME_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?Z\Z"
+DATE_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])\Z"
+EMAIL_PATTERN = r"^[^\s@]+@[^\s@]+\.[^\s@]+\Z"
+URL_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://[^\s]+\Z"
 
 Uuid = Annotated[
     str,

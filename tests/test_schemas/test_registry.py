@@ -136,3 +136,23 @@ def test_malformed_json_is_a_validation_error() -> None:
         REGISTRY.decode_payload("TICKET_UPDATED", b"{not json")
     assert info.value.path == "$.payload"
     assert "malformed" in info.value.rule
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("ticketId", "00000000-0000-0000-0000-000000000000\n", id="uuid"),
+        pytest.param("occurredAt", "2026-01-01T00:00:00Z\n", id="datetime"),
+    ],
+)
+def test_a_trailing_newline_is_not_accepted(field: str, value: str) -> None:
+    """Python's ``$`` matches before a final newline; the patterns must not (the reference's JS regexes don't)."""
+    payload = {
+        "tenantId": "t",
+        "occurredAt": "2026-01-01T00:00:00Z",
+        "ticketId": "00000000-0000-0000-0000-000000000000",
+    }
+    payload[field] = value
+    with pytest.raises(EventValidationError) as info:
+        REGISTRY.decode_payload("TICKET_CREATED", msgspec.json.encode(payload))
+    assert info.value.path == f"$.payload.{field}"
