@@ -140,32 +140,54 @@ class Target:
 _MODEL: Any = None
 
 
-def faststream_model() -> Any:
-    """A pydantic v2 model of the whole envelope, mirroring ours (uuid/datetime patterns, aliases).
+def _rust_pattern(pattern: str) -> str:
+    """Our Python pattern for pydantic-core's Rust regex engine (``\\Z`` is spelt ``\\z`` there)."""
+    return pattern.replace("\\Z", "\\z")
 
-    Imported lazily: pydantic comes with the ``bench`` extra.
+
+def faststream_model() -> Any:
+    """A pydantic v2 model of the whole envelope, mirroring our Structs: wire aliases, the
+    uuid/datetime patterns, Literal enums, nested changes, unknown keys ignored.
+
+    Built lazily: pydantic comes with the ``bench`` extra. FastStream serialises a model with
+    ``model_dump_json()``, so the models write wire (camelCase) names.
     """
     global _MODEL
     if _MODEL is None:
-        from typing import Annotated
+        from typing import Annotated, Literal
 
-        from bench_validate import PTicketUpdated, PUuid
         from pydantic import BaseModel, ConfigDict, Field
 
-        from schemas import DATETIME_PATTERN
+        from schemas import DATETIME_PATTERN, UUID_PATTERN
 
-        # FastStream serialises with ``model_dump_json()``: write the wire (camelCase) names.
-        config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore", serialize_by_alias=True)
+        uuid_t = Annotated[str, Field(pattern=_rust_pattern(UUID_PATTERN))]
+        datetime_t = Annotated[str, Field(pattern=_rust_pattern(DATETIME_PATTERN))]
 
-        class PTicketUpdatedWire(PTicketUpdated):
-            model_config = config
+        class PModel(BaseModel):
+            model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore", serialize_by_alias=True)
 
-        class PBusEvent(BaseModel):
-            model_config = config
-            id: PUuid
+        class PFieldChange(PModel):
+            previous: Any = None
+            new: Any = None
+
+        class PTicketUpdated(PModel):
+            tenant_id: Annotated[str, Field(min_length=1, alias="tenantId")]
+            occurred_at: Annotated[datetime_t, Field(alias="occurredAt")]
+            actor_user_id: Annotated[uuid_t | None, Field(alias="actorUserId")] = None
+            actor_contact_id: Annotated[uuid_t | None, Field(alias="actorContactId")] = None
+            actor_type: Annotated[Literal["USER", "CONTACT", "SYSTEM"] | None, Field(alias="actorType")] = None
+            ticket_id: Annotated[uuid_t, Field(alias="ticketId")]
+            updated_by_user_id: Annotated[uuid_t | None, Field(alias="updatedByUserId")] = None
+            updated_fields: Annotated[list[str] | None, Field(alias="updatedFields")] = None
+            changes: dict[str, PFieldChange] | None = None
+            suppress_contact_notifications: Annotated[bool, Field(alias="suppressContactNotifications")] = False
+            suppress_internal_notifications: Annotated[bool, Field(alias="suppressInternalNotifications")] = False
+
+        class PBusEvent(PModel):
+            id: uuid_t
             event_type: Annotated[str, Field(alias="eventType")]
-            timestamp: Annotated[str, Field(pattern=DATETIME_PATTERN)]
-            payload: PTicketUpdatedWire
+            timestamp: datetime_t
+            payload: PTicketUpdated
 
         _MODEL = PBusEvent
     return _MODEL
