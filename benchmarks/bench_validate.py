@@ -54,8 +54,9 @@ DATA = msgspec.json.encode(PAYLOAD)
 
 # --- pydantic v2 models equivalent to schemas.events.TicketUpdated / TicketUpdatedLegacy ---
 
-PUuid = Annotated[str, Field(pattern=UUID_PATTERN)]
-PDateTime = Annotated[str, Field(pattern=DATETIME_PATTERN)]
+# pydantic's Rust regex anchors with ``$`` (end of input only); ``\Z`` is Python's spelling of it.
+PUuid = Annotated[str, Field(pattern=UUID_PATTERN.replace("\\Z", "$"))]
+PDateTime = Annotated[str, Field(pattern=DATETIME_PATTERN.replace("\\Z", "$"))]
 
 
 class PModel(BaseModel):
