@@ -136,6 +136,37 @@ def translate_validation_error(
     return EventValidationError(event_type, root + path[1:], rule)
 
 
+#: ``(kind, decoder, required wire names, the same quoted as JSON bytes, and as str)``; the names are
+#: empty for a shape that is always tried (a union's domain shape, a single shape).
+_Variant = tuple[VariantKind, msgspec.json.Decoder[Any], frozenset[str], tuple[bytes, ...], tuple[str, ...]]
+
+
+def _lacks(
+    data: bytes | str,
+    present: Mapping[str, Any] | None,
+    names: frozenset[str],
+    quoted: tuple[bytes, ...],
+    quoted_str: tuple[str, ...],
+) -> bool:
+    """True when the object certainly lacks one of ``names`` (a shape requiring them cannot match)."""
+    if present is not None:
+        return not present.keys() >= names
+    if type(data) is bytes:
+        if b"\\" in data:
+            return False
+        for q in quoted:  # noqa: SIM110 - a loop, not any() over a generator: this is the hot path
+            if q not in data:
+                return True
+        return False
+    if type(data) is str:
+        if "\\" in data:
+            return False
+        for qs in quoted_str:
+            if qs not in data:
+                return True
+    return False
+
+
 class TypedPayload(msgspec.Struct, Generic[P], frozen=True, gc=False):
     """A validated payload: which shape matched and the typed value (unknown keys dropped)."""
 
@@ -155,6 +186,7 @@ class Registry:
                 self._by_cls.setdefault(cls, s)
             self._by_cls.setdefault(s.catalog_type, s)
         self._decoders: dict[type[Payload], msgspec.json.Decoder[Any]] = {}
+        self._plans: dict[str, tuple[_Variant, ...]] = {}
 
     def __iter__(self) -> Iterator[EventSpec]:
         return iter(self._by_type.values())
@@ -201,19 +233,57 @@ class Registry:
             dec = self._decoders[cls] = msgspec.json.Decoder(cls)
         return dec
 
-    def decode_payload(self, event_type: str, data: bytes | str, *, root: str = "$.payload") -> TypedPayload[Any]:
+    def _plan(self, event_type: str) -> tuple[_Variant, ...]:
+        """The variants of ``event_type`` with their decoders and what a skip test needs (cached)."""
+        plan = self._plans.get(event_type)
+        if plan is None:
+            spec = self.get(event_type)
+            union = len(spec.variants) > 1
+            domain: set[str] = set()
+            for kind, cls in spec.variants:
+                if kind == "domain":
+                    domain = {f.encode_name for f in msgspec.structs.fields(cls) if f.required}
+            out: list[_Variant] = []
+            for kind, cls in spec.variants:
+                # Only a union's non-domain shape may be skipped: the domain shape's error (or the
+                # only shape's) is the one reported, so it is always tried.
+                names: list[str] = []
+                if union and kind != "domain":
+                    names = [f.encode_name for f in msgspec.structs.fields(cls) if f.required]
+                    names.sort(key=lambda n: n in domain)  # the keys that tell the shapes apart first
+                quoted = tuple(msgspec.json.encode(n) for n in names)
+                out.append((kind, self.decoder(cls), frozenset(names), quoted, tuple(q.decode() for q in quoted)))
+            plan = self._plans[event_type] = tuple(out)
+        return plan
+
+    def decode_payload(
+        self,
+        event_type: str,
+        data: bytes | str,
+        *,
+        root: str = "$.payload",
+        present: Mapping[str, Any] | None = None,
+    ) -> TypedPayload[Any]:
         """Validate JSON payload bytes against what the bus accepts for ``event_type``.
 
         Union types try their shapes in the reference's order (legacy first, except the
         ``CONTRACT_*`` types, which list the domain shape first); the first that matches wins.
         On failure the error of the v2 domain shape is raised for unions, the only shape's
         error otherwise.
+
+        A union's non-domain shape that lacks one of its required keys cannot match, so it is
+        not tried (same result, same error): ``present`` is the dict ``data`` was encoded from
+        (its keys are the object's keys); without it ``data`` is searched for each ``"key"``,
+        trusted only when ``data`` holds no backslash (then no key can be spelt with an escape).
         """
-        spec = self.get(event_type)
+        plan = self._plans.get(event_type)
+        if plan is None:
+            plan = self._plan(event_type)
         error: msgspec.ValidationError | msgspec.DecodeError | None = None
         failed: msgspec.json.Decoder[Any] | None = None
-        for kind, cls in spec.variants:
-            decoder = self.decoder(cls)
+        for kind, decoder, names, quoted, quoted_str in plan:
+            if names and _lacks(data, present, names, quoted, quoted_str):
+                continue
             try:
                 return TypedPayload(kind, decoder.decode(data))
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -237,9 +307,12 @@ class Registry:
         checked against its own constraints (constructors do not check them).
         """
         try:
-            data = msgspec.json.encode(payload)
+            data = _encode(payload)
         except (TypeError, ValueError) as exc:
             raise EventValidationError(event_type, root, f"payload is not JSON-serialisable: {exc}") from None
+        if type(payload) is dict:  # the common case first: no ABC checks
+            self.decode_payload(event_type, data, root=root, present=payload)
+            return data
         if isinstance(payload, Payload):
             owner = self._by_cls.get(type(payload))
             if owner is not None and owner.event_type != event_type:
@@ -251,5 +324,7 @@ class Registry:
         self.decode_payload(event_type, data, root=root)
         return data
 
+
+_encode = msgspec.json.Encoder().encode
 
 REGISTRY = Registry(SPECS)

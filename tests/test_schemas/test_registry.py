@@ -15,9 +15,10 @@ from schemas import (
     UnknownSchemaRefError,
     events,
     schema_ref_for,
+    translate_validation_error,
 )
 
-from ._examples import ROWS, ROWS_BY_TYPE
+from ._examples import ROWS, ROWS_BY_TYPE, UUID, example, union_variants
 
 
 def test_registry_holds_every_catalog_fact() -> None:
@@ -156,3 +157,67 @@ def test_a_trailing_newline_is_not_accepted(field: str, value: str) -> None:
     with pytest.raises(EventValidationError) as info:
         REGISTRY.decode_payload("TICKET_CREATED", msgspec.json.encode(payload))
     assert info.value.path == f"$.payload.{field}"
+
+
+def _try_every_shape(event_type: str, data: bytes) -> tuple[str, object] | tuple[str, str, str]:
+    """The registry's rule without any skipping: every shape in order, the domain shape's error."""
+    spec = REGISTRY.get(event_type)
+    error: EventValidationError | None = None
+    for kind, cls in spec.variants:
+        try:
+            return kind, REGISTRY.decoder(cls).decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            if error is None or kind == "domain":
+                error = translate_validation_error(exc, event_type, decoder=REGISTRY.decoder(cls), data=data)
+    assert error is not None
+    return "error", error.path, error.rule
+
+
+def _variants(spec: EventSpec) -> list[dict[str, object]]:
+    """Each shape's full example, each with every required key dropped in turn, and both merged."""
+    shapes = [example(v["fields"]) for _, v in union_variants(ROWS_BY_TYPE[spec.event_type])]
+    docs = [*shapes, {k: v for s in shapes for k, v in s.items()}]
+    docs += [{k: v for k, v in doc.items() if k != drop} for doc in list(docs) for drop in doc]
+    return docs
+
+
+def _outcome(
+    event_type: str, data: bytes | str, present: dict[str, object] | None = None
+) -> tuple[str, object] | tuple[str, str, str]:
+    try:
+        typed = REGISTRY.decode_payload(event_type, data, present=present)
+    except EventValidationError as exc:
+        return "error", exc.path, exc.rule
+    return typed.variant, typed.value
+
+
+@pytest.mark.parametrize("spec", [pytest.param(s, id=s.event_type) for s in REGISTRY if s.is_union])
+def test_skipping_a_shape_that_cannot_match_changes_nothing(spec: EventSpec) -> None:
+    """A union shape missing a required key is not tried: same variant, value and error as trying every shape."""
+    for doc in _variants(spec):
+        data = msgspec.json.encode(doc)
+        expected = _try_every_shape(spec.event_type, data)
+        assert _outcome(spec.event_type, data) == expected
+        assert _outcome(spec.event_type, data.decode()) == expected
+        assert _outcome(spec.event_type, data, doc) == expected
+        if expected[0] != "error":
+            assert REGISTRY.validate(spec.event_type, doc) == data
+        else:
+            with pytest.raises(EventValidationError) as info:
+                REGISTRY.validate(spec.event_type, doc)
+            assert ("error", info.value.path, info.value.rule) == expected
+
+
+def test_a_key_spelt_with_an_escape_still_matches_the_legacy_shape() -> None:
+    """``"user\\u0049d"`` is the key ``userId``: the byte search is not trusted when the JSON holds a backslash."""
+    legacy = {"tenantId": UUID, "ticketId": UUID, "userId": UUID}
+    data = msgspec.json.encode(legacy).replace(b'"userId"', b'"user\\u0049d"')
+    assert REGISTRY.decode_payload("TICKET_CREATED", data).variant == "legacy"
+    assert REGISTRY.decode_payload("TICKET_CREATED", data.decode()).variant == "legacy"
+
+
+def test_a_legacy_payload_is_still_legacy_when_the_domain_shape_fails() -> None:
+    """The domain shape's error is reported when neither shape matches, even with the legacy shape skipped."""
+    with pytest.raises(EventValidationError) as info:
+        REGISTRY.validate("TICKET_CREATED", {"tenantId": "t", "ticketId": UUID})
+    assert info.value.path == "$.payload.occurredAt" and info.value.rule == "required field is missing"
