@@ -31,6 +31,7 @@ from ._errors import (
     RetryLater,
     TLSHandshakeError,
 )
+from ._guard import RedisEffect, apply_once, effect_marker_key, redis_effect
 from ._inspect import BusStatus, ConsumerStatus, GroupStatus, StreamStatus
 from ._keys import (
     CHANNEL_EMAIL,
@@ -94,6 +95,7 @@ __all__ = [
     "PublishError",
     "PublishOutcomeUnknownError",
     "PublishResult",
+    "RedisEffect",
     "Reject",
     "RetryLater",
     "Runner",
@@ -103,15 +105,18 @@ __all__ = [
     "TLSHandshakeError",
     "WorkflowHooks",
     "add_password_args",
+    "apply_once",
     "check_tenant_id",
     "create_client",
     "default_consumer_name",
+    "effect_marker_key",
     "install_log_redaction",
     "new_event_id",
     "now_iso",
     "redact",
     "redact_labels",
     "redact_text",
+    "redis_effect",
     "redis_errors",
     "register_secret",
     "register_secrets",

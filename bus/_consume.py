@@ -105,8 +105,10 @@ class ConsumerStats(msgspec.Struct, kw_only=True):
     trimmed_pending: int = 0
     #: Entries removed by ``trim_policy="safe"``.
     safely_trimmed: int = 0
-    #: Consumer groups recreated after NOGROUP, and transport failures retried.
+    #: NOGROUP met (the groups were recreated), and transport failures retried.
     group_recreations: int = 0
+    #: Streams whose group this consumer found lost and recreated (each loss counted by one consumer).
+    lost_groups: int = 0
     reconnects: int = 0
 
 
@@ -241,6 +243,8 @@ class Consumer:
         self._dups: list[_Entry] = []
         self._dead: list[tuple[_Entry, str, DeadLetterReason, int]] = []
         self._marks: list[tuple[_Entry, list[bytes]]] = []
+        #: Handler markers of handlers that succeeded while later handlers of the entry still run.
+        self._progress: list[tuple[str, bytes]] = []
         self._drops: list[_Entry] = []
         self._ack_wakeup = anyio.Event()
         self._changed = anyio.Event()
@@ -302,16 +306,21 @@ class Consumer:
                 raise error from None
             raise
 
-    async def ensure_groups(self) -> None:
-        """XGROUP CREATE ... 0 MKSTREAM on every subscribed stream (BUSYGROUP ignored)."""
+    async def ensure_groups(self) -> list[str]:
+        """XGROUP CREATE ... 0 MKSTREAM on every subscribed stream (BUSYGROUP ignored); returns the
+        streams on which this call created the group (the others had it already)."""
         with redis_errors("XGROUP CREATE"):
             pipe = self.client.pipeline(transaction=False)
             for stream in self.streams:
                 pipe.xgroup_create(stream, self.group, id="0", mkstream=True)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
+        created: list[str] = []
         for stream, reply in zip(self.streams, replies, strict=True):
-            if isinstance(reply, Exception) and not str(reply).startswith("BUSYGROUP"):
+            if not isinstance(reply, Exception):
+                created.append(stream)
+            elif not str(reply).startswith("BUSYGROUP"):
                 raise translate_error(reply, f"XGROUP CREATE {stream} {self.group}") from reply
+        return created
 
     async def _feed(self, send: MemoryObjectSendStream[_Entry]) -> None:
         """Reader, dispatcher and maintenance; their end (cancel, stop, error) starts the drain.
@@ -466,14 +475,31 @@ class Consumer:
                 # given; a recreated group) must not become a busy loop: poll gently instead.
                 await anyio.sleep(min(0.01, early_s))
 
-    async def _on_nogroup(self, exc: BaseException) -> None:
-        """The group vanished (e.g. Redis restarted without persistence): recreate and carry on."""
+    def _log_nogroup(self, exc: BaseException) -> None:
+        """One NOGROUP warning per second at most, whichever task met it."""
         now = time.monotonic()
         if now - self._last_nogroup_log >= 1.0:
             self._last_nogroup_log = now
             log.warning("consumer group %r missing (%s); recreating it", self.group, exc)
+
+    async def _on_nogroup(self, exc: BaseException) -> None:
+        """The group vanished (e.g. Redis restarted without persistence): recreate and carry on.
+
+        The consumer whose XGROUP CREATE succeeds (the others get BUSYGROUP) reports the loss of
+        that stream's state once, at error level, and counts it in ``stats.lost_groups``.
+        """
+        self._log_nogroup(exc)
         self.stats.group_recreations += 1
-        await self.ensure_groups()
+        for stream in await self.ensure_groups():
+            self.stats.lost_groups += 1
+            log.error(
+                "consumer group %r of %s was lost (Redis restarted without persistence, or the stream or "
+                "group was deleted) and has been recreated at 0: entries that were unread or pending in "
+                "the lost state, and their delivery counts, are gone; entries still in the stream are read again",
+                self.group,
+                stream,
+            )
+            self._notify()
 
     async def _drain_own_pending(self, batches: MemoryObjectSendStream[list[_Entry]]) -> None:
         """Entries this consumer name read but never acked (a crash): first, before new ones."""
@@ -513,10 +539,12 @@ class Consumer:
                                 self._notify()
                 except AuthenticationError:
                     raise
-                except GroupMissingError as exc:
-                    await self._on_nogroup_safely(exc)
                 except BackendError as exc:
-                    log.warning("maintenance failed, retrying in %.2fs: %s", tick, exc)
+                    # A pipelined XPENDING/XCLAIM reports NOGROUP inside a wrapped message.
+                    if isinstance(exc, GroupMissingError) or "NOGROUP" in str(exc):
+                        await self._on_nogroup_safely(exc)
+                    else:
+                        log.warning("maintenance failed, retrying in %.2fs: %s", tick, exc)
 
     async def _on_nogroup_safely(self, exc: BaseException) -> None:
         try:
@@ -717,6 +745,8 @@ class Consumer:
             forced=fields.get(b"force") == b"1",
             payload=typed,
             payload_json=payload_json,
+            group=self.group,
+            handler_key=subs[0].handler_key,
         )
         entry.event_member = (member_prefix + envelope.id).encode()
         return None
@@ -780,12 +810,17 @@ class Consumer:
                 await self._process(entry)
 
     async def _process(self, entry: _Entry) -> None:
-        delivery = entry.delivery
-        assert delivery is not None
+        shared = entry.delivery
+        assert shared is not None
+        delivery = shared
         succeeded: list[str] = []
-        for sub in entry.subs:
+        subs = entry.subs
+        many = len(subs) > 1
+        for sub in subs:
             if entry.done and sub.handler_key in entry.done:
                 continue
+            if many:  # each handler gets its own handler_key (effect_key); a lone one's is preset
+                delivery = msgspec.structs.replace(shared, handler_key=sub.handler_key)
             # Fast path, inlined: a handler that finishes without suspending needs nothing else.
             started: Awaitable[None]
             try:
@@ -802,6 +837,12 @@ class Consumer:
                 self._on_failure(entry, sub, error, succeeded)
                 return
             succeeded.append(sub.handler_key)
+            if many and sub is not subs[-1]:
+                # Its success marker rides the next flush now, not only if a later handler fails:
+                # a crash while the later handlers run then does not repeat this one.
+                member = self.markers.handler_member(delivery.channel, delivery.event_id, sub.handler_key)
+                self._progress.append((delivery.tenant_id, member.encode()))
+                self._ack_wakeup.set()
         self._acks.append(entry)
         if not self._ack_wakeup.is_set():
             self._ack_wakeup.set()
@@ -912,7 +953,7 @@ class Consumer:
     # ----------------------------------------------------------------- acker
 
     def _has_ops(self) -> bool:
-        return bool(self._acks or self._dups or self._dead or self._marks or self._drops)
+        return bool(self._acks or self._dups or self._dead or self._marks or self._drops or self._progress)
 
     def _ops_count(self) -> int:
         return len(self._acks) + len(self._dups) + len(self._dead) + len(self._marks) + len(self._drops)
@@ -930,6 +971,7 @@ class Consumer:
     async def _flush(self) -> None:
         """One MULTI/EXEC: dead letters, one XACK per stream, markers with their TTL."""
         acks, dups, dead, marks, drops = self._acks[:], self._dups[:], self._dead[:], self._marks[:], self._drops[:]
+        progress = self._progress[:]
         ids: dict[str, list[bytes]] = {}
         event_members: dict[str, list[bytes]] = {}
         handler_members: dict[str, list[bytes]] = {}
@@ -955,6 +997,8 @@ class Consumer:
             ids.setdefault(entry.stream, []).append(entry.entry_id)
         for entry, members in marks:
             handler_members.setdefault(entry.delivery.tenant_id, []).extend(members)  # type: ignore[union-attr]
+        for tenant, member in progress:
+            handler_members.setdefault(tenant, []).append(member)
         for stream, stream_ids in ids.items():
             commands.append(pack_command((b"XACK", stream, self.group), stream_ids))
         ttl = self.markers.ttl_s
@@ -980,10 +1024,13 @@ class Consumer:
                 failure = translate_error(reply, "ack flush")
                 if isinstance(failure, AuthenticationError):
                     raise failure from reply
-                log.warning("ack flush: %s", failure)  # e.g. NOGROUP after a restart: nothing left to ack
+                if isinstance(failure, GroupMissingError):
+                    self._log_nogroup(failure)  # after a restart without persistence: nothing left to ack
+                else:
+                    log.warning("ack flush: %s", failure)
         # Done: drop exactly what was flushed (workers may have appended meanwhile).
         del self._acks[: len(acks)], self._dups[: len(dups)], self._dead[: len(dead)]
-        del self._marks[: len(marks)], self._drops[: len(drops)]
+        del self._marks[: len(marks)], self._drops[: len(drops)], self._progress[: len(progress)]
         stats = self.stats
         stats.handled += len(acks)
         stats.duplicates += len(dups)

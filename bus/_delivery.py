@@ -4,6 +4,12 @@ A delivery is built once per stream entry and shared by the entry's handlers, in
 payload is validated before any handler runs: ``payload.value`` is the typed Struct (unknown
 keys dropped) and ``payload_json`` the raw bytes exactly as they were on the wire (unknown keys
 kept); :meth:`Delivery.payload_dict` decodes those bytes on demand.
+
+:attr:`Delivery.effect_key` is the idempotency key of one handler's side effect: the same for
+every delivery of the event to that handler in that group, on any consumer, so a handler that
+commits its effect together with this key (``INSERT ... ON CONFLICT DO NOTHING`` in the same
+transaction, or :func:`bus.redis_effect` for Redis) applies it exactly once even when the entry is
+delivered twice (a crash before the ack, a frozen consumer whose entries a peer reclaimed).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     ``delivery_count`` is 1 on the first delivery and grows with each redelivery or reclaim;
     ``forced`` is True for the reference's recovery re-publishes (``force`` = ``"1"``), which skip
-    the processed-marker check.
+    the processed-marker check. ``group`` is the consumer group and ``handler_key`` the key of the
+    handler being called (its ``subscriber_id``); together they make :attr:`effect_key`.
     """
 
     event_id: str
@@ -37,6 +44,20 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     forced: bool
     payload: TypedPayload[Any]
     payload_json: bytes
+    group: str = ""
+    handler_key: str = ""
+
+    @property
+    def effect_key(self) -> str:
+        """The idempotency key of this handler's side effect: ``{group}|{channel}|{eventId}:{handlerKey}``.
+
+        Identical on every delivery of the event to this handler in this consumer group (first
+        delivery, redelivery after a crash, a peer's reclaim, a re-publish with the same event
+        id); different per handler, channel and group. Commit it in the same transaction as the
+        effect and skip when it is already there: the effect then happens once although the
+        delivery is at-least-once. It is also the member of the bus's own handler marker.
+        """
+        return f"{self.group}|{self.channel}|{self.event_id}:{self.handler_key}"
 
     @property
     def value(self) -> Any:

@@ -14,8 +14,15 @@ Consequence for interop: our members never equal the reference's, so a Python co
 TypeScript consumer do not see each other's markers (each dedupes its own deliveries only).
 
 When markers are written: the event marker goes into the same MULTI/EXEC as the entry's XACK
-(acked <=> marked). Handler markers are only needed when an entry is *not* acked, so they are
-written for the handlers that succeeded when a later handler of the same entry fails.
+(acked <=> marked). Handler markers matter only while an entry is *not* acked: for an entry with
+several handlers, each handler but the last gets its marker in the next group-commit flush after
+it returns (so a crash while later handlers run does not repeat it), and the handlers that
+succeeded get theirs when a later handler fails. A handler member is also the handler's
+:attr:`bus.Delivery.effect_key`, the idempotency key of its side effect.
+
+Markers are written after the handler returned, so they cannot make a side effect exactly-once
+(a crash between the effect and the flush repeats it); committing the effect with its
+``effect_key`` can (see :mod:`bus._guard`).
 """
 
 from __future__ import annotations
