@@ -26,6 +26,7 @@ __all__ = [
     "WorkflowEvent",
     "decode_bus_event",
     "encode_bus_event",
+    "split_bus_event",
 ]
 
 
@@ -39,6 +40,7 @@ class BusEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 _BUS_DECODER = msgspec.json.Decoder(BusEvent)
+_OPEN_BRACE = ord("{")
 _BUS_ENCODER = msgspec.json.Encoder()
 
 
@@ -55,9 +57,23 @@ def decode_bus_event(data: bytes | str) -> BusEvent:
         event = _BUS_DECODER.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise translate_validation_error(exc, "", "$") from None
-    if not (bytes(event.payload).lstrip()[:1] == b"{"):
+    # A decoded Raw holds exactly the value's bytes (no leading blanks): its first byte tells an
+    # object, checked in place (no copy of the payload).
+    if memoryview(event.payload)[0] != _OPEN_BRACE:
         raise EventValidationError(event.event_type, "$.payload", "Expected `object`")
     return event
+
+
+def split_bus_event(data: bytes | str) -> tuple[BusEvent, bytes]:
+    """:func:`decode_bus_event`, plus the payload's JSON bytes (the one copy a consumer keeps)."""
+    try:
+        event = _BUS_DECODER.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise translate_validation_error(exc, "", "$") from None
+    payload = bytes(event.payload)
+    if payload[:1] != b"{":
+        raise EventValidationError(event.event_type, "$.payload", "Expected `object`")
+    return event, payload
 
 
 #: Field names of a workflow stream entry, in the order the reference writes them.
