@@ -53,6 +53,7 @@ from ._errors import (
     RetryLater,
 )
 from ._inspect import group_trimmed_unread
+from ._jsoncheck import event_problem
 from ._keys import Keys
 from ._markers import Markers, pack_command, round_trip
 from ._reclaim import PendingEntry, claim_idle, keep_alive, read_own_pending, trim_safely
@@ -238,6 +239,8 @@ class Consumer:
             self._stream_of[stream.encode()] = stream
         self.streams = tuple(self._subs)
         self._inflight: dict[tuple[str, bytes], float] = {}
+        #: Event marker member -> the entry handling that event here (until its ack or release).
+        self._inflight_events: dict[bytes, _Entry] = {}
         # Acker buffers (appended by workers/reader, flushed by the acker).
         self._acks: list[_Entry] = []
         self._dups: list[_Entry] = []
@@ -374,6 +377,7 @@ class Consumer:
             for entry in entries:
                 self._release(entry)
         self._inflight.clear()
+        self._inflight_events.clear()
 
     # ----------------------------------------------------------------- reading
 
@@ -697,7 +701,7 @@ class Consumer:
             return
         sent = 0
         try:
-            ready = await self._skip_processed(ready)
+            ready = self._skip_in_flight(await self._skip_processed(ready))
             for entry in ready:
                 try:
                     send.send_nowait(entry)
@@ -715,6 +719,9 @@ class Consumer:
         raw = fields.get(b"event")
         if raw is None:
             return "the entry has no `event` field"
+        problem = event_problem(raw, self.settings.max_payload_bytes)  # size, JSON, duplicate keys
+        if problem is not None:
+            return problem
         expected, channel, subs, member_prefix = self._stream_info[entry.stream]
         try:
             envelope = decode_bus_event(raw)
@@ -724,7 +731,7 @@ class Consumer:
                 return f"eventType {envelope.event_type!r} does not match the stream's event type {expected}"
             payload_json = bytes(envelope.payload)
             typed = self.registry.decode_payload(expected, payload_json)
-        except SchemaError as exc:
+        except (SchemaError, RecursionError) as exc:  # hostile input never stops the loop
             return str(exc)
         tenant = getattr(typed.value, "tenant_id", None)
         if not isinstance(tenant, str) or not tenant:
@@ -787,8 +794,28 @@ class Consumer:
         member = self.markers.handler_member
         return [member(delivery.channel, delivery.event_id, s.handler_key).encode() for s in subs]
 
+    def _skip_in_flight(self, entries: list[_Entry]) -> list[_Entry]:
+        """Ack as duplicates the entries whose event another entry is handling here right now.
+
+        The same event id written twice (a republish after an unknown outcome) is often read in
+        one batch, before either copy is marked: the marker lookup cannot see it. The first copy
+        stays responsible for the event (handled, left pending or dead-lettered).
+        """
+        holders = self._inflight_events
+        out: list[_Entry] = []
+        for entry in entries:
+            holder = holders.setdefault(entry.event_member, entry)
+            if holder is entry or entry.delivery is None or entry.delivery.forced:
+                out.append(entry)
+            else:
+                self._dups.append(entry)
+                self._ack_wakeup.set()
+        return out
+
     def _release(self, entry: _Entry) -> None:
         self._inflight.pop((entry.stream, entry.entry_id), None)
+        if self._inflight_events.get(entry.event_member) is entry:
+            del self._inflight_events[entry.event_member]
 
     # ----------------------------------------------------------------- workers
 

@@ -1,0 +1,69 @@
+"""The consume side's check of an entry's ``event`` field before it is decoded as an event.
+
+Anybody who can XADD to a stream can put anything in it. Before the typed decode, the raw
+``event`` bytes must be plain, unambiguous JSON (RFC 8259 as tightened by I-JSON, RFC 7493):
+
+- at most ``max_payload_bytes`` (the publish side refuses larger events before any write);
+- JSON that msgspec decodes: well-formed UTF-8, no ``NaN``/``Infinity``, integers of at most
+  4,300 digits (Python's ``int_max_str_digits``) and floats within double range, nesting within
+  the interpreter's recursion limit (about 900 levels in a consumer);
+- no duplicate key in any object: parsers disagree on which value wins (JavaScript, msgspec,
+  orjson and json keep the last, others the first or refuse), so a validator and a handler could
+  read different tenants or ids from the same bytes.
+
+Cost: canonical compact JSON (what our publisher and the reference's ``JSON.stringify`` write)
+is recognised by one untyped decode and re-encode that give back the very same bytes (about
+2 us for a 500-byte event, which cannot hold a duplicate key since the re-encoded dict could not
+repeat it); only other spellings (whitespace, escapes, number formats) take the exact, slower
+scan for duplicate keys.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+__all__ = ["event_problem"]
+
+_DECODER = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(key)
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return out
+
+
+def event_problem(raw: bytes, max_bytes: int) -> str | None:
+    """Why ``raw`` (an entry's ``event`` field) is not acceptable as plain JSON, or None if it is."""
+    if len(raw) > max_bytes:
+        return f"the event is {len(raw)} bytes, over max_payload_bytes ({max_bytes})"
+    try:
+        value = _DECODER.decode(raw)
+    except RecursionError:
+        return "the event's JSON is nested too deeply (more levels than the decoder's recursion limit)"
+    except msgspec.DecodeError as exc:  # malformed, NaN/Infinity, a number out of range
+        return f"the event is not valid JSON: {exc}"
+    if _ENCODER.encode(value) == raw:
+        return None
+    try:
+        json.loads(raw, object_pairs_hook=_pairs)
+    except _DuplicateKeyError as exc:
+        return f"the event's JSON has a duplicate key {exc.key[:100]!r} (parsers disagree on which value wins)"
+    except (ValueError, RecursionError) as exc:  # msgspec took it, so this is unexpected: be safe
+        return f"the event's JSON could not be checked for duplicate keys: {exc}"
+    return None
