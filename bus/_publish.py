@@ -312,6 +312,10 @@ class Publisher:
             raise PayloadValidationError(event_type, "$.eventType", str(exc)) from None
         except EventValidationError as exc:
             raise PayloadValidationError.from_schema_error(exc) from None
+        except RecursionError:  # msgspec's encoder or decoder on a hostile, absurdly nested payload
+            raise PayloadValidationError(
+                event_type, "$.payload", "nested too deeply (more levels than the encoder's recursion limit)"
+            ) from None
         if event_id is None:
             event_id = new_event_id()
         elif not is_uuid(event_id):
