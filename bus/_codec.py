@@ -19,9 +19,11 @@ import msgspec
 
 from schemas import WORKFLOW_FIELDS, EventValidationError, Payload, encode_bus_event, is_uuid
 
+from ._keys import WORKFLOW_STREAM
 from ._resp import bulk, header
 
 __all__ = [
+    "Route",
     "XaddPacker",
     "encode_envelope",
     "new_event_id",
@@ -57,6 +59,18 @@ def now_iso() -> str:
 
 
 _ENVELOPE_MIDDLE: dict[str, bytes] = {}
+_ENV_ID = b'{"id":"'
+_ENV_PAYLOAD = b'","payload":'
+
+
+def _envelope_middle(event_type: str) -> bytes | None:
+    """``","eventType":"<type>","timestamp":"`` (cached), or None when the type needs JSON escaping."""
+    middle = _ENVELOPE_MIDDLE.get(event_type)
+    if middle is None:
+        if not _SAFE_TYPE.match(event_type):
+            return None
+        middle = _ENVELOPE_MIDDLE[event_type] = b'","eventType":"' + event_type.encode() + b'","timestamp":"'
+    return middle
 
 
 def encode_envelope(event_id: str, event_type: str, timestamp: str, payload: bytes) -> bytes:
@@ -65,12 +79,10 @@ def encode_envelope(event_id: str, event_type: str, timestamp: str, payload: byt
     ``event_id`` must be a validated uuid and ``timestamp`` a validated ISO string (neither can
     hold characters that JSON escapes). Byte-for-byte equal to ``schemas.encode_bus_event``.
     """
-    middle = _ENVELOPE_MIDDLE.get(event_type)
+    middle = _envelope_middle(event_type)
     if middle is None:
-        if not _SAFE_TYPE.match(event_type):
-            return encode_bus_event(event_id, event_type, timestamp, payload)
-        middle = _ENVELOPE_MIDDLE[event_type] = b'","eventType":"' + event_type.encode() + b'","timestamp":"'
-    return b"".join((b'{"id":"', event_id.encode(), middle, timestamp.encode(), b'","payload":', payload, b"}"))
+        return encode_bus_event(event_id, event_type, timestamp, payload)
+    return b"".join((_ENV_ID, event_id.encode(), middle, timestamp.encode(), _ENV_PAYLOAD, payload, b"}"))
 
 
 _VIEW_KEYS = ("tenantId", "tenant", "actorUserId", "userId", "eventName")
@@ -100,6 +112,19 @@ def payload_view(payload: Mapping[str, Any] | Payload) -> Mapping[str, Any]:
 
 
 _UUID_RULE = "Expected a uuid (8-4-4-4-12 hex digits)"
+_KNOWN_UUIDS: set[str] = set()
+
+
+def _is_uuid_cached(value: object) -> bool:
+    """``is_uuid`` with a bounded memo of the strings that passed (user ids repeat across events)."""
+    if value in _KNOWN_UUIDS:
+        return True
+    if not is_uuid(value):
+        return False
+    if len(_KNOWN_UUIDS) >= 4096:
+        _KNOWN_UUIDS.clear()
+    _KNOWN_UUIDS.add(value)  # type: ignore[arg-type]  # is_uuid: a str
+    return True
 
 
 def workflow_entry(
@@ -122,7 +147,7 @@ def workflow_entry(
     path. A test holds the two equal. ``event_id`` and ``timestamp`` are checked by the caller.
     """
     user = payload.get("actorUserId") or payload.get("userId") or None
-    if user is not None and not is_uuid(user):
+    if user is not None and not _is_uuid_cached(user):
         raise EventValidationError(event_type, "$.user_id", _UUID_RULE)
     if execution_id and not is_uuid(execution_id):
         raise EventValidationError(event_type, "$.execution_id", _UUID_RULE)
@@ -187,8 +212,8 @@ class XaddPacker:
         self._per_type: dict[tuple[str, str, bool], tuple[bytes, bytes]] = {}
         self._wf_prefix: dict[str, bytes] = {}
 
-    def per_type(self, stream: str, channel: str, envelope: bytes, force: bool = False) -> bytes:
-        """``XADD stream [MAXLEN ~ n] * event <envelope> channel <channel> [force 1]``."""
+    def per_type_parts(self, stream: str, channel: str, force: bool = False) -> tuple[bytes, bytes]:
+        """The constant ``(prefix, suffix)`` of a per-type XADD: the envelope's bulk string goes between."""
         cache_key = (stream, channel, force)
         parts = self._per_type.get(cache_key)
         if parts is None:
@@ -201,7 +226,12 @@ class XaddPacker:
             if force:
                 suffix += bulk(b"force") + bulk(b"1")
             parts = self._per_type[cache_key] = (prefix, suffix)
-        return b"".join((parts[0], b"$%d\r\n" % len(envelope), envelope, b"\r\n", parts[1]))
+        return parts
+
+    def per_type(self, stream: str, channel: str, envelope: bytes, force: bool = False) -> bytes:
+        """``XADD stream [MAXLEN ~ n] * event <envelope> channel <channel> [force 1]``."""
+        prefix, suffix = self.per_type_parts(stream, channel, force)
+        return b"".join((prefix, _blen(envelope), envelope, CRLF, suffix))
 
     def per_type_fields(self, channel: str, envelope: bytes, force: bool = False) -> list[bytes]:
         """The fields of a per-type entry as ``[field, value, ...]`` (for the idempotent script)."""
@@ -210,14 +240,19 @@ class XaddPacker:
             out += [b"force", b"1"]
         return out
 
-    def workflow(self, stream: str, values: tuple[bytes, ...]) -> bytes:
-        """``XADD workflow:events:global [MAXLEN ~ n] * event_id .. payload_json ..`` from :func:`workflow_entry`."""
+    def workflow_prefix(self, stream: str) -> bytes:
+        """``XADD <stream> [MAXLEN ~ n] *`` with the array header of a workflow entry (cached)."""
         prefix = self._wf_prefix.get(stream)
         if prefix is None:
             count = 2 + len(self.trim) + 1 + 2 * len(_WF_NAMES)
             prefix = self._wf_prefix[stream] = (
                 header(count) + bulk(b"XADD") + bulk(stream.encode()) + self._trim_resp + bulk(b"*")
             )
+        return prefix
+
+    def workflow(self, stream: str, values: tuple[bytes, ...]) -> bytes:
+        """``XADD workflow:events:global [MAXLEN ~ n] * event_id .. payload_json ..`` from :func:`workflow_entry`."""
+        prefix = self.workflow_prefix(stream)
         eid, exe, key, name, etype, tenant, ts, user, frm, to, pj = values
         h = _WF_HEADS
         return b"".join(
@@ -236,3 +271,127 @@ class XaddPacker:
                 h[10], _blen(pj), pj, CRLF,
             )
         )  # fmt: skip
+
+
+_EMPTY = b"$0\r\n\r\n"
+_UUID_LEN = b"$36\r\n"
+
+
+class Route:
+    """Everything constant about one kind of publish, packed once: event type, channels, force flag,
+    with or without the workflow entry.
+
+    :meth:`pack` then builds the whole command (the workflow XADD, then one XADD per channel) with
+    one ``bytes.join`` of constant parts and the event's own values: id, timestamp, payload
+    bytes and, for the workflow entry, tenant, user and event name. The envelope is spliced
+    around the payload where it goes, never built on its own (ids, the event type and
+    timestamps are validated and need no JSON escaping; a type that would is not routed here).
+    """
+
+    __slots__ = (
+        "chans",
+        "copies",
+        "env_middle",
+        "env_size",
+        "event_type",
+        "n_commands",
+        "streams",
+        "wf_ctail",
+        "wf_cts",
+        "wf_cuser",
+        "wf_cuser0",
+        "wf_default",
+        "wf_head",
+        "wf_name",
+        "wf_tenant",
+        "workflow",
+    )
+
+    def __init__(
+        self,
+        packer: XaddPacker,
+        event_type: str,
+        chans: tuple[str, ...],
+        streams: tuple[str, ...],
+        *,
+        force: bool,
+        workflow: bool,
+    ) -> None:
+        middle = _envelope_middle(event_type)
+        self.event_type = event_type
+        #: None when the event type needs JSON escaping: such an event is not packed here.
+        self.env_middle = middle
+        #: The envelope's size without its id, timestamp and payload.
+        self.env_size = len(_ENV_ID) + len(middle or b"") + len(_ENV_PAYLOAD) + 1
+        self.chans = chans
+        self.workflow = workflow
+        #: ``(prefix, suffix)`` per channel copy: ``suffix`` closes the envelope (``}``) and its bulk.
+        self.copies = tuple(
+            (prefix, b"}" + CRLF + suffix)
+            for prefix, suffix in (packer.per_type_parts(st, ch, force) for ch, st in zip(chans, streams, strict=True))
+        )
+        self.streams = (WORKFLOW_STREAM, *streams) if workflow else streams
+        self.n_commands = len(streams) + (1 if workflow else 0)
+        h = _WF_HEADS
+        etype = event_type.encode()
+        self.wf_head = packer.workflow_prefix(WORKFLOW_STREAM) + h[0] + _UUID_LEN
+        # After event_id: execution_id "", workflow_correlation_key "", then the event_name field's
+        # head; its value, then event_type and the tenant field's head (wf_tenant). wf_default is
+        # all of that with the event type as the name (no eventName in the payload).
+        self.wf_name = CRLF + h[1] + _EMPTY + h[2] + _EMPTY + h[3]
+        self.wf_tenant = CRLF + h[4] + bulk(etype) + h[5]
+        self.wf_default = self.wf_name + bulk(etype) + h[4] + bulk(etype) + h[5]
+        self.wf_cts = CRLF + h[6]
+        self.wf_cuser = CRLF + h[7] + _UUID_LEN
+        self.wf_cuser0 = CRLF + h[7] + _EMPTY[:-2]
+        self.wf_ctail = CRLF + h[8] + _EMPTY + h[9] + _EMPTY + h[10]
+
+    def pack(
+        self,
+        eid: bytes,
+        ts: bytes,
+        data: bytes,
+        env_len: int,
+        payload: Mapping[str, Any] | None = None,
+        workflow: bytes | None = None,
+    ) -> bytes:
+        """The command of one publish: ``env_len`` is the envelope's size, ``eid`` a validated uuid.
+
+        The workflow entry (when the route has one) is derived from the dict ``payload`` (no
+        hooks; raises :class:`EventValidationError` as :func:`workflow_entry` does), or given
+        packed as ``workflow``.
+        """
+        parts: list[bytes] = []
+        if self.workflow:
+            if workflow is not None:
+                parts.append(workflow)
+            else:
+                assert payload is not None
+                get = payload.get
+                user = get("actorUserId") or get("userId") or None
+                tenant = get("tenantId") or get("tenant") or ""
+                name = get("eventName")
+                tb = (tenant if isinstance(tenant, str) else str(tenant)).encode()
+                if not name:
+                    parts += (self.wf_head, eid, self.wf_default, _blen(tb), tb, self.wf_cts, _blen(ts), ts)
+                else:
+                    nb = (name if isinstance(name, str) else str(name)).encode()
+                    parts += (self.wf_head, eid, self.wf_name, _blen(nb), nb, self.wf_tenant, _blen(tb), tb)
+                    parts += (self.wf_cts, _blen(ts), ts)
+                if user is None:
+                    parts.append(self.wf_cuser0)
+                elif _is_uuid_cached(user):
+                    parts += (self.wf_cuser, user.encode())  # a uuid str (checked)
+                else:
+                    raise EventValidationError(self.event_type, "$.user_id", _UUID_RULE)
+                parts += (self.wf_ctail, _blen(data), data, CRLF)
+        blen = _blen_n(env_len)
+        middle = self.env_middle
+        assert middle is not None
+        for prefix, suffix in self.copies:
+            parts += (prefix, blen, _ENV_ID, eid, middle, ts, _ENV_PAYLOAD, data, suffix)
+        return b"".join(parts)
+
+
+def _blen_n(n: int) -> bytes:
+    return _LEN_PREFIX[n] if n < 2048 else b"$%d\r\n" % n

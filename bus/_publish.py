@@ -46,6 +46,7 @@ from schemas import (
 )
 
 from ._codec import (
+    Route,
     XaddPacker,
     encode_envelope,
     new_event_id,
@@ -252,6 +253,8 @@ class Publisher:
         self._packer = XaddPacker(settings.max_len, settings.trim_policy)
         self._streams: dict[tuple[str, str], str] = {}
         self._chans: dict[str | tuple[str, ...], tuple[str, ...]] = {}
+        self._routes: dict[tuple[str, str | Sequence[str], bool, bool | None], Route] = {}
+        self._validate = registry.validate
         self._max_bytes = settings.max_payload_bytes
         self._window = str(settings.idempotency_window_s).encode()
         self._script_loaded = False
@@ -307,7 +310,7 @@ class Publisher:
         ``tenant`` defaults to the payload's tenantId/tenant.
         """
         try:
-            data = self._registry.validate(event_type, payload)
+            data = self._validate(event_type, payload)
         except UnknownEventTypeError as exc:
             raise PayloadValidationError(event_type, "$.eventType", str(exc)) from None
         except EventValidationError as exc:
@@ -326,34 +329,114 @@ class Publisher:
             raise PayloadValidationError(
                 event_type, "$.timestamp", "Expected an ISO-8601 UTC timestamp ending in Z (no offset, not naive)"
             )
-        envelope = encode_envelope(event_id, event_type, timestamp, data)
-        if len(envelope) > self._max_bytes:
+        eid = event_id.encode()
+        ts = timestamp.encode()
+        try:
+            route: Route | None = self._routes[(event_type, channels, force, workflow)]
+        except (KeyError, TypeError):  # not seen yet, or channels given as a list
+            route = None
+        envelope: bytes | None = None
+        if route is not None and route.env_middle is not None:
+            env_len = route.env_size + len(eid) + len(ts) + len(data)
+        else:
+            envelope = encode_envelope(event_id, event_type, timestamp, data)
+            env_len = len(envelope)
+        if env_len > self._max_bytes:
             raise PayloadTooLargeError(
-                f"{event_type} {event_id}: the encoded event is {len(envelope)} bytes, over max_payload_bytes "
+                f"{event_type} {event_id}: the encoded event is {env_len} bytes, over max_payload_bytes "
                 f"({self._max_bytes}); nothing was written (send a reference to large content instead)"
             )
-        chans = self._channels(event_type, channels)
-        wf: tuple[bytes, ...] | None = None
-        if workflow if workflow is not None else CHANNEL_GLOBAL in chans:
-            h = hooks or _NO_HOOKS
+        if route is None:
+            route = self._route(event_type, channels, force, workflow)
+        if idempotency_key is not None or route.env_middle is None or (not share_event_id and len(route.chans) > 1):
+            if envelope is None:
+                envelope = encode_envelope(event_id, event_type, timestamp, data)
+            return self._prepare_general(
+                event_type,
+                payload,
+                data,
+                envelope,
+                route,
+                event_id,
+                timestamp,
+                force=force,
+                hooks=hooks,
+                idempotency_key=idempotency_key,
+                tenant=tenant,
+                share_event_id=share_event_id,
+            )
+        if route.workflow and (hooks is not None or type(payload) is not dict):
+            values = self._workflow_values(event_type, payload, data, event_id, timestamp, hooks)
+            command = route.pack(eid, ts, data, env_len, workflow=self._packer.workflow(WORKFLOW_STREAM, values))
+        else:
             try:
-                wf = workflow_entry(
-                    event_id,
-                    event_type,
-                    timestamp,
-                    payload if isinstance(payload, dict) else payload_view(payload),
-                    data,
-                    execution_id=h.execution_id,
-                    correlation_key=h.correlation_key,
-                    event_name=h.event_name,
-                    from_state=h.from_state,
-                    to_state=h.to_state,
-                )
+                command = route.pack(eid, ts, data, env_len, payload)  # type: ignore[arg-type]  # a dict
             except EventValidationError as exc:
                 raise PayloadValidationError(exc.event_type, "$.workflow" + exc.path[1:], exc.rule) from None
+        return PreparedEvent(event_id, event_type, route.streams, None, command, route.n_commands, None)
+
+    def _route(self, event_type: str, channels: str | Sequence[str], force: bool, workflow: bool | None) -> Route:
+        """The constant parts of publishing ``event_type`` on ``channels`` (cached when hashable)."""
+        chans = self._channels(event_type, channels)
+        wf = bool(workflow) if workflow is not None else CHANNEL_GLOBAL in chans
+        streams = tuple([self.stream(ch, event_type) for ch in chans])
+        route = Route(self._packer, event_type, chans, streams, force=force, workflow=wf)
+        if isinstance(channels, str | tuple):
+            if len(self._routes) >= 4096:
+                self._routes.clear()
+            self._routes[(event_type, channels, force, workflow)] = route
+        return route
+
+    def _workflow_values(
+        self,
+        event_type: str,
+        payload: Mapping[str, Any] | Payload,
+        data: bytes,
+        event_id: str,
+        timestamp: str,
+        hooks: WorkflowHooks | None,
+    ) -> tuple[bytes, ...]:
+        """The workflow entry's values (hooks, Struct payloads); a rule it breaks is a ``$.workflow`` error."""
+        h = hooks or _NO_HOOKS
+        try:
+            return workflow_entry(
+                event_id,
+                event_type,
+                timestamp,
+                payload if isinstance(payload, dict) else payload_view(payload),
+                data,
+                execution_id=h.execution_id,
+                correlation_key=h.correlation_key,
+                event_name=h.event_name,
+                from_state=h.from_state,
+                to_state=h.to_state,
+            )
+        except EventValidationError as exc:
+            raise PayloadValidationError(exc.event_type, "$.workflow" + exc.path[1:], exc.rule) from None
+
+    def _prepare_general(
+        self,
+        event_type: str,
+        payload: Mapping[str, Any] | Payload,
+        data: bytes,
+        envelope: bytes,
+        route: Route,
+        event_id: str,
+        timestamp: str,
+        *,
+        force: bool,
+        hooks: WorkflowHooks | None,
+        idempotency_key: str | None,
+        tenant: str | None,
+        share_event_id: bool,
+    ) -> PreparedEvent:
+        """The rarer publishes: idempotent ones, copies with their own ids, event types JSON escapes."""
+        chans = route.chans
+        wf: tuple[bytes, ...] | None = None
+        if route.workflow:
+            wf = self._workflow_values(event_type, payload, data, event_id, timestamp, hooks)
         # Copies: one envelope shared by all channels unless the caller opts out.
-        stream = self.stream
-        copies = [(ch, stream(ch, event_type), event_id, envelope) for ch in chans]
+        copies = [(ch, st, event_id, envelope) for ch, st in zip(chans, route.streams[-len(chans) :], strict=True)]
         event_ids: tuple[str, ...] | None = None
         if not share_event_id and len(copies) > 1:
             for i in range(1, len(copies)):
@@ -361,7 +444,7 @@ class Publisher:
                 ch, key = copies[i][0], copies[i][1]
                 copies[i] = (ch, key, copy_id, encode_envelope(copy_id, event_type, timestamp, data))
             event_ids = ((event_id,) if wf is not None else ()) + tuple([c[2] for c in copies])
-        streams = tuple([WORKFLOW_STREAM, *[c[1] for c in copies]] if wf is not None else [c[1] for c in copies])
+        streams = route.streams
         if idempotency_key is not None:
             if not idempotency_key:
                 raise PayloadValidationError(event_type, "$.idempotencyKey", "must not be empty")

@@ -254,3 +254,28 @@ async def test_approximate_trim_bounds_the_stream(real_client: aioredis.Redis, t
             await bus.publish_many([("TICKET_CREATED", ticket_created())] * 400, channel="internal-notifications")
             length = await real_client.xlen(bus.keys.stream("internal-notifications", "TICKET_CREATED"))
     assert 10 <= length <= 150
+
+
+async def test_prepare_packs_the_same_bytes_however_the_publish_is_spelt(fake_client: aioredis.Redis) -> None:
+    """Channels as str, tuple or list, a dict or a Struct payload, hooks or none: one command for one publish."""
+    payload = TicketCreated(tenant_id="t-9", occurred_at=TS, ticket_id=UUID, actor_user_id=USER)
+    as_dict = {"tenantId": "t-9", "occurredAt": TS, "actorUserId": USER, "ticketId": UUID}
+    async with open_bus(fake_client, "p:") as bus:
+        chans = ("global", "internal-notifications")
+        commands = {
+            bus.prepare("TICKET_CREATED", p, channel=c, hooks=h, event_id=UUID, timestamp=TS).command
+            for p in (payload, as_dict)
+            for c in (chans, list(chans), chans)
+            for h in (None, WorkflowHooks())
+        }
+        single = {
+            bus.prepare("TICKET_CREATED", as_dict, channel=c, event_id=UUID, timestamp=TS).command
+            for c in ("global", ["global"])
+        }
+    assert len(commands) == 1 and len(single) == 1
+    (command,) = commands
+    assert [c[1] for c in parse_commands(command)] == [
+        WORKFLOW_STREAM.encode(),
+        b"p:event-stream:global:TICKET_CREATED",
+        b"p:event-stream:internal-notifications:TICKET_CREATED",
+    ]

@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as rex
 from redis.asyncio.connection import Connection
 
 from bus._codec import (
+    Route,
     XaddPacker,
     encode_envelope,
     new_event_id,
@@ -132,6 +134,50 @@ def test_workflow_xadd_has_the_reference_fields_in_order() -> None:
     )
     long = workflow_entry(UUID, "TICKET_CREATED", TS, {}, b'{"k":"' + b"x" * 5000 + b'"}')
     assert parse_one(packer.workflow("w", long))[-1] == long[-1]
+
+
+ROUTE_PAYLOADS: list[Any] = [
+    *[c for c in WORKFLOW_CASES if not c.values[1]],
+    pytest.param({"tenantId": "t\u00e9n\u00e2nt", "note": "\u00e9" * 40}, {}, id="non-ascii"),
+    pytest.param({"tenantId": "t", "blob": "x" * 5000, "actorUserId": UUID}, {}, id="long"),
+    pytest.param({"tenantId": "", "tenant": "t3", "actorUserId": "", "userId": UUID}, {}, id="fallbacks"),
+]
+
+
+@pytest.mark.parametrize(("payload", "hooks"), ROUTE_PAYLOADS)
+@pytest.mark.parametrize(
+    "chans",
+    [("global",), ("global", "internal-notifications", "emailservice::v7"), ("bench",)],
+    ids=["global", "fan-out", "other"],
+)
+@pytest.mark.parametrize("force", [False, True], ids=["normal", "force"])
+def test_route_packs_what_the_generic_packers_pack(
+    payload: dict[str, Any], hooks: dict[str, Any], chans: tuple[str, ...], force: bool
+) -> None:
+    """Route.pack (one join of cached parts) equals workflow_entry + XaddPacker, and fails where they fail."""
+    assert not hooks
+    packer = XaddPacker(1000)
+    streams = tuple(f"p:event-stream:{ch}:TICKET_CREATED" for ch in chans)
+    workflow = "global" in chans
+    route = Route(packer, "TICKET_CREATED", chans, streams, force=force, workflow=workflow)
+    data = msgspec.json.encode(payload)
+    env = encode_envelope(UUID, "TICKET_CREATED", TS, data)
+    try:
+        parts = [packer.per_type(st, ch, env, force) for ch, st in zip(chans, streams, strict=True)]
+        if workflow:
+            values = workflow_entry(UUID, "TICKET_CREATED", TS, payload, data)
+            parts.insert(0, packer.workflow("workflow:events:global", values))
+        expected: Any = b"".join(parts)
+    except Exception as exc:
+        expected = (type(exc), str(exc))
+    try:
+        got: Any = route.pack(UUID.encode(), TS.encode(), data, len(env), payload)
+    except Exception as exc:
+        got = (type(exc), str(exc))
+    assert got == expected
+    assert route.streams == (("workflow:events:global",) if workflow else ()) + streams
+    assert route.n_commands == len(route.streams)
+    assert route.env_size + 36 + len(TS) + len(data) == len(env)
 
 
 def parse_one(data: bytes) -> list[bytes]:
