@@ -25,8 +25,11 @@ __all__ = [
     "EVENT_TYPE",
     "FAST_ENV",
     "GROUP",
+    "GUARD_ENV",
     "Subscribers",
     "fast_bus",
+    "log_lines",
+    "publish_batches_recorded",
     "publish_recorded",
     "ticket_created",
     "wait_drained",
@@ -45,6 +48,8 @@ FAST_ENV: dict[str, str] = {
     "REDIS_STREAM_MAX_LENGTH": "100000",
     "FAULT_SOCKET_TIMEOUT_S": "2",
 }
+#: Subscribers that commit their side effect keyed by ``Delivery.effect_key`` (exactly-once effects).
+GUARD_ENV: dict[str, str] = {"FAULT_GUARD": "1"}
 CLAIM_IDLE_S = int(FAST_ENV["REDIS_STREAM_CLAIM_TIMEOUT"]) / 1000
 RECLAIM_INTERVAL_S = float(FAST_ENV["BUS_RECLAIM_INTERVAL_S"])
 BLOCK_S = int(FAST_ENV["REDIS_STREAM_BLOCKING_TIMEOUT"]) / 1000
@@ -158,6 +163,59 @@ async def publish_recorded(
         if pause_s:
             await anyio.sleep(pause_s)
     return ids
+
+
+async def publish_batches_recorded(
+    bus: EventBus,
+    ledger: Ledger,
+    count: int,
+    *,
+    batch: int = 50,
+    pause_s: float = 0.0,
+    event_type: str = EVENT_TYPE,
+    give_up_after_s: float = 30.0,
+) -> list[str]:
+    """Like :func:`publish_recorded`, ``batch`` events per ``publish_many`` (one MULTI/EXEC), the
+    ledger rows of a batch in one transaction; a failed batch is published again with the same ids."""
+    ids: list[str] = []
+    for start in range(0, count, batch):
+        items = [(str(uuid.uuid4()), ticket_created()) for _ in range(min(batch, count - start))]
+        event_ids = [e for e, _ in items]
+        deadline = anyio.current_time() + give_up_after_s
+        backoff = 0.02
+        while True:
+            ledger.published_many(event_ids, "invoke")
+            try:
+                await bus.publish_many([bus.prepare(event_type, p, event_id=e) for e, p in items])
+            except PublishOutcomeUnknownError as exc:
+                ledger.published_many(event_ids, "unknown", f"{type(exc).__name__}: {exc}")
+            except BusError as exc:
+                ledger.published_many(event_ids, "fail", f"{type(exc).__name__}: {exc}")
+            else:
+                ledger.published_many(event_ids, "ok")
+                break
+            if anyio.current_time() > deadline:
+                raise TimeoutError(f"batch at {start} not published within {give_up_after_s} s")
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, 0.5)
+        ids += event_ids
+        if pause_s:
+            await anyio.sleep(pause_s)
+    return ids
+
+
+def log_lines(child: Child, needle: str) -> list[tuple[float, str]]:
+    """``(epoch seconds, line)`` of the child's log lines containing ``needle`` (the subscriber's
+    format: ``2026-01-23 10:11:12,345 LEVEL logger message``)."""
+    out: list[tuple[float, str]] = []
+    for line in child.log.read_text(errors="replace").splitlines():
+        if needle in line:
+            try:
+                at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            except ValueError:
+                continue
+            out.append((at, line))
+    return out
 
 
 def wait_drained(

@@ -4,7 +4,10 @@ One SQLite file in WAL mode, written by the test process, by publishers and by e
 process (each opens its own connection; a SIGKILL mid-write loses at most that row). Rows:
 
 - ``handlings``: a handler ran for an event (``phase`` "begin" when it starts, "done" once its
-  side effect happened: the "done" row *is* the side effect that must happen exactly once);
+  side effect happened: the "done" row *is* the side effect that must happen exactly once;
+  "skip" when a guarded handler found its effect already committed, see :meth:`Ledger.commit_effect`);
+- ``effects``: the effect keys (:attr:`bus.Delivery.effect_key`) of guarded side effects, unique:
+  a guarded handler inserts its key and its "done" row in one transaction, or neither;
 - ``publishes``: a publisher's ``invoke`` before calling publish, then ``ok``, ``fail`` (nothing
   was written) or ``unknown`` (the write may have happened);
 - ``marks``: process life-cycle notes (``ready`` once a subscriber consumes).
@@ -28,7 +31,7 @@ from typing import Literal, NamedTuple
 __all__ = ["Handling", "Ledger", "Publish", "Verdict", "check"]
 
 Outcome = Literal["invoke", "ok", "fail", "unknown"]
-Phase = Literal["begin", "done"]
+Phase = Literal["begin", "done", "skip"]
 DEFAULT_HANDLER = "handler"
 
 _SCHEMA = """
@@ -39,7 +42,7 @@ CREATE TABLE IF NOT EXISTS handlings (
     consumer TEXT NOT NULL,
     pid INTEGER NOT NULL,
     delivery INTEGER NOT NULL,
-    phase TEXT NOT NULL CHECK (phase IN ('begin', 'done')),
+    phase TEXT NOT NULL CHECK (phase IN ('begin', 'done', 'skip')),
     stream TEXT NOT NULL,
     entry_id TEXT NOT NULL,
     at REAL NOT NULL
@@ -51,6 +54,12 @@ CREATE TABLE IF NOT EXISTS publishes (
     outcome TEXT NOT NULL CHECK (outcome IN ('invoke', 'ok', 'fail', 'unknown')),
     pid INTEGER NOT NULL,
     detail TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS effects (
+    effect_key TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    pid INTEGER NOT NULL,
     at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS marks (
@@ -135,6 +144,69 @@ class Ledger:
             (event_id, handler, consumer, os.getpid(), delivery, phase, stream, entry_id, time.time()),
         )
 
+    def commit_effect(
+        self,
+        event_id: str,
+        *,
+        effect_key: str,
+        consumer: str,
+        delivery: int,
+        handler: str = DEFAULT_HANDLER,
+        stream: str = "",
+        entry_id: str = "",
+    ) -> bool:
+        """A guarded side effect: in ONE transaction, insert ``effect_key`` (``ON CONFLICT DO
+        NOTHING``) and the "done" row if the key was new, else a "skip" row. True if applied.
+
+        This is how a handler makes its effect exactly-once on an at-least-once bus: the effect and
+        its idempotency key commit together, so a redelivery (after a crash before the ack, or to
+        a peer that reclaimed a frozen consumer's entry) finds the key and skips.
+        """
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO effects (effect_key, event_id, pid, at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (effect_key, event_id, os.getpid(), now),
+                )
+                applied = cur.rowcount == 1
+                self._db.execute(
+                    "INSERT INTO handlings (event_id, handler, consumer, pid, delivery, phase, stream, entry_id, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        event_id,
+                        handler,
+                        consumer,
+                        os.getpid(),
+                        delivery,
+                        "done" if applied else "skip",
+                        stream,
+                        entry_id,
+                        now,
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return applied
+
+    def published_many(self, event_ids: Iterable[str], outcome: Outcome, detail: str = "") -> None:
+        """Record the same publisher step for many ids in one transaction (batch publishes)."""
+        now, pid = time.time(), os.getpid()
+        rows = [(e, outcome, pid, detail, now) for e in event_ids]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO publishes (event_id, outcome, pid, detail, at) VALUES (?, ?, ?, ?, ?)", rows
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def published(self, event_id: str, outcome: Outcome, detail: str = "") -> None:
         """Record a publisher step: ``invoke`` before the call, then ``ok``/``fail``/``unknown``."""
         self._write(
@@ -180,12 +252,13 @@ class Ledger:
             rows = self._db.execute("SELECT event_id, outcome, pid, detail, at FROM publishes ORDER BY seq").fetchall()
         return [Publish(*row) for row in rows]
 
-    def count_done(self, pid: int | None = None) -> int:
-        """How many side effects ("done" rows) are recorded (by process ``pid`` if given)."""
-        sql = "SELECT COUNT(*) FROM handlings WHERE phase = 'done'"
-        args: tuple[object, ...] = ()
+    def count_done(self, pid: int | None = None, phase: Phase = "done") -> int:
+        """How many side effects ("done" rows) are recorded (by process ``pid`` if given); or of
+        another ``phase`` ("begin": handler runs, "skip": guarded repeats)."""
+        sql = "SELECT COUNT(*) FROM handlings WHERE phase = ?"
+        args: tuple[object, ...] = (phase,)
         if pid is not None:
-            sql, args = sql + " AND pid = ?", (pid,)
+            sql, args = sql + " AND pid = ?", (phase, pid)
         with self._lock:
             row = self._db.execute(sql, args).fetchone()
         return int(row[0])
@@ -208,7 +281,7 @@ class Ledger:
         pending: int | None = None,
     ) -> Verdict:
         """:func:`check` over everything recorded so far."""
-        return check(self.handlings(), self.publishes(), expected=expected, handlers=handlers, pending=pending)
+        return check(self.handlings(None), self.publishes(), expected=expected, handlers=handlers, pending=pending)
 
     def wait_until(self, predicate: Callable[[Ledger], bool], timeout_s: float, what: str = "condition") -> None:
         """Poll ``predicate(self)`` every 20 ms; ``TimeoutError`` naming ``what`` after ``timeout_s``."""
@@ -240,6 +313,10 @@ class Verdict:
     unexpected: frozenset[tuple[str, str]]
     duplicated: dict[tuple[str, str], int]
     pending: int | None = None
+    #: Handler runs ("begin" rows) per key, for keys run more than once: at-least-once delivery,
+    #: visible even when a guard kept the side effect single (then ``skipped`` counts the guarded repeats).
+    repeated: dict[tuple[str, str], int] = field(default_factory=dict)
+    skipped: int = 0
 
     @property
     def handled(self) -> int:
@@ -260,7 +337,7 @@ class Verdict:
             f"expected {len(self.expected)} (+{len(self.maybe)} maybe), handled {self.handled}; "
             f"lost {len(self.lost)} [{some(self.lost)}], unexpected {len(self.unexpected)} "
             f"[{some(self.unexpected)}], duplicated {len(self.duplicated)} [{some(self.duplicated)}], "
-            f"pending {self.pending}"
+            f"pending {self.pending}; runs repeated for {len(self.repeated)}, guard skipped {self.skipped}"
         )
 
     __repr__ = __str__  # pytest shows assertion messages with repr()
@@ -282,7 +359,9 @@ def check(
     Each id is expected once per handler in ``handlers`` (default: every handler that recorded
     anything, or ``"handler"``). ``pending`` (XPENDING after drain) is carried into the verdict.
     """
-    done = [h for h in handlings if h.phase == "done"]
+    rows = list(handlings)
+    done = [h for h in rows if h.phase == "done"]
+    runs: Counter[tuple[str, str]] = Counter((h.event_id, h.handler) for h in rows if h.phase == "begin")
     names = set(handlers) if handlers is not None else {h.handler for h in done} or {DEFAULT_HANDLER}
     outcomes: dict[str, set[str]] = {}
     for p in publishes:
@@ -300,4 +379,6 @@ def check(
         unexpected=frozenset(counts.keys() - must_keys - may_keys),
         duplicated={k: n for k, n in counts.items() if n > 1},
         pending=pending,
+        repeated={k: n for k, n in runs.items() if n > 1},
+        skipped=sum(1 for h in rows if h.phase == "skip"),
     )

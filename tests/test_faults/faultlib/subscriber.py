@@ -15,7 +15,14 @@ stops gracefully on SIGTERM. Harness variables:
 - ``FAULT_CHANNEL``: channel (default ``global``);
 - ``FAULT_HANDLERS``: comma-separated handler names, each its own ``subscriber_id`` (default ``handler``);
 - ``FAULT_WORK_MS``: time a handler spends between "begin" and its side effect "done" (default 0);
-- ``FAULT_HOLD_MS``: time a handler spends after its side effect before it returns (default 0).
+- ``FAULT_HOLD_MS``: time a handler spends after its side effect before it returns (default 0);
+- ``FAULT_GUARD``: ``1`` commits the side effect keyed by :attr:`bus.Delivery.effect_key`
+  (:meth:`Ledger.commit_effect`: the key and the "done" row in one SQLite transaction, ``ON
+  CONFLICT DO NOTHING``), so a redelivery records "skip" instead of a second "done".
+
+The service also watches the bus's counters every 20 ms and marks (under its consumer name)
+``reconnect`` when ``stats.reconnects`` grew (a transport failure was noticed), ``nogroup`` when
+``stats.group_recreations`` grew and ``lost_group`` when ``stats.lost_groups`` grew.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ class RecordingService:
         self.handlers = environ.get("FAULT_HANDLERS", "handler").split(",")
         self.work_s = float(environ.get("FAULT_WORK_MS", "0")) / 1000
         self.hold_s = float(environ.get("FAULT_HOLD_MS", "0")) / 1000
+        self.guard = environ.get("FAULT_GUARD", "") == "1"
 
     def _handler(self, bus: EventBus, name: str) -> Handler:
         def record(delivery: Delivery, phase: Phase) -> None:
@@ -65,7 +73,18 @@ class RecordingService:
             record(delivery, "begin")
             if self.work_s:
                 await anyio.sleep(self.work_s)
-            record(delivery, "done")  # the side effect that must happen exactly once
+            if self.guard:  # the side effect and its idempotency key, in one transaction
+                self.ledger.commit_effect(
+                    delivery.event_id,
+                    effect_key=delivery.effect_key,
+                    consumer=bus.consumer_name,
+                    delivery=delivery.delivery_count,
+                    handler=name,
+                    stream=delivery.stream,
+                    entry_id=delivery.entry_id,
+                )
+            else:
+                record(delivery, "done")  # the side effect that must happen exactly once
             if self.hold_s:
                 await anyio.sleep(self.hold_s)
 
@@ -77,9 +96,33 @@ class RecordingService:
             for name in self.handlers:
                 bus.subscribe(event_type, self._handler(bus, name), channel=self.channel, subscriber_id=name)
         async with anyio.create_task_group() as tg:
-            await tg.start(bus.run)
+            await tg.start(self._consume, bus, tg.cancel_scope)
             self.ledger.mark(bus.consumer_name, "ready")
+            tg.start_soon(self._watch, bus)
             task_status.started()
+
+    @staticmethod
+    async def _consume(
+        bus: EventBus, scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """``bus.run``; when it ends (stopped, or an error) the watcher ends with it."""
+        try:
+            await bus.run(task_status=task_status)
+        finally:
+            scope.cancel()
+
+    async def _watch(self, bus: EventBus) -> None:
+        """Mark ``reconnect``/``nogroup``/``lost_group`` when the bus's counters grow."""
+        counters = {"reconnects": "reconnect", "group_recreations": "nogroup", "lost_groups": "lost_group"}
+        seen = dict.fromkeys(counters, 0)
+        while True:
+            await anyio.sleep(0.02)
+            stats = bus.stats
+            for attr, event in counters.items():
+                value = getattr(stats, attr)
+                if value > seen[attr]:
+                    seen[attr] = value
+                    await anyio.to_thread.run_sync(self.ledger.mark, bus.consumer_name, event)
 
 
 def service(environ: dict[str, str]) -> RecordingService:
