@@ -60,6 +60,7 @@ from ._reclaim import PendingEntry, claim_idle, keep_alive, read_own_pending, tr
 from ._redis import redis_errors, translate_error
 from ._resp import EXEC, MULTI, pack
 from ._tenant import tenant_id_problem
+from ._xread import Fields, GroupReader, RawEntry, event_of, fields_dict
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -140,7 +141,7 @@ class _Entry:
 
     __slots__ = ("deliveries", "delivery", "done", "entry_id", "event_member", "fields", "stream", "subs")
 
-    def __init__(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes] | None, deliveries: int) -> None:
+    def __init__(self, stream: str, entry_id: bytes, fields: Fields | None, deliveries: int) -> None:
         self.stream = stream
         self.entry_id = entry_id
         self.fields = fields
@@ -238,6 +239,7 @@ class Consumer:
             self._stream_of[stream] = stream
             self._stream_of[stream.encode()] = stream
         self.streams = tuple(self._subs)
+        self._xread = GroupReader(self.group, consumer_name, self.streams, settings.batch_size, settings.block_ms)
         self._inflight: dict[tuple[str, bytes], float] = {}
         #: Event marker member -> the entry handling that event here (until its ack or release).
         self._inflight_events: dict[bytes, _Entry] = {}
@@ -398,16 +400,11 @@ class Consumer:
             with anyio.move_on_after(1.0, shield=True), contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)  # a broken socket may complain
 
-    async def _read_once(self, request: dict[str, str]) -> Any:
+    async def _read_once(self) -> list[tuple[bytes, list[RawEntry]]] | None:
+        """One XREADGROUP (pre-packed, raw reply: see :mod:`bus._xread`) under the hard read timeout."""
         try:
             with anyio.fail_after(self.settings.read_timeout_s), redis_errors("XREADGROUP"):
-                return await self._reader().xreadgroup(
-                    self.group,
-                    self.name,
-                    cast("Any", request),
-                    count=self.settings.batch_size,
-                    block=self.settings.block_ms,
-                )
+                return await self._xread.read(self._reader())
         except AuthenticationError:
             raise
         except GroupMissingError as exc:
@@ -461,11 +458,10 @@ class Consumer:
         raise AssertionError("unreachable: the transport retry policy never stops")
 
     async def _read_loop(self, batches: MemoryObjectSendStream[list[_Entry]]) -> None:
-        request = dict.fromkeys(self.streams, ">")
         early_s = self.settings.block_ms / 2000
         while True:
             started = anyio.current_time()
-            reply = await self._retry("XREADGROUP", lambda: self._read_once(request))
+            reply = await self._retry("XREADGROUP", self._read_once)
             if reply:
                 batch: list[_Entry] = []
                 for key, entries in reply:
@@ -637,7 +633,7 @@ class Consumer:
 
     # ----------------------------------------------------------------- dispatch
 
-    def _admit(self, stream: str, entries: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> list[_Entry]:
+    def _admit(self, stream: str, entries: Iterable[RawEntry]) -> list[_Entry]:
         """New entries (first delivery) become in-flight the moment they are read."""
         now = anyio.current_time()
         inflight = self._inflight
@@ -716,7 +712,7 @@ class Consumer:
         """Build the delivery; a reason string when the entry is poison."""
         fields = entry.fields
         assert fields is not None
-        raw = fields.get(b"event")
+        raw, forced = event_of(fields)
         if raw is None:
             return "the entry has no `event` field"
         problem = event_problem(raw, self.settings.max_payload_bytes)  # size, JSON, duplicate keys
@@ -749,7 +745,7 @@ class Consumer:
             stream=entry.stream,
             entry_id=entry.entry_id.decode(),
             delivery_count=entry.deliveries,
-            forced=fields.get(b"force") == b"1",
+            forced=forced,
             payload=typed,
             payload_json=payload_json,
             group=self.group,
@@ -1006,7 +1002,7 @@ class Consumer:
         for entry, error, reason, deliveries in dead:
             assert entry.fields is not None
             fields = dead_letter_fields(
-                entry.fields,
+                fields_dict(entry.fields),
                 stream=entry.stream,
                 entry_id=entry.entry_id.decode(),
                 deliveries=deliveries,

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from bus._errors import GroupMissingError
+from bus._redis import redis_errors
+from bus._xread import Fields, GroupReader, event_of, fields_dict
 from schemas import EventValidationError, decode_bus_event
 from schemas._envelope import split_bus_event
 
-HEAD = b'{"id":"5f0c6d3e-9b1a-4c2e-8f7d-2a3b4c5d6e7f","eventType":"TICKET_CREATED","timestamp":"2026-01-23T10:11:12.345Z"'
+HEAD = (
+    b'{"id":"5f0c6d3e-9b1a-4c2e-8f7d-2a3b4c5d6e7f","eventType":"TICKET_CREATED","timestamp":"2026-01-23T10:11:12.345Z"'
+)
 
 
 @pytest.mark.parametrize("payload", [b'{"a":1}', b" \n\t{}", b"{}"])
@@ -31,3 +40,85 @@ def test_a_payload_that_is_not_an_object_is_rejected(payload: bytes) -> None:
     for decode in (decode_bus_event, split_bus_event):
         with pytest.raises(EventValidationError, match=r"\$\.payload: Expected `object`"):
             decode(data)
+
+
+# -- the raw XREADGROUP reader ---------------------------------------------------------------
+
+
+def _own_client(client: aioredis.Redis) -> aioredis.Redis:
+    """A single-connection client like the consumer's reader (same pool class and options)."""
+    pool = client.connection_pool
+    own = type(pool)(connection_class=pool.connection_class, **pool.connection_kwargs)
+    return aioredis.Redis(connection_pool=own, single_connection_client=True)
+
+
+async def test_group_reader_returns_raw_entries(backend: aioredis.Redis, test_prefix: str) -> None:
+    """Entries of every stream come back as [id, flat fields], in stream order; then nothing is left."""
+    a, b = f"{test_prefix}a", f"{test_prefix}b"
+    for stream in (a, b):
+        await backend.xgroup_create(stream, "g", id="0", mkstream=True)
+    ids_a = [await backend.xadd(a, {"event": f"e{i}", "channel": "c"}) for i in range(3)]
+    id_b = await backend.xadd(b, {"event": "x", "channel": "c", "force": "1"})
+    reader = GroupReader("g", "c1", (a, b), count=10, block_ms=50)
+    client = _own_client(backend)
+    try:
+        got = dict(await reader.read(client))
+        assert [e[0] for e in got[a.encode()]] == ids_a
+        assert [list(e[1]) for e in got[a.encode()]] == [[b"event", b"e%d" % i, b"channel", b"c"] for i in range(3)]
+        assert [(e[0], list(e[1])) for e in got[b.encode()]] == [
+            (id_b, [b"event", b"x", b"channel", b"c", b"force", b"1"])
+        ]
+        assert await reader.read(client) == []
+        pending: Any = await backend.xpending(a, "g")
+        assert pending["pending"] == 3  # read through the group: delivered and pending
+    finally:
+        await client.aclose(close_connection_pool=True)
+
+
+async def test_group_reader_raises_nogroup(backend: aioredis.Redis, test_prefix: str) -> None:
+    """An error reply is raised as redis-py raises it, and the bus translates it (NOGROUP)."""
+    stream = f"{test_prefix}s"
+    await backend.xadd(stream, {"event": "x"})
+    client = _own_client(backend)
+    try:
+        with pytest.raises(GroupMissingError), redis_errors("XREADGROUP"):
+            await GroupReader("missing", "c1", (stream,), count=10, block_ms=10).read(client)
+    finally:
+        await client.aclose(close_connection_pool=True)
+
+
+@pytest.mark.integration
+async def test_group_reader_cancelled_mid_read_disconnects(real_client: aioredis.Redis, test_prefix: str) -> None:
+    """A read cancelled while blocked drops the connection (it may hold the unread reply); the next read reconnects."""
+    stream = f"{test_prefix}s"
+    await real_client.xgroup_create(stream, "g", id="0", mkstream=True)
+    reader = GroupReader("g", "c1", (stream,), count=10, block_ms=2000)
+    client = _own_client(real_client)
+    try:
+        with anyio.move_on_after(0.1):
+            await reader.read(client)
+        assert client.connection is not None and not client.connection.is_connected
+        entry_id = await real_client.xadd(stream, {"event": "x", "channel": "c"})
+        got = await reader.read(client)
+        assert [e[0] for e in got[0][1]] == [entry_id]
+    finally:
+        await client.aclose(close_connection_pool=True)
+
+
+@pytest.mark.parametrize(
+    ("fields", "event", "forced"),
+    [
+        ([b"event", b"E", b"channel", b"c"], b"E", False),
+        ([b"event", b"E", b"channel", b"c", b"force", b"1"], b"E", True),
+        ([b"channel", b"c", b"event", b"E"], b"E", False),
+        ([b"event", b"A", b"event", b"B"], b"B", False),  # a repeated field: the last value wins
+        ([b"channel", b"c"], None, False),
+        ([b"force", b"0", b"event", b"E"], b"E", False),
+        ({b"event": b"E", b"force": b"1"}, b"E", True),
+    ],
+)
+def test_event_of_reads_fields_as_a_dict_would(fields: Fields, event: bytes | None, forced: bool) -> None:
+    """Flat fields read as the dict built from their pairs (redis-py's pairs_to_dict) reads."""
+    assert event_of(fields) == (event, forced)
+    as_dict = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=True))
+    assert fields_dict(fields) == as_dict
