@@ -18,6 +18,7 @@ import redis.exceptions as rex
 from schemas import REGISTRY, Registry
 
 from ._batch import AutoBatcher
+from ._codec import now_iso
 from ._consume import Consumer, ConsumerStats, make_subscription
 from ._deadletter import DeadLetter, read_dead_letters
 from ._delivery import Handler, Subscription
@@ -262,12 +263,14 @@ class EventBus:
         """
         self._check_open()
         prepared: list[PreparedEvent] = []
+        prepare = self._publisher.prepare
+        timestamp = now_iso()  # one publish time for the whole batch
         for index, item in enumerate(events):
             if isinstance(item, PreparedEvent):
                 prepared.append(item)
                 continue
             try:
-                prepared.append(self._publisher.prepare(item[0], item[1], channels=channel, force=force))
+                prepared.append(prepare(item[0], item[1], channels=channel, force=force, timestamp=timestamp))
             except PayloadValidationError as exc:
                 raise PayloadValidationError(exc.event_type, f"$[{index}]{exc.path[1:]}", exc.rule) from None
             except PayloadTooLargeError as exc:

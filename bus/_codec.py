@@ -35,27 +35,68 @@ __all__ = [
 
 TrimPolicy = Literal["approx", "safe", "none"]
 
-_SAFE_TYPE = re.compile(r"^[A-Za-z0-9_.:\-]+$")
-_TS_CACHE: list[Any] = [-1, ""]
+_SAFE_TYPE = re.compile(r"[A-Za-z0-9_.:\-]+\Z")
+
+# -- event ids: version-4 uuids cut from a pooled random buffer -----------------------------------
+
+_IDS_PER_POOL = 256
+#: Where each of the 32 hex digits of 16 random bytes goes in ``xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx``.
+_HEX_POS = [j + (j >= 8) + (j >= 12) + (j >= 16) + (j >= 20) for j in range(32)]
+#: The variant digit (RFC 4122: 10xx): any random hex digit -> 8, 9, a or b, each equally likely.
+_VARIANT = bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
+_ID_TEMPLATE = b"00000000-0000-4000-8000-000000000000" * _IDS_PER_POOL
+_IDS: list[str] = []
+
+
+def _refill_ids() -> None:
+    """Cut ``_IDS_PER_POOL`` uuid4 strings from one ``os.urandom`` call (strided copies, one decode)."""
+    digits = os.urandom(16 * _IDS_PER_POOL).hex().encode()
+    out = bytearray(_ID_TEMPLATE)
+    for j, k in enumerate(_HEX_POS):
+        if j == 12:
+            continue  # the version digit: the template's 4
+        column = digits[j::32]
+        out[k::36] = column.translate(_VARIANT) if j == 16 else column
+    text = out.decode()
+    _IDS.extend([text[i : i + 36] for i in range(0, 36 * _IDS_PER_POOL, 36)])
 
 
 def new_event_id() -> str:
-    """A random (version 4) UUID string; ~2x faster than ``str(uuid.uuid4())``."""
-    b = bytearray(os.urandom(16))
-    b[6] = (b[6] & 0x0F) | 0x40
-    b[8] = (b[8] & 0x3F) | 0x80
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A random (version 4, RFC 4122 variant) uuid string, 122 random bits from ``os.urandom``.
+
+    Taken from a pool refilled 256 ids at a time (~0.25 us per id, ``str(uuid.uuid4())`` costs
+    ~2.4 us). ``list.pop`` is atomic, so threads never share an id; a forked child starts with
+    an empty pool (it must not replay its parent's ids).
+    """
+    try:
+        return _IDS.pop()
+    except IndexError:
+        _refill_ids()
+        return _IDS.pop()
+
+
+os.register_at_fork(after_in_child=_IDS.clear)
+
+# -- timestamps: the ISO string is built once per millisecond -------------------------------------
+
+#: ``[(millisecond, its ISO string)]``; replaced whole, so a reader never sees half an update.
+_NOW: list[tuple[int, str]] = [(-1, "")]
+_SECOND: list[tuple[int, str]] = [(-1, "")]
 
 
 def now_iso() -> str:
     """The current UTC time as JavaScript's ``toISOString()`` writes it: ``2026-01-23T10:11:12.345Z``."""
-    sec, ms = divmod(time.time_ns() // 1_000_000, 1000)
-    cache = _TS_CACHE
-    if cache[0] != sec:
-        cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
-        cache[0] = sec
-    return f"{cache[1]}{ms:03d}Z"
+    ms = time.time_ns() // 1_000_000
+    cached = _NOW[0]
+    if cached[0] == ms:
+        return cached[1]
+    sec, frac = divmod(ms, 1000)
+    head = _SECOND[0]
+    if head[0] != sec:
+        head = _SECOND[0] = (sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)))
+    text = f"{head[1]}{frac:03d}Z"
+    _NOW[0] = (ms, text)
+    return text
 
 
 _ENVELOPE_MIDDLE: dict[str, bytes] = {}

@@ -279,3 +279,13 @@ async def test_prepare_packs_the_same_bytes_however_the_publish_is_spelt(fake_cl
         b"p:event-stream:global:TICKET_CREATED",
         b"p:event-stream:internal-notifications:TICKET_CREATED",
     ]
+
+
+async def test_publish_many_shares_one_timestamp(fake_client: aioredis.Redis) -> None:
+    """The events of one publish_many carry one publish time (fresh ids each)."""
+    async with open_bus(fake_client, "p:") as bus:
+        results = await bus.publish_many([("TICKET_CREATED", ticket_created(n=i)) for i in range(300)])
+        stored = await entries(fake_client, bus.keys.stream("global", "TICKET_CREATED"))
+    envelopes = [json.loads(e[b"event"]) for e in stored]
+    assert len({e["timestamp"] for e in envelopes}) == 1
+    assert [e["id"] for e in envelopes] == [r.event_id for r in results] and len({r.event_id for r in results}) == 300

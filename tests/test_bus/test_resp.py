@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import uuid
 from datetime import UTC, datetime
@@ -208,6 +210,44 @@ def test_new_event_id_is_a_random_uuid4() -> None:
     for value in list(ids)[:50]:
         parsed = uuid.UUID(value)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == value
+
+
+def test_pooled_event_ids_use_every_random_digit() -> None:
+    """Pooled ids: version digit 4, variant digit 8/9/a/b (all four seen), every other digit varies."""
+    ids = [new_event_id() for _ in range(3000)]
+    assert len(set(ids)) == 3000
+    assert {i[14] for i in ids} == {"4"} and {i[19] for i in ids} == set("89ab")
+    for pos in range(36):
+        if pos not in (8, 13, 14, 18, 19, 23):
+            assert len({i[pos] for i in ids}) == 16, pos
+    assert all(str(uuid.UUID(i)) == i for i in ids)
+
+
+def test_a_forked_child_does_not_replay_its_parents_ids() -> None:
+    """The id pool is emptied in a forked child: its ids are not the ones the parent takes next."""
+    new_event_id()  # the pool holds ids now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(write, "".join(new_event_id() for _ in range(10)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        child = pipe.read().decode()
+    os.waitpid(pid, 0)
+    parent = [new_event_id() for _ in range(10)]
+    child_ids = [child[i : i + 36] for i in range(0, 360, 36)]
+    assert len(child_ids) == 10 and not set(child_ids) & set(parent)
+
+
+def test_now_iso_is_one_string_per_millisecond() -> None:
+    """Within one millisecond now_iso() returns the same string object; later ones never go back."""
+    values = [now_iso() for _ in range(2000)]
+    assert values == sorted(values)
+    same = [(a, b) for a, b in itertools.pairwise(values) if a == b]
+    assert same and all(a is b for a, b in same)
 
 
 def test_payload_view_of_a_struct_uses_wire_names() -> None:
