@@ -29,6 +29,7 @@ __all__ = [
     "Subscribers",
     "fast_bus",
     "log_lines",
+    "publish_attempts",
     "publish_batches_recorded",
     "publish_recorded",
     "ticket_created",
@@ -202,6 +203,20 @@ async def publish_batches_recorded(
         if pause_s:
             await anyio.sleep(pause_s)
     return ids
+
+
+def publish_attempts(ledger: Ledger) -> list[tuple[str, str, float, float]]:
+    """Every publish call recorded in the ledger: ``(event_id, outcome, started_at, seconds)``,
+    from each ``invoke`` row to the outcome row that closed it (calls that never ended are left out)."""
+    open_calls: dict[str, list[float]] = {}
+    out: list[tuple[str, str, float, float]] = []
+    for row in ledger.publishes():
+        if row.outcome == "invoke":
+            open_calls.setdefault(row.event_id, []).append(row.at)
+        elif open_calls.get(row.event_id):
+            started = open_calls[row.event_id].pop(0)
+            out.append((row.event_id, row.outcome, started, row.at - started))
+    return out
 
 
 def log_lines(child: Child, needle: str) -> list[tuple[float, str]]:
