@@ -6,6 +6,7 @@ class owns the lifecycle and hands both the same settings, keys and client.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from urllib.parse import urlsplit
@@ -31,13 +32,16 @@ from ._redis import create_client, redis_errors, rotate_credentials
 from ._settings import BusSettings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     from anyio.abc import TaskStatus
 
     from schemas import Payload
 
-__all__ = ["EventBus"]
+__all__ = ["STREAM_CHUNK", "EventBus"]
+
+#: Events per chunk when ``publish_many`` streams its transaction (sends while it prepares).
+STREAM_CHUNK = 100
 
 H = TypeVar("H", bound=Handler)
 
@@ -255,27 +259,47 @@ class EventBus:
         channel: str | Sequence[str] = CHANNEL_GLOBAL,
         force: bool = False,
     ) -> list[PublishResult]:
-        """Publish N events in ONE round trip (MULTI/EXEC), all validated first.
+        """Publish N events in ONE MULTI/EXEC, all validated before anything is written.
 
         Items are ``(event_type, payload)`` pairs (published on ``channel``) or events from
         :meth:`prepare`. One invalid item raises ``PayloadValidationError`` whose path names its
-        index (``$[3].payload.ticketId``) and nothing is written.
+        index (``$[3].payload.ticketId``) and nothing is written. The events of one call share
+        one publish timestamp. Beyond :data:`STREAM_CHUNK` items, MULTI and every chunk of that
+        many events go out as soon as they are prepared, so Redis queues one chunk while the
+        next is validated; EXEC follows the last one (an invalid item sends DISCARD instead).
         """
         self._check_open()
-        prepared: list[PreparedEvent] = []
+        items = events if isinstance(events, Collection) else list(events)
+        chunks = self._prepare_chunks(items, channel, force)
+        if len(items) <= STREAM_CHUNK:
+            return await self._publisher.write([p for chunk in chunks for p in chunk])
+        return await self._publisher.write_chunks(chunks)
+
+    def _prepare_chunks(
+        self,
+        items: Iterable[tuple[str, Mapping[str, Any] | Payload] | PreparedEvent],
+        channel: str | Sequence[str],
+        force: bool,
+    ) -> Iterator[list[PreparedEvent]]:
+        """The items prepared, :data:`STREAM_CHUNK` at a time; an invalid one raises naming its index."""
         prepare = self._publisher.prepare
         timestamp = now_iso()  # one publish time for the whole batch
-        for index, item in enumerate(events):
+        chunk: list[PreparedEvent] = []
+        for index, item in enumerate(items):
             if isinstance(item, PreparedEvent):
-                prepared.append(item)
-                continue
-            try:
-                prepared.append(prepare(item[0], item[1], channels=channel, force=force, timestamp=timestamp))
-            except PayloadValidationError as exc:
-                raise PayloadValidationError(exc.event_type, f"$[{index}]{exc.path[1:]}", exc.rule) from None
-            except PayloadTooLargeError as exc:
-                raise PayloadTooLargeError(f"event [{index}]: {exc}") from None
-        return await self._publisher.write(prepared)
+                chunk.append(item)
+            else:
+                try:
+                    chunk.append(prepare(item[0], item[1], channels=channel, force=force, timestamp=timestamp))
+                except PayloadValidationError as exc:
+                    raise PayloadValidationError(exc.event_type, f"$[{index}]{exc.path[1:]}", exc.rule) from None
+                except PayloadTooLargeError as exc:
+                    raise PayloadTooLargeError(f"event [{index}]: {exc}") from None
+            if len(chunk) >= STREAM_CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
     @property
     def publisher(self) -> Publisher:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -66,7 +66,7 @@ from ._errors import (
 )
 from ._keys import CHANNEL_GLOBAL, WORKFLOW_STREAM, Keys
 from ._redis import redis_errors, translate_error
-from ._resp import EXEC, MULTI, bulk, header, read_replies
+from ._resp import DISCARD, EXEC, MULTI, bulk, header, read_replies, send_packed
 from ._tenant import tenant_id_problem
 
 if TYPE_CHECKING:
@@ -538,6 +538,25 @@ class Publisher:
             return []
         use_sha = self._script_loaded
         outcomes = await self._exchange(prepared, use_sha=use_sha)
+        return await self._settle(prepared, outcomes, use_sha=use_sha)
+
+    async def write_chunks(self, chunks: Iterable[Sequence[PreparedEvent]]) -> list[PublishResult]:
+        """Write events while they are being prepared, in ONE MULTI/EXEC; raise if any was not written.
+
+        ``chunks`` yields lists of prepared events, preparing each list when asked for it. MULTI
+        and each chunk are sent as soon as they are ready, so Redis parses and queues chunk *n*
+        while the next one is prepared; EXEC follows the last chunk and every reply is read
+        once, at the end. All or none still holds: an exception raised by ``chunks`` (an
+        invalid event) sends DISCARD instead of EXEC (nothing is written) and propagates; the
+        connection failing before EXEC went out writes nothing either (a backend error); after
+        it, ``PublishOutcomeUnknownError`` as for :meth:`write`.
+        """
+        use_sha = self._script_loaded
+        prepared, outcomes = await self._exchange_chunks(chunks, use_sha=use_sha)
+        return results_or_raise(prepared, await self._settle(prepared, outcomes, use_sha=use_sha))
+
+    async def _settle(self, prepared: Sequence[PreparedEvent], outcomes: list[Any], *, use_sha: bool) -> list[Outcome]:
+        """Resend with EVAL the idempotent events whose EVALSHA met NOSCRIPT; the others' outcomes stand."""
         retry = [i for i, o in enumerate(outcomes) if o is _NOSCRIPT]
         if retry:
             # The server lost (or never had) the script; EVALSHA did not run. Send those with EVAL.
@@ -566,6 +585,76 @@ class Publisher:
         else:
             del parts[0]
         replies = await self._round_trip(b"".join(parts), n_commands + 2 if transaction else 1, prepared)
+        return self._outcomes(prepared, replies, transaction=transaction)
+
+    async def _exchange_chunks(
+        self, chunks: Iterable[Sequence[PreparedEvent]], *, use_sha: bool
+    ) -> tuple[list[PreparedEvent], list[Any]]:
+        """MULTI, each chunk as it comes, EXEC; then every reply. See :meth:`write_chunks`."""
+        prepared: list[PreparedEvent] = []
+        timeout = self._settings.socket_timeout_s
+        conn = await self._acquire()
+        pool = self._client.connection_pool
+        self._in_flight += 1
+        n_commands = 0
+        executing = False  # EXEC went to the socket: from then on a failure leaves the outcome unknown
+        try:
+            try:
+                self.round_trips += 1
+                it = iter(chunks)
+                head: bytes = MULTI
+                while True:
+                    try:
+                        chunk = next(it)  # prepares (validates) the chunk: Redis queues the last one meanwhile
+                    except StopIteration:
+                        break
+                    except (PayloadValidationError, PayloadTooLargeError):
+                        if not head:  # MULTI went out: drop what was queued
+                            await self._discard(conn, n_commands, timeout)
+                        raise
+                    parts = [head]
+                    head = b""
+                    for p in chunk:
+                        n_commands += p.n_commands
+                        parts.append(p.command if p.script is None else p.packed(use_sha=use_sha))
+                    prepared += chunk
+                    await send_packed(conn, b"".join(parts), timeout)
+                if head:  # nothing to write at all
+                    return prepared, []
+                executing = True
+                await send_packed(conn, EXEC, timeout)
+                replies = await read_replies(conn, n_commands + 2, timeout)
+            except BaseException as exc:
+                if not isinstance(exc, PayloadValidationError | PayloadTooLargeError):  # (those were discarded)
+                    # The connection may hold unread replies or a half-queued transaction: never reuse it.
+                    with anyio.CancelScope(shield=True):
+                        await conn.disconnect(nowait=True)
+                if isinstance(exc, rex.RedisError | OSError | TimeoutError):
+                    if executing:
+                        raise self._outcome_unknown(prepared, exc) from exc
+                    error = translate_error(exc, "publish (the connection failed before EXEC; nothing was written)")
+                    raise error from exc
+                raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await pool.release(conn)
+            self._done()
+        return prepared, self._outcomes(prepared, replies, transaction=True)
+
+    @staticmethod
+    async def _discard(conn: Any, n_queued: int, timeout_s: float | None) -> None:
+        """DISCARD the open transaction and read its replies; a connection that fails at it is dropped."""
+        try:
+            await send_packed(conn, DISCARD, timeout_s)
+            await read_replies(conn, n_queued + 2, timeout_s)  # MULTI's OK, each QUEUED, DISCARD's OK
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await conn.disconnect(nowait=True)  # Redis drops the transaction with the connection
+            if not isinstance(exc, Exception):
+                raise  # a cancellation still propagates; otherwise the caller raises the invalid event's error
+
+    def _outcomes(self, prepared: Sequence[PreparedEvent], replies: list[Any], *, transaction: bool) -> list[Any]:
+        """A result, an error or ``_NOSCRIPT`` per event, from the replies of one exchange."""
         if not transaction:
             command_replies: list[Any] = replies
         else:
@@ -648,29 +737,37 @@ class Publisher:
         try:
             try:
                 self.round_trips += 1
-                await conn.send_packed_command(data, check_health=False)
-                return await read_replies(conn, n_replies, self._settings.socket_timeout_s)
+                timeout = self._settings.socket_timeout_s
+                await send_packed(conn, data, timeout)
+                return await read_replies(conn, n_replies, timeout)
             except BaseException as exc:
                 # The connection may hold unread replies: never hand it back as is.
                 with anyio.CancelScope(shield=True):
                     await conn.disconnect(nowait=True)
                 if isinstance(exc, rex.RedisError | OSError | TimeoutError):
-                    ids = tuple(e for p in prepared for e in (p.event_ids or (p.event_id,)))
-                    n = len(prepared)
-                    raise PublishOutcomeUnknownError(
-                        f"the connection failed after {n} event(s) were sent ({type(exc).__name__}: {exc}); they "
-                        "may or may not be written. Publish again with the same event_id (consumers dedupe on it) "
-                        "or with an idempotency key.",
-                        ids,
-                    ) from exc
+                    raise self._outcome_unknown(prepared, exc) from exc
                 raise
         finally:
             with anyio.CancelScope(shield=True):
                 await pool.release(conn)
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._idle is not None:
-                self._idle.set()
-                self._idle = None
+            self._done()
+
+    @staticmethod
+    def _outcome_unknown(prepared: Sequence[PreparedEvent], exc: BaseException) -> PublishOutcomeUnknownError:
+        ids = tuple(e for p in prepared for e in (p.event_ids or (p.event_id,)))
+        return PublishOutcomeUnknownError(
+            f"the connection failed after {len(prepared)} event(s) were sent ({type(exc).__name__}: {exc}); they "
+            "may or may not be written. Publish again with the same event_id (consumers dedupe on it) "
+            "or with an idempotency key.",
+            ids,
+        )
+
+    def _done(self) -> None:
+        """One write less in flight; wake :meth:`wait_idle` at zero."""
+        self._in_flight -= 1
+        if self._in_flight == 0 and self._idle is not None:
+            self._idle.set()
+            self._idle = None
 
     async def _acquire(self) -> Any:
         """A connected connection from the client's pool; connect failures (nothing sent) are retried.

@@ -16,6 +16,7 @@ connections without a parser it knows. Either way error replies come back as
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,8 +25,10 @@ import redis.exceptions as rex
 from redis.asyncio.connection import AbstractConnection
 
 _STOCK_READ_RESPONSE = AbstractConnection.read_response
+_STOCK_SEND = AbstractConnection.send_packed_command
 
 __all__ = [
+    "DISCARD",
     "EXEC",
     "MULTI",
     "bulk",
@@ -33,10 +36,12 @@ __all__ = [
     "pack",
     "pack_many",
     "read_replies",
+    "send_packed",
 ]
 
 MULTI = b"*1\r\n$5\r\nMULTI\r\n"
 EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+DISCARD = b"*1\r\n$7\r\nDISCARD\r\n"
 
 _HEADERS = [b"*%d\r\n" % n for n in range(64)]
 _LENGTHS = [b"$%d\r\n" % n for n in range(256)]
@@ -108,3 +113,30 @@ async def read_replies(conn: Any, count: int, timeout_s: float | None, *, fast: 
                 except rex.ResponseError as exc:
                     append(exc)
     return out
+
+
+async def send_packed(conn: Any, data: bytes, timeout_s: float | None) -> None:
+    """Send packed commands on a connected connection.
+
+    redis-py's ``send_packed_command`` runs every write under ``asyncio.wait_for`` (a new task and
+    an extra loop iteration per call when a socket timeout is set). On a plain redis-py
+    connection with an asyncio stream this writes to the stream directly and waits for the
+    buffer to drain only when the socket did not take everything at once (then under
+    ``timeout_s``). Anything else (fakeredis, a subclass or an instance with its own
+    ``send_packed_command``) goes through ``send_packed_command``. The caller must disconnect
+    the connection on any exception: part of the data may have gone out.
+    """
+    writer = getattr(conn, "_writer", None)
+    if (
+        type(writer) is asyncio.StreamWriter
+        and type(conn).send_packed_command is _STOCK_SEND
+        and "send_packed_command" not in vars(conn)
+    ):
+        writer.write(data)
+        if writer.transport.get_write_buffer_size():
+            with anyio.fail_after(timeout_s):
+                await writer.drain()
+        else:
+            await writer.drain()  # raises at once if the connection was lost
+        return
+    await conn.send_packed_command(data, check_health=False)

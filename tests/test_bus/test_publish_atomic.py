@@ -8,17 +8,23 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions as rex
 
+import bus._publish as publish_module
 from bus import (
     WORKFLOW_STREAM,
     BackendError,
+    BackendUnavailableError,
     PartialWriteError,
     PayloadTooLargeError,
     PayloadValidationError,
     PermissionDeniedError,
+    PublishOutcomeUnknownError,
 )
+from bus._bus import STREAM_CHUNK
+from bus._resp import EXEC, MULTI
 
-from ._support import SendSpy, entries, open_bus, prefixed_keys, ticket_created, workflow_entries
+from ._support import SendSpy, entries, open_bus, parse_commands, prefixed_keys, ticket_created, workflow_entries
 
 
 async def test_global_publish_is_one_multi_exec(
@@ -50,16 +56,30 @@ async def test_single_xadd_goes_without_multi(
 async def test_publish_many_1000_in_one_round_trip(
     backend: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """1,000 events (2,000 XADDs) are written by one send and one EXEC; every result names its entries."""
+    """1,000 events (2,000 XADDs) are one transaction whose replies are read once; every result names its entries.
+
+    The transaction is streamed: MULTI goes out with the first chunk, each chunk as soon as it is
+    prepared, EXEC after the last; no send but the last carries EXEC.
+    """
+    reads: list[int] = []
+    read = publish_module.read_replies  # type: ignore[attr-defined]
+
+    async def counted(conn: Any, count: int, *args: Any, **kwargs: Any) -> list[Any]:
+        reads.append(count)
+        return await read(conn, count, *args, **kwargs)
+
     async with open_bus(backend, test_prefix) as bus:
         spy = SendSpy(backend, monkeypatch)
+        monkeypatch.setattr(publish_module, "read_replies", counted)
         before = bus.publisher.round_trips
         with anyio.fail_after(20):
             results = await bus.publish_many([("TICKET_CREATED", ticket_created(n=i)) for i in range(1000)])
         assert bus.publisher.round_trips - before == 1
-        assert len(spy.sends) == 1
-        names = spy.names(0)
+        assert reads == [2002]  # MULTI's OK, 2,000 QUEUED, EXEC's array: read once, at the end
+        names = [c[0] for c in parse_commands(b"".join(spy.sends))]
         assert (names[0], names[-1], names.count(b"XADD"), len(names)) == (b"MULTI", b"EXEC", 2000, 2002)
+        assert spy.sends[0].startswith(MULTI) and [EXEC in s for s in spy.sends].count(True) == 1
+        assert spy.sends[-1] == EXEC and len(spy.sends) == 1000 // STREAM_CHUNK + 1
         with anyio.fail_after(10):
             stored = await entries(backend, bus.keys.stream("global", "TICKET_CREATED"))
             wf = await workflow_entries(backend, *(r.event_id for r in results))
@@ -67,21 +87,98 @@ async def test_publish_many_1000_in_one_round_trip(
     assert [r.event_id for r in results] == [s[b"event"][7:43].decode() for s in stored]
 
 
-async def test_publish_many_all_or_none_on_one_invalid(
+async def test_publish_many_small_batch_is_one_send(
     backend: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One invalid event among 1,000 raises naming its index, type and path; nothing is sent or written."""
+    """Up to STREAM_CHUNK events go in one send: MULTI, the XADDs and EXEC together."""
+    async with open_bus(backend, test_prefix) as bus:
+        spy = SendSpy(backend, monkeypatch)
+        with anyio.fail_after(10):
+            await bus.publish_many([("TICKET_CREATED", ticket_created())] * STREAM_CHUNK)
+    assert len(spy.sends) == 1 and spy.names(0) == [b"MULTI", *[b"XADD"] * (2 * STREAM_CHUNK), b"EXEC"]
+
+
+@pytest.mark.parametrize("bad", [37, 537, 999], ids=["first-chunk", "middle", "last"])
+async def test_publish_many_all_or_none_on_one_invalid(
+    backend: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch, bad: int
+) -> None:
+    """One invalid event among 1,000 raises naming its index, type and path; nothing is written.
+
+    The chunks before it were queued already: the transaction is DISCARDed (never EXECuted),
+    and the connection goes back to the pool in a clean state.
+    """
     events: list[Any] = [("TICKET_CREATED", ticket_created()) for _ in range(1000)]
-    events[537] = ("TICKET_CREATED", ticket_created(ticketId="not-a-uuid"))
+    events[bad] = ("TICKET_CREATED", ticket_created(ticketId="not-a-uuid"))
     async with open_bus(backend, test_prefix) as bus:
         spy = SendSpy(backend, monkeypatch)
         with anyio.fail_after(10):
             with pytest.raises(PayloadValidationError) as info:
                 await bus.publish_many(events)
             assert await prefixed_keys(backend, test_prefix) == []
-    assert spy.sends == [] or all(b"XADD" not in s for s in spy.sends)
-    assert info.value.path == "$[537].payload.ticketId" and info.value.event_type == "TICKET_CREATED"
-    assert "TICKET_CREATED: invalid $[537].payload.ticketId: Expected a uuid" in str(info.value)
+            sent = [c[0] for c in parse_commands(b"".join(spy.sends)) if c[0] != b"SCAN"]
+            after = await bus.publish("TICKET_CREATED", ticket_created())  # the pool still works
+    assert after.ok
+    if bad < STREAM_CHUNK:
+        assert sent == []  # the invalid event was found before anything went out
+    else:
+        queued = 2 * (bad // STREAM_CHUNK) * STREAM_CHUNK
+        assert sent[: queued + 2] == [b"MULTI", *[b"XADD"] * queued, b"DISCARD"]
+    assert info.value.path == f"$[{bad}].payload.ticketId" and info.value.event_type == "TICKET_CREATED"
+    assert f"TICKET_CREATED: invalid $[{bad}].payload.ticketId: Expected a uuid" in str(info.value)
+
+
+async def test_streamed_batch_refuses_an_oversized_item_late(backend: aioredis.Redis, test_prefix: str) -> None:
+    """An item over max_payload_bytes after the first chunk names its index; the queued chunks are discarded."""
+    events = [("TICKET_CREATED", ticket_created())] * 250 + [("TICKET_CREATED", ticket_created(blob="x" * 3000))]
+    async with open_bus(backend, test_prefix, max_payload_bytes=2048) as bus:
+        with anyio.fail_after(10):
+            with pytest.raises(PayloadTooLargeError, match=r"event \[250\]"):
+                await bus.publish_many(events)
+            assert await prefixed_keys(backend, test_prefix) == []
+
+
+async def test_streamed_batch_connection_lost_before_exec_writes_nothing(
+    backend: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection failing while chunks are queued (before EXEC) is a plain backend error: nothing was written."""
+    send = publish_module.send_packed  # type: ignore[attr-defined]
+    calls = 0
+
+    async def failing(conn: Any, data: bytes, timeout_s: float | None) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise rex.ConnectionError("Connection reset by peer")
+        await send(conn, data, timeout_s)
+
+    async with open_bus(backend, test_prefix) as bus:
+        monkeypatch.setattr(publish_module, "send_packed", failing)
+        with anyio.fail_after(10):
+            with pytest.raises(BackendUnavailableError, match="before EXEC; nothing was written"):
+                await bus.publish_many([("TICKET_CREATED", ticket_created())] * 500)
+            monkeypatch.undo()
+            assert await prefixed_keys(backend, test_prefix) == []
+            assert (await bus.publish("TICKET_CREATED", ticket_created())).ok
+
+
+async def test_streamed_batch_lost_reply_is_outcome_unknown(
+    fake_client: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply lost after EXEC went out: PublishOutcomeUnknownError carrying every event id of the batch."""
+
+    async def dropped(*args: Any, **kwargs: Any) -> list[Any]:
+        raise rex.ConnectionError("Connection reset by peer")
+
+    async with open_bus(fake_client, test_prefix) as bus:
+        prepared = [bus.prepare("TICKET_CREATED", ticket_created()) for _ in range(250)]
+        monkeypatch.setattr(publish_module, "read_replies", dropped)
+        with anyio.fail_after(10), pytest.raises(PublishOutcomeUnknownError) as info:
+            await bus.publish_many(prepared)
+        monkeypatch.undo()
+        with anyio.fail_after(5):
+            stored = await entries(fake_client, bus.keys.stream("global", "TICKET_CREATED"))
+    assert info.value.event_ids == tuple(p.event_id for p in prepared)
+    assert len(stored) == 250  # EXEC ran; only the reply was lost
 
 
 async def test_publish_many_refuses_an_oversized_item(backend: aioredis.Redis, test_prefix: str) -> None:
