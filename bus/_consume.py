@@ -38,7 +38,8 @@ import redis.asyncio as aioredis
 from anyio.abc import TaskStatus
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from schemas import Registry, SchemaError, decode_bus_event
+from schemas import Registry, SchemaError
+from schemas._envelope import split_bus_event
 
 from ._deadletter import DeadLetterReason, dead_letter_fields
 from ._delivery import Delivery, Handler, Subscription, handler_key_of
@@ -635,12 +636,8 @@ class Consumer:
 
     def _admit(self, stream: str, entries: Iterable[RawEntry]) -> list[_Entry]:
         """New entries (first delivery) become in-flight the moment they are read."""
-        now = anyio.current_time()
-        inflight = self._inflight
-        out: list[_Entry] = []
-        for entry_id, fields in entries:
-            inflight[(stream, entry_id)] = now
-            out.append(_Entry(stream, entry_id, fields, 1))
+        out = [_Entry(stream, entry_id, fields, 1) for entry_id, fields in entries]
+        self._inflight.update(dict.fromkeys([(stream, e.entry_id) for e in out], anyio.current_time()))
         return out
 
     def _admit_pending(self, items: Iterable[PendingEntry]) -> list[_Entry]:
@@ -672,35 +669,16 @@ class Consumer:
 
     async def _dispatch(self, batch: list[_Entry], send: MemoryObjectSendStream[_Entry]) -> None:
         """Decode, dead-letter poison, look up markers, hand the rest to the workers."""
-        ready: list[_Entry] = []
-        wake = False
-        for entry in batch:
-            fields = entry.fields
-            before = entry.deliveries - 1
-            if fields is None:
-                self._drops.append(entry)
-                wake = True
-            elif before >= self._max_deliveries:
-                reason = f"pending with {before} deliveries (max {self._max_deliveries})"
-                self._dead.append((entry, reason, "max-deliveries", before))
-                wake = True
-            else:
-                error = self._decode(entry)
-                if error is None:
-                    ready.append(entry)
-                else:
-                    self._dead.append((entry, error, "invalid", entry.deliveries))
-                    wake = True
-        if wake:
-            self._ack_wakeup.set()
+        ready = self._decode_batch(batch)
         if not ready:
             return
         sent = 0
         try:
             ready = self._skip_in_flight(await self._skip_processed(ready))
+            send_nowait = send.send_nowait
             for entry in ready:
                 try:
-                    send.send_nowait(entry)
+                    send_nowait(entry)
                 except anyio.WouldBlock:
                     await send.send(entry)
                 sent += 1
@@ -708,64 +686,118 @@ class Consumer:
             for entry in ready[sent:]:
                 self._release(entry)  # stays pending in Redis: reclaimed or re-read later
 
-    def _decode(self, entry: _Entry) -> str | None:
-        """Build the delivery; a reason string when the entry is poison."""
-        fields = entry.fields
-        assert fields is not None
-        raw, forced = event_of(fields)
-        if raw is None:
-            return "the entry has no `event` field"
-        problem = event_problem(raw, self.settings.max_payload_bytes)  # size, JSON, duplicate keys
-        if problem is not None:
-            return problem
-        expected, channel, subs, member_prefix = self._stream_info[entry.stream]
-        try:
-            envelope = decode_bus_event(raw)
-            if envelope.event_type != expected:
-                if envelope.event_type not in self.registry:
-                    return f"unknown event type {envelope.event_type!r} (stream of {expected})"
-                return f"eventType {envelope.event_type!r} does not match the stream's event type {expected}"
-            payload_json = bytes(envelope.payload)
-            typed = self.registry.decode_payload(expected, payload_json)
-        except (SchemaError, RecursionError) as exc:  # hostile input never stops the loop
-            return str(exc)
-        tenant = getattr(typed.value, "tenant_id", None)
-        if not isinstance(tenant, str) or not tenant:
-            tenant = _tenant_of(payload_json)
-        problem = tenant_id_problem(tenant)
-        if problem is not None:  # it would be built into marker keys (and widen ACL patterns)
-            return f"invalid tenant id {tenant[:64]!r}: {problem}"
-        entry.subs = subs
-        entry.delivery = Delivery(
-            event_id=envelope.id,
-            event_type=expected,
-            timestamp=envelope.timestamp,
-            tenant_id=tenant,
-            channel=channel,
-            stream=entry.stream,
-            entry_id=entry.entry_id.decode(),
-            delivery_count=entry.deliveries,
-            forced=forced,
-            payload=typed,
-            payload_json=payload_json,
-            group=self.group,
-            handler_key=subs[0].handler_key,
-        )
-        entry.event_member = (member_prefix + envelope.id).encode()
-        return None
+    def _decode_batch(self, batch: list[_Entry]) -> list[_Entry]:
+        """Build the deliveries of a batch; poison entries (and dropped or exhausted ones) go to the
+        acker. One loop for the batch, with the stream's type, channel and handlers looked up once
+        per run of entries from the same stream."""
+        ready: list[_Entry] = []
+        dead = self._dead
+        max_deliveries = self._max_deliveries
+        max_bytes = self.settings.max_payload_bytes
+        decode_payload = self.registry.decode_payload
+        group = self.group
+        stream_info = self._stream_info
+        current = ""
+        expected = channel = member_prefix = handler_key = ""
+        subs: tuple[Subscription, ...] = ()
+        wake = False
+        for entry in batch:
+            fields = entry.fields
+            if fields is None:
+                self._drops.append(entry)
+                wake = True
+                continue
+            deliveries = entry.deliveries
+            if deliveries > max_deliveries:
+                before = deliveries - 1
+                reason = f"pending with {before} deliveries (max {max_deliveries})"
+                dead.append((entry, reason, "max-deliveries", before))
+                wake = True
+                continue
+            # The bus's own entries (event, channel) without a dict; anything else as its pairs' dict.
+            if type(fields) is list and len(fields) == 4 and fields[0] == b"event" and fields[2] == b"channel":
+                raw: bytes | None = fields[1]
+                forced = False
+            else:
+                raw, forced = event_of(fields)
+            stream = entry.stream
+            if stream != current:
+                current = stream
+                expected, channel, subs, member_prefix = stream_info[stream]
+                handler_key = subs[0].handler_key
+            if raw is None:
+                dead.append((entry, "the entry has no `event` field", "invalid", deliveries))
+                wake = True
+                continue
+            problem = event_problem(raw, max_bytes)  # size, JSON, duplicate keys
+            if problem is not None:
+                dead.append((entry, problem, "invalid", deliveries))
+                wake = True
+                continue
+            try:
+                envelope, payload_json = split_bus_event(raw)
+                if envelope.event_type != expected:
+                    dead.append((entry, self._type_mismatch(envelope.event_type, expected), "invalid", deliveries))
+                    wake = True
+                    continue
+                typed = decode_payload(expected, payload_json)
+            except (SchemaError, RecursionError) as exc:  # hostile input never stops the loop
+                dead.append((entry, str(exc), "invalid", deliveries))
+                wake = True
+                continue
+            tenant = getattr(typed.value, "tenant_id", None)
+            if not isinstance(tenant, str) or not tenant:
+                tenant = _tenant_of(payload_json)
+            problem = tenant_id_problem(tenant)
+            if problem is not None:  # it would be built into marker keys (and widen ACL patterns)
+                dead.append((entry, f"invalid tenant id {tenant[:64]!r}: {problem}", "invalid", deliveries))
+                wake = True
+                continue
+            event_id = envelope.id
+            entry.subs = subs
+            entry.delivery = Delivery(
+                event_id=event_id,
+                event_type=expected,
+                timestamp=envelope.timestamp,
+                tenant_id=tenant,
+                channel=channel,
+                stream=stream,
+                entry_id=entry.entry_id.decode(),
+                delivery_count=deliveries,
+                forced=forced,
+                payload=typed,
+                payload_json=payload_json,
+                group=group,
+                handler_key=handler_key,
+            )
+            entry.event_member = (member_prefix + event_id).encode()
+            ready.append(entry)
+        if wake:
+            self._ack_wakeup.set()
+        return ready
+
+    def _type_mismatch(self, event_type: str, expected: str) -> str:
+        if event_type not in self.registry:
+            return f"unknown event type {event_type!r} (stream of {expected})"
+        return f"eventType {event_type!r} does not match the stream's event type {expected}"
 
     async def _skip_processed(self, entries: list[_Entry]) -> list[_Entry]:
         """One round trip: drop entries whose event is marked processed, note handlers already done."""
         events: dict[str, list[bytes]] = {}
         handlers: dict[str, list[bytes]] = {}
+        tenant = ""
+        members: list[bytes] = []
         for entry in entries:
             d = entry.delivery
             assert d is not None
             if d.forced:
                 continue
-            events.setdefault(d.tenant_id, []).append(entry.event_member)
+            if d.tenant_id != tenant:  # runs of one tenant: one dict lookup per run
+                tenant = d.tenant_id
+                members = events.setdefault(tenant, [])
+            members.append(entry.event_member)
             if len(entry.subs) > 1:
-                handlers.setdefault(d.tenant_id, []).extend(self._handler_members(d, entry.subs))
+                handlers.setdefault(tenant, []).extend(self._handler_members(d, entry.subs))
         if not events:
             return entries
         check = await self._retry("processed-marker lookup", lambda: self.markers.lookup(self.client, events, handlers))
@@ -813,6 +845,15 @@ class Consumer:
         if self._inflight_events.get(entry.event_member) is entry:
             del self._inflight_events[entry.event_member]
 
+    def _release_all(self, entries: list[_Entry]) -> None:
+        """:meth:`_release` of each entry, in one loop."""
+        pop = self._inflight.pop
+        holders = self._inflight_events
+        for entry in entries:
+            pop((entry.stream, entry.entry_id), None)
+            if holders.get(entry.event_member) is entry:
+                del holders[entry.event_member]
+
     # ----------------------------------------------------------------- workers
 
     async def _worker(self, recv: MemoryObjectReceiveStream[_Entry]) -> None:
@@ -839,6 +880,7 @@ class Consumer:
         succeeded: list[str] = []
         subs = entry.subs
         many = len(subs) > 1
+        marked = 0  # handlers in ``succeeded`` whose success markers are queued already
         for sub in subs:
             if entry.done and sub.handler_key in entry.done:
                 continue
@@ -853,22 +895,31 @@ class Consumer:
             except StopIteration:
                 error = None  # done without suspending
             except Exception as exc:  # raised before its first await: retried like any failure
+                if len(succeeded) > marked:
+                    marked = self._mark_progress(shared, succeeded, marked)
                 error = await self._call(sub, delivery, None, exc)
             else:
+                if len(succeeded) > marked:
+                    # This handler takes time: the earlier ones' markers ride the next flush now,
+                    # so a crash while it runs does not repeat them (not only when it fails).
+                    marked = self._mark_progress(shared, succeeded, marked)
                 error = await self._call(sub, delivery, started)
             if error is not None:
                 self._on_failure(entry, sub, error, succeeded)
                 return
-            succeeded.append(sub.handler_key)
-            if many and sub is not subs[-1]:
-                # Its success marker rides the next flush now, not only if a later handler fails:
-                # a crash while the later handlers run then does not repeat this one.
-                member = self.markers.handler_member(delivery.channel, delivery.event_id, sub.handler_key)
-                self._progress.append((delivery.tenant_id, member.encode()))
-                self._ack_wakeup.set()
+            if many:
+                succeeded.append(sub.handler_key)
         self._acks.append(entry)
         if not self._ack_wakeup.is_set():
             self._ack_wakeup.set()
+
+    def _mark_progress(self, delivery: Delivery, succeeded: list[str], marked: int) -> int:
+        """Queue the success markers of ``succeeded[marked:]``; returns how many are queued now."""
+        member = self.markers.handler_member
+        for key in succeeded[marked:]:
+            self._progress.append((delivery.tenant_id, member(delivery.channel, delivery.event_id, key).encode()))
+        self._ack_wakeup.set()
+        return len(succeeded)
 
     def _on_failure(self, entry: _Entry, sub: Subscription, error: BaseException, succeeded: list[str]) -> None:
         delivery = entry.delivery
@@ -1011,9 +1062,18 @@ class Consumer:
             )
             commands.append(pack("XADD", Keys.dead_letter(entry.stream), "*", *itertools.chain(*fields.items())))
             ids.setdefault(entry.stream, []).append(entry.entry_id)
-        for entry in acks:
-            ids.setdefault(entry.stream, []).append(entry.entry_id)
-            event_members.setdefault(entry.delivery.tenant_id, []).append(entry.event_member)  # type: ignore[union-attr]
+        stream, tenant = "", ""
+        stream_ids: list[bytes] = []
+        members: list[bytes] = []
+        for entry in acks:  # runs of one stream and of one tenant: one dict lookup per run
+            if entry.stream != stream:
+                stream = entry.stream
+                stream_ids = ids.setdefault(stream, [])
+            stream_ids.append(entry.entry_id)
+            if entry.delivery.tenant_id != tenant:  # type: ignore[union-attr]
+                tenant = entry.delivery.tenant_id  # type: ignore[union-attr]
+                members = event_members.setdefault(tenant, [])
+            members.append(entry.event_member)
         for entry in dups:
             ids.setdefault(entry.stream, []).append(entry.entry_id)
         for entry in drops:
@@ -1063,9 +1123,9 @@ class Consumer:
         stats.acked += len(acks) + len(dups) + len(dead) + len(drops)
         if drops:
             log.error("%d pending entries were trimmed or deleted before they were processed", len(drops))
-        for group in (acks, dups, drops):
-            for entry in group:
-                self._release(entry)
+        self._release_all(acks)
+        self._release_all(dups)
+        self._release_all(drops)
         for entry, _, _, _ in dead:
             self._release(entry)
         for entry, _ in marks:
