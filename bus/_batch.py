@@ -2,30 +2,35 @@
 
 No background task: the first caller of a tick becomes the group's *leader*. It yields once
 (``anyio.lowlevel.checkpoint()``) so that every caller that is ready in the same tick joins
-the group, closes the group, and writes it in one MULTI/EXEC; the others wait for the leader.
-A new tick opens a new group, which is written concurrently with groups still in flight (up to
-``max_in_flight`` at once; beyond that the open group keeps filling until a slot frees, which
-is backpressure, not added latency for an idle bus). So batching adds at most one tick of
-latency, and every caller's ``await`` returns only once its own entries are written.
+the group, then writes the group in one MULTI/EXEC; the others wait, each on its own future,
+which the writer resolves with that caller's outcomes. A group that reaches ``max_batch`` events
+is closed and written at once by the caller that filled it (not at the end of the tick): the
+callers still to come in this tick prepare their events and form the next group while the full
+one is in flight. A new group is written concurrently with groups still in flight (up to
+``max_in_flight`` at once; beyond that a closed group waits for a slot, which is backpressure,
+not added latency for an idle bus). So batching adds at most one tick of latency, and every
+caller's ``await`` returns only once its own entries are written.
 
 Each caller gets its own outcome: validation happens in the caller before it joins (a bad
 event never reaches the group), and per-event write errors are reported to their caller only.
 A connection failure after sending fails every caller of that group with its own
 ``PublishOutcomeUnknownError`` (carrying that caller's event ids).
 
-The leader's tick-wait and write run shielded from cancellation (the write is time-boxed by
-the socket timeout): a cancelled leader still writes its followers' events, then raises.
+The leader's tick-wait and the write run shielded from cancellation (the write is time-boxed by
+the socket timeout): a cancelled leader or writer still writes its group, then raises.
 A cancelled follower stops waiting; its events are written with the group.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import anyio.lowlevel
 
-from ._errors import PublishOutcomeUnknownError
+from ._errors import BusError, PublishOutcomeUnknownError
 from ._publish import Outcome, PreparedEvent, PublishResult, results_or_raise
 
 __all__ = ["AutoBatcher"]
@@ -34,25 +39,31 @@ WriteOutcomes = Callable[[Sequence[PreparedEvent]], Awaitable[list[Outcome]]]
 
 
 class _Group:
-    __slots__ = ("done", "error", "items", "outcomes")
+    """The events of one group and the callers waiting for them."""
+
+    __slots__ = ("done", "error", "items", "outcomes", "waiters", "writing")
 
     def __init__(self) -> None:
         self.items: list[PreparedEvent] = []
-        self.done = anyio.Event()
+        #: ``(start, end, future)`` of each caller waiting for its slice of the outcomes.
+        self.waiters: list[tuple[int, int, asyncio.Future[list[Outcome]]]] = []
+        self.writing = False
+        self.done = False
         self.outcomes: list[Outcome] = []
         self.error: BaseException | None = None
 
 
 class AutoBatcher:
-    """Coalesces concurrent :meth:`submit` calls into one write per loop tick."""
+    """Coalesces concurrent :meth:`submit` calls into one write per loop tick (or per full group)."""
 
     def __init__(self, write_outcomes: WriteOutcomes, *, max_batch: int = 1000, max_in_flight: int = 8) -> None:
         self._write = write_outcomes
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._in_flight = 0  # groups being written
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()  # closed groups waiting for a write slot
         self._open: _Group | None = None
-        self._leaders = 0
+        self._unwritten = 0  # groups opened and not written yet
         self._drained: anyio.Event | None = None
         #: Groups written so far (for tests and metrics).
         self.groups_written = 0
@@ -72,45 +83,80 @@ class AutoBatcher:
         leader = group is None
         if group is None:
             group = self._open = _Group()
+            self._unwritten += 1
         start = len(group.items)
         group.items.extend(items)
         end = len(group.items)
-        if end >= self._max_batch and self._open is group:
-            self._open = None  # full: the next caller starts a new group
-        if leader:
+        full = end >= self._max_batch
+        if full:
+            self._open = None  # the next caller starts a new group
+        if leader and not full:
             await self._lead(group)
-        else:
-            await group.done.wait()
-        if group.error is not None:
-            raise _error_for(group.error, group.items[start:end])
-        return group.outcomes[start:end]
+        elif full:
+            await self._write_group(group)  # at once: the tick's later callers form the next group meanwhile
+        if group.done:  # this caller wrote the group, or it was written before the leader looked again
+            if group.error is not None:
+                raise _error_for(group.error, group.items[start:end])
+            return group.outcomes[start:end]
+        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        group.waiters.append((start, end, future))
+        return await future
 
     async def _lead(self, group: _Group) -> None:
-        self._leaders += 1
+        """Let this tick's callers join (shielded), then write the group unless a filler already did."""
+        with anyio.CancelScope(shield=True):
+            await anyio.lowlevel.checkpoint()
+        if self._open is group:
+            self._open = None
+        if not group.writing:
+            await self._write_group(group)
+
+    async def _write_group(self, group: _Group) -> None:
+        """Write the group once (shielded: others wait for it), then resolve every waiting caller."""
+        group.writing = True
         try:
             with anyio.CancelScope(shield=True):
-                await anyio.lowlevel.checkpoint()  # let this tick's callers join
-                if self._limiter is None:
-                    self._limiter = anyio.CapacityLimiter(self._max_in_flight)
-                async with self._limiter:
-                    if self._open is group:
-                        self._open = None
-                    try:
-                        group.outcomes = await self._write(group.items)
-                    except Exception as exc:
-                        group.error = exc
-                    finally:
-                        self.groups_written += 1
-                        group.done.set()
+                if self._in_flight < self._max_in_flight:
+                    self._in_flight += 1  # a free slot: no yield before the write starts
+                else:
+                    slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                    self._slot_waiters.append(slot)
+                    await slot  # the slot is handed over by the write that frees it
+                try:
+                    group.outcomes = await self._write(group.items)
+                except Exception as exc:
+                    group.error = exc
+                finally:
+                    if self._slot_waiters:
+                        self._slot_waiters.popleft().set_result(None)  # hand the slot to the next group
+                    else:
+                        self._in_flight -= 1
         finally:
-            self._leaders -= 1
-            if self._leaders == 0 and self._drained is not None:
+            if group.error is None and len(group.outcomes) != len(group.items):  # interrupted (not an Exception)
+                group.error = BusError("the batched write was interrupted; its outcome is not known")
+            group.done = True
+            self.groups_written += 1
+            self._resolve(group)
+            self._unwritten -= 1
+            if self._unwritten == 0 and self._drained is not None:
                 self._drained.set()
                 self._drained = None
 
+    @staticmethod
+    def _resolve(group: _Group) -> None:
+        error, outcomes, items = group.error, group.outcomes, group.items
+        for start, end, future in group.waiters:
+            if future.done():  # the caller was cancelled and stopped waiting
+                continue
+            if error is not None:
+                future.set_exception(_error_for(error, items[start:end]))
+            else:
+                future.set_result(outcomes[start:end])
+        group.waiters.clear()
+
     async def drain(self) -> None:
         """Return once every group that was submitted has been written (used on close)."""
-        while self._leaders:
+        while self._unwritten:
             if self._drained is None:
                 self._drained = anyio.Event()
             await self._drained.wait()

@@ -11,6 +11,7 @@ import redis.exceptions as rex
 
 import bus._publish as publish_module
 from bus import PartialWriteError, PayloadValidationError, PublishOutcomeUnknownError, PublishResult
+from bus._batch import AutoBatcher
 
 from ._support import SendSpy, entries, open_bus, ticket_created, xrange
 
@@ -169,3 +170,107 @@ async def test_cancelled_leader_still_writes_its_group(backend: aioredis.Redis, 
                     await bus.publish("TICKET_CREATED", ticket_created(), channel=NOTIFY, batch=True)
             stored = await entries(backend, stream)
     assert len(results) == 2 and len(stored) == 3
+
+
+async def test_a_full_group_is_written_at_once_by_the_caller_that_filled_it(
+    backend: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With max_batch 4, ten callers of one tick form groups of 4, 4 and 2; each returns after its own write.
+
+    The full groups go out before the tick's later callers have even joined: the group of the
+    last two is still open when the first group's MULTI/EXEC is sent.
+    """
+    outcomes: dict[int, PublishResult] = {}
+    open_at_send: list[int] = []
+    async with open_bus(backend, test_prefix) as bus:
+        batcher = AutoBatcher(bus.publisher.write_outcomes, max_batch=4)
+        write = bus.publisher.write_outcomes
+
+        async def spied(prepared: Any) -> Any:
+            open_at_send.append(len(batcher._open.items) if batcher._open is not None else 0)
+            return await write(prepared)
+
+        batcher._write = spied
+        stream = bus.keys.stream(NOTIFY, "TICKET_CREATED")
+
+        async def caller(i: int) -> None:
+            prepared = bus.prepare("TICKET_CREATED", ticket_created(n=i), channel=NOTIFY)
+            (outcomes[i],) = await batcher.submit([prepared])
+            entry = outcomes[i].entries[stream]
+            assert await xrange(backend, stream, entry, entry)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for i in range(10):
+                    tg.start_soon(caller, i)
+            stored = await entries(backend, stream)
+    assert batcher.groups_written == 3 and len(outcomes) == 10 and len(stored) == 10
+    assert open_at_send[0] == 0  # the first full group went out before the others joined a new one
+
+
+async def test_a_cancelled_follower_stops_waiting_and_its_event_is_written(
+    backend: aioredis.Redis, test_prefix: str
+) -> None:
+    """A follower cancelled while its group is in flight stops waiting; the group (its event too) is written."""
+    done: list[PublishResult] = []
+    scopes: list[anyio.CancelScope] = []
+    gate = anyio.Event()
+    async with open_bus(backend, test_prefix) as bus:
+        stream = bus.keys.stream(NOTIFY, "TICKET_CREATED")
+        write = bus.publisher.write_outcomes
+
+        async def gated(prepared: Any) -> Any:
+            await gate.wait()  # the group stays in flight until the follower was cancelled
+            return await write(prepared)
+
+        bus.batcher._write = gated
+
+        async def leader() -> None:
+            done.append(await bus.publish("TICKET_CREATED", ticket_created(), channel=NOTIFY, batch=True))
+
+        async def follower() -> None:
+            with anyio.CancelScope() as scope:
+                scopes.append(scope)
+                done.append(await bus.publish("TICKET_CREATED", ticket_created(), channel=NOTIFY, batch=True))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(leader)
+                tg.start_soon(follower)
+                await anyio.wait_all_tasks_blocked()  # the group is in flight, the follower waits for it
+                scopes[0].cancel()
+                await anyio.wait_all_tasks_blocked()
+                gate.set()
+            stored = await entries(backend, stream)
+    assert scopes[0].cancelled_caught
+    assert len(done) == 1 and len(stored) == 2 and bus.batcher.groups_written == 1
+
+
+async def test_groups_beyond_max_in_flight_wait_for_a_slot(backend: aioredis.Redis, test_prefix: str) -> None:
+    """With one write slot, full groups queue for it: never two writes at once, every caller written."""
+    in_flight: list[int] = [0]
+    peak: list[int] = [0]
+    results: list[PublishResult] = []
+    async with open_bus(backend, test_prefix) as bus:
+        write = bus.publisher.write_outcomes
+
+        async def counted(prepared: Any) -> Any:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+            try:
+                await anyio.sleep(0.01)
+                return await write(prepared)
+            finally:
+                in_flight[0] -= 1
+
+        batcher = AutoBatcher(counted, max_batch=2, max_in_flight=1)
+
+        async def caller() -> None:
+            results.extend(await batcher.submit([bus.prepare("TICKET_CREATED", ticket_created(), channel=NOTIFY)]))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for _ in range(7):
+                    tg.start_soon(caller)
+            stored = await entries(backend, bus.keys.stream(NOTIFY, "TICKET_CREATED"))
+    assert peak[0] == 1 and batcher.groups_written == 4 and len(results) == 7 and len(stored) == 7
