@@ -583,7 +583,7 @@ class Consumer:
             skip=set(self._inflight),
         )
         if claimed:
-            self.stats.reclaimed += sum(1 for c in claimed if c.fields is not None)
+            self.stats.reclaimed += sum(1 for c in claimed if c[2] is not None)
             log.info("claimed %d idle entries", len(claimed))
             await self._send_batch(batches, self._admit_pending(claimed))
 

@@ -24,7 +24,7 @@ An entry deleted or trimmed while pending comes back with no fields (``fields is
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from ._redis import redis_errors
 
@@ -46,13 +46,10 @@ return redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
 """
 
 
-class PendingEntry(NamedTuple):
-    """An entry taken from a pending list; ``fields`` is None when the entry no longer exists."""
-
-    stream: str
-    entry_id: bytes
-    fields: dict[bytes, bytes] | None
-    deliveries_before: int
+#: An entry taken from a pending list: ``(stream, entry_id, fields, deliveries_before)``; ``fields``
+#: is None when the entry no longer exists. A plain tuple (a NamedTuple costs ~0.2 us per entry to
+#: build, a tuple ~0.02 us); the consume loop unpacks it.
+PendingEntry: TypeAlias = "tuple[str, bytes, dict[bytes, bytes] | None, int]"
 
 
 def _to_bytes(value: Any) -> bytes:
@@ -94,7 +91,7 @@ async def read_own_pending(
         delivered = {_to_bytes(c["message_id"]): int(c["times_delivered"]) for c in counts}
         for entry_id, fields in entries:
             before = max(delivered.get(entry_id, 1) - 1, 0)
-            out.append(PendingEntry(stream, entry_id, fields or None, before))
+            out.append((stream, entry_id, fields or None, before))
         nxt[stream] = entries[-1][0]
     return out, nxt
 
@@ -144,7 +141,7 @@ async def claim_idle(
         for entry_id, fields in entries or ():
             eid = _to_bytes(entry_id)
             got.add(eid)
-            out.append(PendingEntry(stream, eid, fields or None, ids.get(eid, 1)))
+            out.append((stream, eid, fields or None, ids.get(eid, 1)))
         missing.extend((stream, eid, n) for eid, n in ids.items() if eid not in got)
     if missing:
         with redis_errors("XRANGE (claimed entries)"):
@@ -153,7 +150,7 @@ async def claim_idle(
                 pipe.xrange(stream, eid, eid)
             exists: list[Any] = await pipe.execute()
         gone = [m for m, found in zip(missing, exists, strict=True) if not found]
-        out.extend(PendingEntry(stream, eid, None, n) for stream, eid, n in gone)
+        out.extend((stream, eid, None, n) for stream, eid, n in gone)
     return out
 
 
