@@ -669,15 +669,27 @@ class Publisher:
                 raise error from (cause if isinstance(cause, BaseException) else None)
             command_replies = exec_reply
         out: list[Any] = []
+        append = out.append
         pos = 0
         for p in prepared:
             n = p.n_commands
+            first = command_replies[pos]
             if p.script is not None:
-                out.append(self._script_outcome(p, command_replies[pos]))
-            elif n == 1 and type(command_replies[pos]) is bytes:  # the common case, no slicing
-                out.append(PublishResult(p.event_id, p.event_type, {p.streams[0]: command_replies[pos].decode()}))
+                append(self._script_outcome(p, first))
+            elif n == 1 and type(first) is bytes:  # the common cases, no slicing
+                append(PublishResult(p.event_id, p.event_type, {p.streams[0]: first.decode()}))
+            elif (
+                n == 2
+                and p.event_ids is None
+                and type(first) is bytes
+                and type(second := command_replies[pos + 1]) is bytes
+            ):
+                streams = p.streams
+                append(
+                    PublishResult(p.event_id, p.event_type, {streams[0]: first.decode(), streams[1]: second.decode()})
+                )
             else:
-                out.append(self._xadd_outcome(p, command_replies[pos : pos + n]))
+                append(self._xadd_outcome(p, command_replies[pos : pos + n]))
             pos += n
         return out
 

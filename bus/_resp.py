@@ -25,6 +25,13 @@ import redis.exceptions as rex
 from redis.asyncio.connection import AbstractConnection
 
 _STOCK_READ_RESPONSE = AbstractConnection.read_response
+
+try:  # redis-py's hiredis parser: its reader can be drained without a coroutine per reply
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+    from redis._parsers.hiredis import _AsyncHiredisParser
+except ImportError:  # pragma: no cover - another redis-py layout: the parser's read_response is used
+    _AsyncHiredisParser = None  # type: ignore[assignment,misc]
+    _NOT_ENOUGH_DATA = None
 _STOCK_SEND = AbstractConnection.send_packed_command
 
 __all__ = [
@@ -102,7 +109,9 @@ async def read_replies(conn: Any, count: int, timeout_s: float | None, *, fast: 
     out: list[Any] = []
     append = out.append
     with anyio.fail_after(timeout_s):
-        if parser is not None:
+        if parser is not None and type(parser) is _AsyncHiredisParser and parser._connected:
+            await _drain_hiredis(parser, count, append)
+        elif parser is not None:
             read = parser.read_response
             for _ in range(count):
                 append(await read())
@@ -113,6 +122,33 @@ async def read_replies(conn: Any, count: int, timeout_s: float | None, *, fast: 
                 except rex.ResponseError as exc:
                     append(exc)
     return out
+
+
+async def _drain_hiredis(parser: Any, count: int, append: Any) -> None:
+    """``count`` replies straight from the hiredis reader, as its ``read_response`` returns them.
+
+    The reader returns complete replies from what was fed to it; only when it needs more data
+    does this await the socket. Error replies stay values; a connection error is raised; an
+    out-of-band push (RESP3) goes to the parser's handler and does not count as a reply.
+    """
+    gets = parser._reader.gets
+    fill = parser.read_from_socket
+    push_type = parser._hiredis_PushNotificationType
+    while count:
+        reply = gets()
+        while reply is _NOT_ENOUGH_DATA:
+            await fill()
+            reply = gets()
+        if type(reply) is not bytes:  # the common replies (QUEUED, OK, entry ids) are bytes
+            if isinstance(reply, rex.ConnectionError):
+                raise reply
+            if push_type is not None and isinstance(reply, push_type):
+                await parser.handle_push_response(reply)
+                continue
+            if isinstance(reply, list) and reply and isinstance(reply[0], rex.ConnectionError):
+                raise reply[0]
+        append(reply)
+        count -= 1
 
 
 async def send_packed(conn: Any, data: bytes, timeout_s: float | None) -> None:

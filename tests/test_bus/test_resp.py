@@ -14,6 +14,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as rex
+from redis._parsers.hiredis import NOT_ENOUGH_DATA
 from redis.asyncio.connection import Connection
 
 from bus._codec import (
@@ -312,3 +313,39 @@ async def test_fast_reader_is_used_on_real_sockets_only(
         assert _fast_reader(conn) is None
     finally:
         await fake_client.connection_pool.release(conn)
+
+
+class _StubHiredisParser:
+    """Just what the hiredis fast path of read_replies uses, fed from a list of byte chunks."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        import hiredis
+
+        self._reader = hiredis.Reader(notEnoughData=NOT_ENOUGH_DATA, replyError=rex.ResponseError)
+        self._chunks = chunks
+        self._hiredis_PushNotificationType = hiredis.PushNotification
+        self.pushes: list[Any] = []
+        self.reads = 0
+
+    async def read_from_socket(self) -> bool:
+        self.reads += 1
+        self._reader.feed(self._chunks.pop(0))
+        return True
+
+    async def handle_push_response(self, response: Any) -> Any:
+        self.pushes.append(response)
+        return response
+
+
+async def test_hiredis_fast_path_reads_split_replies_and_skips_pushes() -> None:
+    """Replies split across socket reads come back whole and in order; errors are values; a RESP3 push is
+    handed to the parser's push handler and not counted as a reply."""
+    from bus._resp import _drain_hiredis
+
+    data = b"+OK\r\n+QUEUED\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n-ERR bad\r\n*2\r\n$3\r\n1-1\r\n:7\r\n"
+    parser = _StubHiredisParser([data[i : i + 7] for i in range(0, len(data), 7)])
+    out: list[Any] = []
+    await _drain_hiredis(parser, 4, out.append)
+    assert out[:2] == [b"OK", b"QUEUED"] and out[3] == [b"1-1", 7]
+    assert isinstance(out[2], rex.ResponseError) and str(out[2]) == "ERR bad"
+    assert parser.pushes == [[b"invalidate", [b"k"]]] and parser._chunks == []
