@@ -402,34 +402,61 @@ class Route:
         hooks; raises :class:`EventValidationError` as :func:`workflow_entry` does), or given
         packed as ``workflow``.
         """
-        parts: list[bytes] = []
-        if self.workflow:
-            if workflow is not None:
-                parts.append(workflow)
-            else:
-                assert payload is not None
-                get = payload.get
-                user = get("actorUserId") or get("userId") or None
-                tenant = get("tenantId") or get("tenant") or ""
-                name = get("eventName")
-                tb = (tenant if isinstance(tenant, str) else str(tenant)).encode()
-                if not name:
-                    parts += (self.wf_head, eid, self.wf_default, _blen(tb), tb, self.wf_cts, _blen(ts), ts)
-                else:
-                    nb = (name if isinstance(name, str) else str(name)).encode()
-                    parts += (self.wf_head, eid, self.wf_name, _blen(nb), nb, self.wf_tenant, _blen(tb), tb)
-                    parts += (self.wf_cts, _blen(ts), ts)
-                if user is None:
-                    parts.append(self.wf_cuser0)
-                elif _is_uuid_cached(user):
-                    parts += (self.wf_cuser, user.encode())  # a uuid str (checked)
-                else:
-                    raise EventValidationError(self.event_type, "$.user_id", _UUID_RULE)
-                parts += (self.wf_ctail, _blen(data), data, CRLF)
-        blen = _blen_n(env_len)
+        lp = _LEN_PREFIX
+        n = len(data)
+        dlen = lp[n] if n < 2048 else b"$%d\r\n" % n
+        blen = lp[env_len] if env_len < 2048 else b"$%d\r\n" % env_len
         middle = self.env_middle
         assert middle is not None
-        for prefix, suffix in self.copies:
+        copies = self.copies
+        if not self.workflow:
+            if len(copies) == 1:
+                prefix, suffix = copies[0]
+                return b"".join((prefix, blen, _ENV_ID, eid, middle, ts, _ENV_PAYLOAD, data, suffix))
+            parts: list[bytes] = []
+        elif workflow is not None:
+            parts = [workflow]
+        else:
+            assert payload is not None
+            get = payload.get
+            user = get("actorUserId") or get("userId") or None
+            if user is None:
+                cuser, ub = self.wf_cuser0, b""
+            elif _is_uuid_cached(user):
+                cuser, ub = self.wf_cuser, user.encode()  # a uuid str (checked)
+            else:
+                raise EventValidationError(self.event_type, "$.user_id", _UUID_RULE)
+            tenant = get("tenantId") or get("tenant") or ""
+            tb = (tenant if isinstance(tenant, str) else str(tenant)).encode()
+            name = get("eventName")
+            if not name:
+                n1, n2, n3, n4 = self.wf_default, b"", b"", b""
+            else:
+                nb = (name if isinstance(name, str) else str(name)).encode()
+                n1, n2, n3, n4 = self.wf_name, _blen(nb), nb, self.wf_tenant
+            wf = (
+                self.wf_head,
+                eid,
+                n1,
+                n2,
+                n3,
+                n4,
+                _blen(tb),
+                tb,
+                self.wf_cts,
+                _blen(ts),
+                ts,
+                cuser,
+                ub,
+                self.wf_ctail,
+            )
+            if len(copies) == 1:
+                prefix, suffix = copies[0]
+                return b"".join(
+                    (*wf, dlen, data, CRLF, prefix, blen, _ENV_ID, eid, middle, ts, _ENV_PAYLOAD, data, suffix)
+                )
+            parts = [*wf, dlen, data, CRLF]
+        for prefix, suffix in copies:
             parts += (prefix, blen, _ENV_ID, eid, middle, ts, _ENV_PAYLOAD, data, suffix)
         return b"".join(parts)
 
