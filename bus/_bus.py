@@ -248,8 +248,11 @@ class EventBus:
             idempotency_key=idempotency_key,
             tenant=tenant,
         )
-        if batch:
-            return (await self._batcher.submit((prepared,)))[0]
+        if batch:  # straight to the outcome: one coroutine level less per caller on the hot path
+            (outcome,) = await self._batcher.submit_outcomes((prepared,))
+            if isinstance(outcome, BusError):
+                raise outcome
+            return outcome
         return (await self._publisher.write((prepared,)))[0]
 
     async def publish_many(
