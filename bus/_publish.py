@@ -368,7 +368,7 @@ class Publisher:
                 tenant=tenant,
                 share_event_id=share_event_id,
             )
-        if route.workflow and (hooks is not None or type(payload) is not dict):
+        if route.workflow and (type(payload) is not dict or (hooks is not None and _hooks_set(hooks))):
             values = self._workflow_values(event_type, payload, data, event_id, timestamp, hooks)
             command = route.pack(eid, ts, data, env_len, workflow=self._packer.workflow(WORKFLOW_STREAM, values))
         else:
@@ -836,6 +836,11 @@ def results_or_raise(prepared: Sequence[PreparedEvent], outcomes: Sequence[Outco
 def _is_noscript(reply: BaseException) -> bool:
     """EVALSHA of a script the server does not have (redis-py strips the NOSCRIPT code)."""
     return isinstance(reply, rex.NoScriptError) or str(reply).startswith("NOSCRIPT")
+
+
+def _hooks_set(h: WorkflowHooks) -> bool:
+    """True when a hook changes the workflow entry (empty values count as absent, as the entry writes them)."""
+    return bool(h.execution_id or h.correlation_key or h.event_name or h.from_state or h.to_state)
 
 
 _NO_HOOKS = WorkflowHooks()

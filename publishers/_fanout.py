@@ -158,8 +158,7 @@ async def publish_event(
     trip with concurrent publishers (auto-batching: at most one loop tick later, each caller
     still returns only once its own entries are written); ``batch=False`` writes at once.
     """
-    if event_id is None:
-        event_id = new_event_id()
+    prepared: PreparedEvent | None = None
     try:
         prepared = prepare_event(
             bus,
@@ -177,7 +176,8 @@ async def publish_event(
     except BusError as exc:
         if strict:
             raise
-        return failed_result(event_type, event_id, exc)
+        failed_id = prepared.event_id if prepared is not None else event_id if event_id is not None else new_event_id()
+        return failed_result(event_type, failed_id, exc)
 
 
 def failed_result(event_type: str, event_id: str, exc: BusError) -> PublishResult:

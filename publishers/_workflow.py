@@ -105,13 +105,15 @@ def prepare_workflow_event(
     if ctx.correlation_id is not None and not is_uuid(ctx.correlation_id):
         raise PayloadValidationError(event_type, "$.ctx.correlationId", "Expected a uuid (8-4-4-4-12 hex digits)")
     data = enrich_payload(bus, event_type, payload, ctx, idempotency_key=idempotency_key)
-    hooks = WorkflowHooks(
-        execution_id=ctx.correlation_id,
-        correlation_key=correlation_key,
-        event_name=event_name,
-        from_state=from_state,
-        to_state=to_state,
-    )
+    hooks = None  # no hooks object when none is set: the bus packs the workflow entry on its fast path
+    if ctx.correlation_id or correlation_key or event_name or from_state or to_state:
+        hooks = WorkflowHooks(
+            execution_id=ctx.correlation_id,
+            correlation_key=correlation_key,
+            event_name=event_name,
+            from_state=from_state,
+            to_state=to_state,
+        )
     key = data.get("idempotencyKey") if dedupe else None
     return prepare_event(
         bus,
@@ -149,8 +151,7 @@ async def publish_workflow_event(
     ``dedupe=False`` still puts the idempotency key in the payload but skips the marker check.
     ``strict=False``: failures are logged and returned (``result.error``), not raised.
     """
-    if event_id is None:
-        event_id = new_event_id()
+    prepared: PreparedEvent | None = None
     try:
         prepared = prepare_workflow_event(
             bus,
@@ -171,7 +172,14 @@ async def publish_workflow_event(
     except BusError as exc:
         if strict:
             raise
-        return failed_result(event_type, event_id, exc)
+        return failed_result(event_type, _id_of(prepared, event_id), exc)
+
+
+def _id_of(prepared: PreparedEvent | None, event_id: str | None) -> str:
+    """The event id a failed best-effort publish reports: the prepared one, the caller's, or a fresh one."""
+    if prepared is not None:
+        return prepared.event_id
+    return event_id if event_id is not None else new_event_id()
 
 
 async def publish_domain_events(
@@ -192,7 +200,6 @@ async def publish_domain_events(
     prepared: list[PreparedEvent] = []
     slots: list[PublishResult | int] = []
     for index, event in enumerate(events):
-        event_id = new_event_id()
         try:
             p = prepare_workflow_event(
                 bus,
@@ -205,18 +212,17 @@ async def publish_domain_events(
                 to_state=event.to_state,
                 correlation_key=event.correlation_key,
                 channel=channel,
-                event_id=event_id,
             )
         except PayloadValidationError as exc:
             error = PayloadValidationError(exc.event_type, f"$[{index}]{exc.path[1:]}", exc.rule)
             if strict:
                 raise error from None
-            slots.append(failed_result(event.event_type, event_id, error))
+            slots.append(failed_result(event.event_type, new_event_id(), error))
             continue
         except BusError as exc:
             if strict:
                 raise
-            slots.append(failed_result(event.event_type, event_id, exc))
+            slots.append(failed_result(event.event_type, new_event_id(), exc))
             continue
         slots.append(len(prepared))
         prepared.append(p)

@@ -266,7 +266,7 @@ async def test_prepare_packs_the_same_bytes_however_the_publish_is_spelt(fake_cl
             bus.prepare("TICKET_CREATED", p, channel=c, hooks=h, event_id=UUID, timestamp=TS).command
             for p in (payload, as_dict)
             for c in (chans, list(chans), chans)
-            for h in (None, WorkflowHooks())
+            for h in (None, WorkflowHooks(), WorkflowHooks(execution_id="", event_name="", from_state=""))
         }
         single = {
             bus.prepare("TICKET_CREATED", as_dict, channel=c, event_id=UUID, timestamp=TS).command
