@@ -349,3 +349,49 @@ async def test_hiredis_fast_path_reads_split_replies_and_skips_pushes() -> None:
     assert out[:2] == [b"OK", b"QUEUED"] and out[3] == [b"1-1", 7]
     assert isinstance(out[2], rex.ResponseError) and str(out[2]) == "ERR bad"
     assert parser.pushes == [[b"invalidate", [b"k"]]] and parser._chunks == []
+
+
+async def test_send_packed_writes_to_the_stream_of_a_stock_connection(
+    real_client: aioredis.Redis, fake_client: aioredis.Redis
+) -> None:
+    """A stock redis-py connection is written directly (no wait_for task per send); an instance with its
+    own send_packed_command, and fakeredis, go through send_packed_command."""
+    from bus._resp import send_packed
+
+    ping = pack(b"PING")
+    conn = await real_client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+    writes: list[bytes] = []
+    seen: list[bytes] = []
+    try:
+        writer = conn._writer
+        stream_write = writer.write
+
+        def spy_write(data: bytes) -> None:
+            writes.append(data)
+            stream_write(data)
+
+        writer.write = spy_write
+        await send_packed(conn, ping, 5.0)
+        assert await read_replies(conn, 1, 5.0) == [b"PONG"]
+        assert writes == [ping]
+
+        original = conn.send_packed_command
+
+        async def spied(command: Any, check_health: bool = True) -> None:
+            seen.append(command)
+            await original(command, check_health)
+
+        conn.send_packed_command = spied
+        await send_packed(conn, ping, 5.0)
+        assert await read_replies(conn, 1, 5.0) == [b"PONG"]
+        assert seen == [ping] and writes == [ping]  # redis-py's own sender writes with writelines
+        del conn.send_packed_command
+        del writer.write
+    finally:
+        await real_client.connection_pool.release(conn)
+    conn = await fake_client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await send_packed(conn, ping, 5.0)
+        assert await read_replies(conn, 1, 5.0) == [b"PONG"]
+    finally:
+        await fake_client.connection_pool.release(conn)
