@@ -9,7 +9,8 @@ Data flow::
                               acker: one MULTI/EXEC per flush (XADD dead letters, XACK, SADD markers)
 
 - The reader blocks on its own connection, under a hard timeout that resets it; the next read
-  overlaps the dispatcher's marker lookup of the previous batch.
+  overlaps the dispatcher's marker lookup of the previous batch, and so does the decoding of the
+  next batch (the dispatcher decodes while its hand-off task waits for the lookup).
 - Every batch is decoded once (one reusable decoder per Struct); poison input is dead-lettered
   with the reason; processed markers of the whole batch are looked up in one round trip.
 - Workers run the handlers of one entry in order, each under ``handler_timeout_s``, retrying a
@@ -667,14 +668,24 @@ class Consumer:
     async def _dispatcher(
         self, batches: MemoryObjectReceiveStream[list[_Entry]], send: MemoryObjectSendStream[_Entry]
     ) -> None:
-        async for batch in batches:
-            await self._dispatch(batch, send)
+        """Decode each batch, then hand it to :meth:`_handoff` (marker lookup, workers) without a buffer:
+        batch n+1 is decoded while the marker lookup of batch n is in flight."""
+        decoded, decoded_out = anyio.create_memory_object_stream[list[_Entry]](max_buffer_size=0)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._handoff, decoded_out, send)
+            async with decoded:
+                async for batch in batches:
+                    await self._send_batch(decoded, self._decode_batch(batch))
 
-    async def _dispatch(self, batch: list[_Entry], send: MemoryObjectSendStream[_Entry]) -> None:
-        """Decode, dead-letter poison, look up markers, hand the rest to the workers."""
-        ready = self._decode_batch(batch)
-        if not ready:
-            return
+    async def _handoff(
+        self, decoded: MemoryObjectReceiveStream[list[_Entry]], send: MemoryObjectSendStream[_Entry]
+    ) -> None:
+        async with decoded:
+            async for ready in decoded:
+                await self._dispatch(ready, send)
+
+    async def _dispatch(self, ready: list[_Entry], send: MemoryObjectSendStream[_Entry]) -> None:
+        """Look up the markers of decoded entries, hand the rest to the workers."""
         sent = 0
         try:
             ready = self._skip_in_flight(await self._skip_processed(ready))
