@@ -84,6 +84,11 @@ ACL_COMMANDS: Final[dict[AclRole, tuple[str, ...]]] = {
         "sadd",
         "smismember",
         "expire",
+        # redis_effect / apply_once: WATCH the effect marker, then MULTI/EXEC the effect + SET.
+        "watch",
+        "unwatch",
+        "exists",
+        "set",
     ),
     # ``bus status`` and dead-letter listing.
     "inspect": (
@@ -214,7 +219,7 @@ def service_acl(
         else:
             patterns.append(f"~{_glob_escape(head + channel)}:*")
     if "consume" in role_set:
-        patterns += ["~processed_events:*", "~processed_event_handlers:*"]
+        patterns += ["~processed_events:*", "~processed_event_handlers:*", f"~{_glob_escape(k.prefix)}effect:*"]
     if "publish" in role_set:
         patterns.append(f"~{_glob_escape(k.prefix)}idempotency:*")
     if workflow is None:

@@ -114,7 +114,9 @@ async def redis_effect(
                 ) from None
             failed = [r for r in results if isinstance(r, Exception)]
             if failed:
-                await client.delete(key)  # not applied as a whole: let the retry apply it
+                # Not applied as a whole: drop the marker so the retry applies it. EXPIRE 0 deletes
+                # the key and needs no DEL grant (tenant ACL users have EXPIRE, not DEL).
+                await client.expire(key, 0)
                 raise BackendError(
                     f"effect of {delivery.effect_key}: {len(failed)} of {len(results) - 1} commands failed when "
                     f"they ran (the others ran; the marker was removed so that the effect is retried): {failed[0]}"

@@ -247,7 +247,8 @@ def translate_error(exc: BaseException, what: str = "") -> BusError:
         return AuthenticationError(
             f"Redis rejected the credentials{where}: check REDIS_USERNAME/REDIS_PASSWORD or the URL ({code})"
         )
-    if text.startswith("NOGROUP"):
+    # A pipeline wraps the server's error: "Command # 1 (XPENDING ...) of pipeline caused error: NOGROUP ...".
+    if text.startswith("NOGROUP") or "caused error: NOGROUP" in text:
         return GroupMissingError(f"consumer group or stream missing{where}: {text}")
     if isinstance(exc, rex.TimeoutError | TimeoutError):
         return BackendTimeoutError(f"Redis timed out{where}")

@@ -42,9 +42,10 @@ def test_service_acl_matches_the_documented_email_service_line() -> None:
     user = service_acl("email", channels=["emailservice::v7"], roles=["consume", "notify"])
     assert user.command_line() == (
         "ACL SETUSER svc-email reset on >*** resetkeys ~alga-psa:event-stream:emailservice::v7:* "
-        "~processed_events:* ~processed_event_handlers:* resetchannels &alga-psa:internal-notifications:* "
-        "-@all +ping +multi +exec +discard +xgroup|create +xreadgroup +xack +xclaim +xautoclaim +xpending "
-        "+xrange +xadd +xinfo|stream +xinfo|groups +sadd +smismember +expire +publish"
+        "~processed_events:* ~processed_event_handlers:* ~alga-psa:effect:* resetchannels "
+        "&alga-psa:internal-notifications:* -@all +ping +multi +exec +discard +xgroup|create +xreadgroup +xack "
+        "+xclaim +xautoclaim +xpending +xrange +xadd +xinfo|stream +xinfo|groups +sadd +smismember +expire "
+        "+watch +unwatch +exists +set +publish"
     )
 
 
