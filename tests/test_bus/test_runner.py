@@ -35,11 +35,11 @@ async def test_cancel_finishes_in_flight_work_and_leaves_the_rest_pending(
         bus.subscribe("TICKET_CREATED", slow)
         stream = bus.keys.stream("global", "TICKET_CREATED")
         payloads = [ticket_created_payload() for _ in range(3)]
+        # Written before the loop starts, so its first read takes all three (under load a read
+        # between the XADDs could leave the last entries unread, not pending).
+        ids = [(await xadd_reference(backend, "TICKET_CREATED", p, keys=bus.keys))[1] for p in payloads]
         async with anyio.create_task_group() as tg:
             await tg.start(bus.run)
-            ids = []
-            for payload in payloads:
-                ids.append((await xadd_reference(backend, "TICKET_CREATED", payload, keys=bus.keys))[1])
             with anyio.fail_after(5):
                 await started.wait()
             tg.cancel_scope.cancel()
