@@ -708,6 +708,7 @@ class Consumer:
         dead = self._dead
         max_deliveries = self._max_deliveries
         max_bytes = self.settings.max_payload_bytes
+        strict_json = self.settings.strict_json
         decode_payload = self.registry.decode_payload
         group = self.group
         stream_info = self._stream_info
@@ -743,7 +744,7 @@ class Consumer:
                 dead.append((entry, "the entry has no `event` field", "invalid", deliveries))
                 wake = True
                 continue
-            problem = event_problem(raw, max_bytes)  # size, JSON, duplicate keys
+            problem = event_problem(raw, max_bytes, strict=strict_json)  # size, JSON, duplicate keys
             if problem is not None:
                 dead.append((entry, problem, "invalid", deliveries))
                 wake = True

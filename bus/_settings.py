@@ -82,6 +82,10 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     idempotency_window_s: PosInt = 24 * 3600
     max_payload_bytes: PosInt = 1024 * 1024
     trim_policy: Literal["approx", "safe", "none"] = "approx"
+    #: Consumers dead-letter an ``event`` that is not plain JSON: duplicate keys, numbers msgspec
+    #: cannot represent (bus/_jsoncheck.py; ~1 us per event). False keeps only the size and
+    #: decode checks (duplicate keys then resolve to the last value, as JSON.parse does).
+    strict_json: bool = True
 
     ENV: ClassVar[dict[str, str]] = {
         "REDIS_URL": "redis_url",
@@ -116,6 +120,7 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_RETRY_BACKOFF_S": "retry_backoff_s",
         "BUS_RETRY_BACKOFF_MAX_S": "retry_backoff_max_s",
         "BUS_MARKER_TTL_S": "marker_ttl_s",
+        "BUS_STRICT_JSON": "strict_json",
     }
 
     def __post_init__(self) -> None:
