@@ -73,6 +73,9 @@ __all__ = ["Consumer", "ConsumerStats", "make_subscription", "single_error"]
 
 log = logging.getLogger(__name__)
 
+#: Claim rounds per reclaim pass: up to this many batches per stream are taken over at once.
+_RECLAIM_ROUNDS = 20
+
 T = TypeVar("T")
 
 #: Time box of the final, shielded ack flush at shutdown.
@@ -574,19 +577,26 @@ class Consumer:
                     self._inflight[(stream, entry_id)] = now
 
     async def _reclaim(self, batches: MemoryObjectSendStream[list[_Entry]]) -> None:
-        claimed = await claim_idle(
-            self.client,
-            self.group,
-            self.name,
-            self.streams,
-            min_idle_ms=self.settings.claim_idle_ms,
-            count=self.settings.batch_size,
-            skip=set(self._inflight),
-        )
-        if claimed:
+        # A dead peer may leave far more than one batch behind: keep claiming (claimed entries
+        # are no longer idle, so each round finds the next ones) while whole batches come back,
+        # a bounded number of rounds per pass; the batch stream's backpressure paces us.
+        for _ in range(_RECLAIM_ROUNDS):
+            claimed = await claim_idle(
+                self.client,
+                self.group,
+                self.name,
+                self.streams,
+                min_idle_ms=self.settings.claim_idle_ms,
+                count=self.settings.batch_size,
+                skip=set(self._inflight),
+            )
+            if not claimed:
+                return
             self.stats.reclaimed += sum(1 for c in claimed if c[2] is not None)
             log.info("claimed %d idle entries", len(claimed))
             await self._send_batch(batches, self._admit_pending(claimed))
+            if len(claimed) < self.settings.batch_size:
+                return
 
     async def _check_trimming_safely(self) -> None:
         try:

@@ -96,3 +96,26 @@ async def test_a_slow_handler_keeps_its_entry_from_being_claimed(backend: aiored
             tg.cancel_scope.cancel()
     assert len(calls) == 1
     assert a.stats.reclaimed + b.stats.reclaimed == 0
+
+
+async def test_a_dead_consumers_whole_backlog_is_taken_over_in_one_reclaim_pass(
+    backend: aioredis.Redis, test_prefix: str
+) -> None:
+    """100 entries left pending by a dead consumer are all claimed in one pass, not one batch (10) per interval."""
+    # One batch per pass would need 10 passes (5 s); the deadline leaves room for about 4.
+    async with make_bus(backend, test_prefix, batch_size=10, claim_idle_ms=200, reclaim_interval_s=0.5) as bus:
+        recorder = Recorder()
+        bus.subscribe("TICKET_CREATED", recorder)
+        stream = bus.keys.stream("global", "TICKET_CREATED")
+        await backend.xgroup_create(stream, bus.settings.consumer_group, id="0", mkstream=True)
+        for _ in range(100):
+            await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys)
+        await backend.xreadgroup(bus.settings.consumer_group, "ghost", {stream: ">"}, count=100)
+        await anyio.sleep(0.25)  # the ghost's entries become idle for longer than claim_idle_ms
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            with anyio.fail_after(2.5):
+                stats = await wait_for_stats(bus, lambda s: s.handled == 100)
+            tg.cancel_scope.cancel()
+    assert stats.reclaimed == 100
+    assert len(set(recorder.event_ids)) == 100
