@@ -21,8 +21,9 @@ from faultlib.cluster import EVENT_TYPE, GROUP, fast_bus, ticket_created
 from faultlib.hostile import GARBAGE, HOSTILE, Hostile
 from faultlib.loadsub import rss_bytes, start_load_subscriber, wait_status
 
-from bus import Keys, PayloadTooLargeError, PayloadValidationError
+from bus import Delivery, Keys, PayloadTooLargeError, PayloadValidationError
 from bus._codec import encode_envelope
+from bus.testing import wait_for_stats
 
 pytestmark = pytest.mark.fault
 
@@ -303,3 +304,27 @@ async def test_hostile_entries_are_dead_lettered_and_consumer_memory_stays_bound
     async with fast_bus(server.url) as bus:
         await bus.publish(EVENT_TYPE, ticket_created())
     wait_status(status, lambda s: s["done"] == 1, 15, child=child, what="a good event after the hostile ones")
+
+
+async def test_strict_json_off_keeps_only_the_size_check(fault_redis: FaultRedis) -> None:
+    """BUS_STRICT_JSON=false: a duplicate tenantId is handled with the last value and a 5,000-digit
+    number under an unknown key is handled; an oversized event is still dead-lettered."""
+    tenants: list[str] = []
+
+    async def handler(delivery: Delivery) -> None:
+        tenants.append(delivery.tenant_id)
+
+    duplicate, big, huge = (make() for make in (HOSTILE[4], HOSTILE[2], HOSTILE[1]))
+    async with fast_bus(fault_redis.url, strict_json=False) as bus:
+        bus.subscribe(EVENT_TYPE, handler)
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            with fault_redis.client() as r:
+                for item in (duplicate, big, huge):
+                    r.xadd(STREAM, {b"event": item.event, b"channel": b"global"})
+            with anyio.fail_after(10):
+                stats = await wait_for_stats(bus, lambda s: s.handled + s.dead_lettered == 3)
+            tg.cancel_scope.cancel()
+    assert (stats.handled, stats.dead_lettered) == (2, 1)
+    assert sorted(tenants) == ["tenant-b", "tenant-faults"]  # the duplicate key: its last value, as JSON.parse
+    assert b"over max_payload_bytes" in _dead_letters(fault_redis)[0][b"lastError"]
