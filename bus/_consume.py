@@ -698,7 +698,7 @@ class Consumer:
         """Look up the markers of decoded entries, hand the rest to the workers."""
         sent = 0
         try:
-            ready = self._skip_in_flight(await self._skip_processed(ready))
+            ready = await self._skip_processed(self._skip_in_flight(ready))
             send_nowait = send.send_nowait
             for entry in ready:
                 try:
@@ -852,7 +852,9 @@ class Consumer:
 
         The same event id written twice (a republish after an unknown outcome) is often read in
         one batch, before either copy is marked: the marker lookup cannot see it. The first copy
-        stays responsible for the event (handled, left pending or dead-lettered).
+        stays responsible for the event (handled, left pending or dead-lettered). Runs before the
+        marker lookup: a holder is released only after its marker was written, so a copy that
+        finds no holder here finds the marker in the lookup that follows.
         """
         holders = self._inflight_events
         out: list[_Entry] = []
