@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from typing import Any, cast
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
 
+from bus import CHANNEL_EMAIL, CHANNEL_GLOBAL, EventBus
 from bus._errors import GroupMissingError
 from bus._redis import redis_errors
 from bus._xread import Fields, GroupReader, event_of, fields_dict
+from bus.testing import (
+    Recorder,
+    fast_settings,
+    reference_fields,
+    ticket_created_payload,
+    wait_for_stats,
+    xadd_reference,
+)
 from schemas import EventValidationError, decode_bus_event
 from schemas._envelope import split_bus_event
 
@@ -122,3 +132,82 @@ def test_event_of_reads_fields_as_a_dict_would(fields: Fields, event: bytes | No
     assert event_of(fields) == (event, forced)
     as_dict = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=True))
     assert fields_dict(fields) == as_dict
+
+
+# -- the consume loop on raw entries -----------------------------------------------------------
+
+
+async def _xadd_pairs(client: aioredis.Redis, command: str, stream: str, entry_id: str, *pairs: Any) -> Any:
+    """XADD with the fields in this order (repeats allowed), which redis-py's dict argument cannot express."""
+    return await client.execute_command(command, stream, entry_id, *pairs)  # type: ignore[no-untyped-call]
+
+
+async def test_one_read_of_two_streams_and_three_tenants(backend: aioredis.Redis, test_prefix: str) -> None:
+    """Entries of two streams and three tenants read in one batch: each handler gets its own, each
+    tenant's markers land in its own set, foreign field orders and a repeated field read as a dict
+    would, and a poison entry keeps its fields byte for byte in the dead letter."""
+    bus = EventBus(fast_settings(prefix=test_prefix, batch_size=100), client=backend)
+    async with bus:
+        on_global, on_email = Recorder(), Recorder()
+        bus.subscribe("TICKET_CREATED", on_global, channel=CHANNEL_GLOBAL, subscriber_id="g")
+        bus.subscribe("TICKET_CREATED", on_email, channel=CHANNEL_EMAIL, subscriber_id="e")
+        streams = {ch: bus.keys.stream(ch, "TICKET_CREATED") for ch in (CHANNEL_GLOBAL, CHANNEL_EMAIL)}
+        tenants = [str(uuid.uuid4()) for _ in range(3)]
+        sent: dict[str, list[tuple[str, str]]] = {CHANNEL_GLOBAL: [], CHANNEL_EMAIL: []}
+        for i in range(12):
+            channel = (CHANNEL_GLOBAL, CHANNEL_EMAIL)[i % 2]
+            tenant = tenants[i % 3]
+            _, event_id = await xadd_reference(
+                backend, "TICKET_CREATED", ticket_created_payload(tenantId=tenant), keys=bus.keys, channel=channel
+            )
+            sent[channel].append((event_id, tenant))
+        # Written by someone else: channel first, then event; a forced copy; a repeated event field.
+        odd_id = str(uuid.uuid4())
+        fields = reference_fields("TICKET_CREATED", ticket_created_payload(tenantId=tenants[0]), event_id=odd_id)
+        await _xadd_pairs(backend, "XADD", streams[CHANNEL_GLOBAL], "*", "channel", "global", "event", fields[b"event"])
+        forced_id = str(uuid.uuid4())
+        forced = reference_fields(
+            "TICKET_CREATED", ticket_created_payload(tenantId=tenants[1]), event_id=forced_id, force=True
+        )
+        await backend.xadd(streams[CHANNEL_GLOBAL], cast("Any", forced))
+        repeated_id = str(uuid.uuid4())
+        good = reference_fields("TICKET_CREATED", ticket_created_payload(tenantId=tenants[2]), event_id=repeated_id)
+        await _xadd_pairs(
+            backend, "XADD", streams[CHANNEL_EMAIL], "*", "event", b"not json", "channel", "x", "event", good[b"event"]
+        )
+        poison = await _xadd_pairs(
+            backend, "XADD", streams[CHANNEL_EMAIL], "*", "event", b'{"id":1}', "channel", "x", "extra", b"\x00\xff"
+        )
+        sent[CHANNEL_GLOBAL] += [(odd_id, tenants[0]), (forced_id, tenants[1])]
+        sent[CHANNEL_EMAIL].append((repeated_id, tenants[2]))
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            with anyio.fail_after(10):
+                await wait_for_stats(bus, lambda s: s.handled == 15 and s.dead_lettered == 1)
+            tg.cancel_scope.cancel()
+        for channel, recorder in ((CHANNEL_GLOBAL, on_global), (CHANNEL_EMAIL, on_email)):
+            got = [(d.event_id, d.tenant_id) for d in recorder.deliveries]
+            assert sorted(got) == sorted(sent[channel])
+            assert {d.stream for d in recorder.deliveries} == {streams[channel]}
+            assert {d.channel for d in recorder.deliveries} == {channel}
+        assert [d.forced for d in on_global.deliveries if d.event_id == forced_id] == [True]
+        assert not any(d.forced for d in on_global.deliveries if d.event_id != forced_id)
+        group = bus.settings.consumer_group
+        for channel, events in sent.items():
+            for event_id, tenant in events:
+                member = f"{group}|{channel}|{event_id}"
+                assert await backend.sismember(bus.keys.processed_events(tenant), member), (channel, event_id)
+        for stream in streams.values():
+            pending: Any = await backend.xpending(stream, group)
+            assert pending["pending"] == 0
+        [letter] = await bus.dead_letters("TICKET_CREATED", channel=CHANNEL_EMAIL)
+        assert letter.reason == "invalid"
+        assert letter.source_message_id == (poison.decode() if isinstance(poison, bytes) else poison)
+        assert (letter.fields[b"event"], letter.fields[b"channel"], letter.fields[b"extra"]) == (
+            b'{"id":1}',
+            b"x",
+            b"\x00\xff",
+        )
+        for tenant in tenants:
+            for key in (bus.keys.processed_events(tenant), bus.keys.processed_handlers(tenant)):
+                await backend.delete(key)
