@@ -248,7 +248,8 @@ class Consumer:
             self._stream_of[stream.encode()] = stream
         self.streams = tuple(self._subs)
         self._xread = GroupReader(self.group, consumer_name, self.streams, settings.batch_size, settings.block_ms)
-        self._inflight: dict[tuple[str, bytes], float] = {}
+        #: Per stream: entry id -> when it was read or last kept alive (no tuple key per entry).
+        self._inflight: dict[str, dict[bytes, float]] = {stream: {} for stream in self.streams}
         #: Event marker member -> the entry handling that event here (until its ack or release).
         self._inflight_events: dict[bytes, _Entry] = {}
         # Acker buffers (appended by workers/reader, flushed by the acker).
@@ -386,7 +387,8 @@ class Consumer:
         for entries in (self._acks, self._dups, self._drops):
             for entry in entries:
                 self._release(entry)
-        self._inflight.clear()
+        for in_flight in self._inflight.values():
+            in_flight.clear()
         self._inflight_events.clear()
 
     # ----------------------------------------------------------------- reading
@@ -565,16 +567,18 @@ class Consumer:
     async def _keep_alive(self, older_than_s: float) -> None:
         now = anyio.current_time()
         stale: dict[str, list[bytes]] = {}
-        for (stream, entry_id), since in self._inflight.items():
-            if now - since >= older_than_s:
-                stale.setdefault(stream, []).append(entry_id)
+        for stream, in_flight in self._inflight.items():
+            old = [entry_id for entry_id, since in in_flight.items() if now - since >= older_than_s]
+            if old:
+                stale[stream] = old
         if not stale:
             return
         await keep_alive(self.client, self.group, self.name, stale, min_idle_ms=self.settings.claim_idle_ms // 4)
         for stream, ids in stale.items():
+            in_flight = self._inflight[stream]
             for entry_id in ids:
-                if (stream, entry_id) in self._inflight:
-                    self._inflight[(stream, entry_id)] = now
+                if entry_id in in_flight:
+                    in_flight[entry_id] = now
 
     async def _reclaim(self, batches: MemoryObjectSendStream[list[_Entry]]) -> None:
         # A dead peer may leave far more than one batch behind: keep claiming (claimed entries
@@ -588,7 +592,7 @@ class Consumer:
                 self.streams,
                 min_idle_ms=self.settings.claim_idle_ms,
                 count=self.settings.batch_size,
-                skip=set(self._inflight),
+                skip={(stream, entry_id) for stream, in_flight in self._inflight.items() for entry_id in in_flight},
             )
             if not claimed:
                 return
@@ -651,7 +655,7 @@ class Consumer:
     def _admit(self, stream: str, entries: Iterable[RawEntry]) -> list[_Entry]:
         """New entries (first delivery) become in-flight the moment they are read."""
         out = [_Entry(stream, entry_id, fields, 1) for entry_id, fields in entries]
-        self._inflight.update(dict.fromkeys([(stream, e.entry_id) for e in out], anyio.current_time()))
+        self._inflight[stream].update(dict.fromkeys([e.entry_id for e in out], anyio.current_time()))
         return out
 
     def _admit_pending(self, items: Iterable[PendingEntry]) -> list[_Entry]:
@@ -659,9 +663,9 @@ class Consumer:
         now = anyio.current_time()
         out: list[_Entry] = []
         for stream, entry_id, fields, before in items:
-            key = (stream, entry_id)
-            if key not in self._inflight:
-                self._inflight[key] = now
+            in_flight = self._inflight[stream]
+            if entry_id not in in_flight:
+                in_flight[entry_id] = now
                 out.append(_Entry(stream, entry_id, fields, before + 1))
         return out
 
@@ -868,16 +872,16 @@ class Consumer:
         return out
 
     def _release(self, entry: _Entry) -> None:
-        self._inflight.pop((entry.stream, entry.entry_id), None)
+        self._inflight[entry.stream].pop(entry.entry_id, None)
         if self._inflight_events.get(entry.event_member) is entry:
             del self._inflight_events[entry.event_member]
 
     def _release_all(self, entries: list[_Entry]) -> None:
         """:meth:`_release` of each entry, in one loop."""
-        pop = self._inflight.pop
+        inflight = self._inflight
         holders = self._inflight_events
         for entry in entries:
-            pop((entry.stream, entry.entry_id), None)
+            inflight[entry.stream].pop(entry.entry_id, None)
             if holders.get(entry.event_member) is entry:
                 del holders[entry.event_member]
 
