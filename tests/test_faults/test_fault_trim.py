@@ -23,9 +23,9 @@ from bus.testing import wait_for_stats
 
 pytestmark = pytest.mark.fault
 
-#: Events of the big run: the spec's number. Measured on this 2-core machine: 17-24 s with the
-#: machine to itself, 48 s while another test suite ran beside it (publisher, consumer and Redis
-#: share the 2 cores).
+#: Events of the big run: the spec's number, which fits: measured on this 2-core machine 14-26 s
+#: with the machine to itself, 41-48 s while other test suites ran beside it (publisher, consumer
+#: and Redis share the 2 cores). The run is time-boxed at 57 s so the test stays under 60 s.
 MILLION = 1_000_000
 #: The cap of the big run. ``MAXLEN ~`` trims whole radix-tree nodes only, so a stream may hold up
 #: to one node (``stream-node-max-entries`` = 100 entries, fewer when ``stream-node-max-bytes``
@@ -82,7 +82,7 @@ async def test_million_events_stream_stays_capped_and_memory_flat(
         async with fast_bus(server.url, max_len=CAP) as bus:
             items = [(EVENT_TYPE, ticket_created())] * PUBLISH_BATCH  # ids differ: one per event
             client = bus.client
-            with anyio.fail_after(55):
+            with anyio.fail_after(57):
                 for published in range(PUBLISH_BATCH, MILLION + 1, PUBLISH_BATCH):
                     await bus.publish_many(items, channel=CHANNEL)
                     while True:  # a consumer keeping up: at most half a cap outstanding
