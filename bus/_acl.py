@@ -84,6 +84,9 @@ ACL_COMMANDS: Final[dict[AclRole, tuple[str, ...]]] = {
         "sadd",
         "smismember",
         "expire",
+        # The marker script (bus._markers.ADD_SCRIPT): SET NX, EXISTS, RENAME, SADD, EXPIRE.
+        "eval",
+        "rename",
         # redis_effect / apply_once: WATCH the effect marker, then MULTI/EXEC the effect + SET.
         "watch",
         "unwatch",
@@ -253,7 +256,9 @@ def tenant_acl(
     role_set = tuple(dict.fromkeys(roles))
     patterns = [f"~{_glob_escape(prefix)}*"]
     if "consume" in role_set:
-        patterns += [f"~processed_events:{tenant}", f"~processed_event_handlers:{tenant}"]
+        # The sets, plus their rotation keys (``:prev``, ``:born``): a tenant id has no ':'.
+        patterns += [f"~processed_events:{tenant}", f"~processed_events:{tenant}:*"]
+        patterns += [f"~processed_event_handlers:{tenant}", f"~processed_event_handlers:{tenant}:*"]
     if workflow is None:
         workflow = "append" if "publish" in role_set else "none"
     patterns += _workflow_keys(workflow)

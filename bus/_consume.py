@@ -1115,15 +1115,12 @@ class Consumer:
             handler_members.setdefault(tenant, []).append(member)
         for stream, stream_ids in ids.items():
             commands.append(pack_command((b"XACK", stream, self.group), stream_ids))
-        ttl = self.markers.ttl_s
         for members_by_tenant, key_of in (
             (event_members, self.markers.events_key),
             (handler_members, self.markers.handlers_key),
         ):
             for tenant, members in members_by_tenant.items():
-                key = key_of(tenant)
-                commands.append(pack_command((b"SADD", key), members))
-                commands.append(pack("EXPIRE", key, ttl))
+                commands.append(self.markers.add_command(key_of(tenant), members))
         commands.append(EXEC)
         what = "ack flush (MULTI/EXEC)"
         replies = await round_trip(self.client, b"".join(commands), len(commands), self.settings.socket_timeout_s, what)

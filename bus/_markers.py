@@ -23,6 +23,14 @@ succeeded get theirs when a later handler fails. A handler member is also the ha
 Markers are written after the handler returned, so they cannot make a side effect exactly-once
 (a crash between the effect and the flush repeats it); committing the effect with its
 ``effect_key`` can (see :mod:`bus._guard`).
+
+Bounded memory: the reference renews the set's TTL on every write, so under steady traffic it
+never expires and keeps a member per event forever. We rotate instead: ``{key}:born`` (TTL =
+``marker_ttl_s``) dates the current set; the first flush after it expired renames the set to
+``{key}:prev`` (TTL = ``marker_ttl_s``) before adding, in one script (:data:`ADD_SCRIPT`), and
+lookups check both. A marker so lives between ``marker_ttl_s`` and twice that, and the sets hold
+at most two TTLs' worth of events. A TypeScript consumer sharing the key only looks at the
+current set, so after a rotation it may re-run a handler for a redelivered event.
 """
 
 from __future__ import annotations
@@ -39,7 +47,21 @@ from ._resp import bulk, header, read_replies
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-__all__ = ["MarkerCheck", "Markers", "pack_command", "round_trip"]
+__all__ = ["ADD_SCRIPT", "MarkerCheck", "Markers", "pack_command", "round_trip"]
+
+#: KEYS: current set, previous set, its birth marker; ARGV: TTL seconds, then the members.
+#: Rotates the current set to the previous one once the birth marker has expired, then adds.
+ADD_SCRIPT = b"""
+if redis.call('SET', KEYS[3], '1', 'EX', ARGV[1], 'NX') and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+for i = 2, #ARGV, 4000 do
+  redis.call('SADD', KEYS[1], unpack(ARGV, i, math.min(i + 3999, #ARGV)))
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
 
 
 async def round_trip(client: aioredis.Redis, data: bytes, replies: int, timeout_s: float, what: str) -> list[Any]:
@@ -116,13 +138,18 @@ class Markers:
         """The tenant's processed-handler set."""
         return self.keys.processed_handlers(tenant_id)
 
+    def add_command(self, key: str, members: Sequence[bytes]) -> bytes:
+        """The packed EVAL that adds ``members`` to ``key``, rotating it first when it is due."""
+        head = (b"EVAL", ADD_SCRIPT, b"3", key, key + ":prev", key + ":born", str(self.ttl_s))
+        return pack_command(head, members)
+
     async def lookup(
         self,
         client: aioredis.Redis,
         events: Mapping[str, Sequence[bytes]],
         handlers: Mapping[str, Sequence[bytes]] | None = None,
     ) -> MarkerCheck:
-        """Which members (by tenant) are present, in one round trip (one SMISMEMBER per key)."""
+        """Which members (by tenant) are present, in one round trip (SMISMEMBER on each set and its rotated one)."""
         out = MarkerCheck()
         order: list[tuple[set[bytes], Sequence[bytes]]] = []
         data: list[bytes] = []
@@ -132,8 +159,10 @@ class Markers:
         ):
             for tenant, members in by_tenant.items():
                 if members:
-                    data.append(pack_command((b"SMISMEMBER", key_of(tenant)), members))
-                    order.append((target, members))
+                    key = key_of(tenant)
+                    for name in (key, key + ":prev"):  # the current set and the rotated one
+                        data.append(pack_command((b"SMISMEMBER", name), members))
+                        order.append((target, members))
         if not order:
             return out
         what = "SMISMEMBER (processed markers)"

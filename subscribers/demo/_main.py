@@ -195,7 +195,8 @@ async def _cleanup(
         except Exception as exc:  # the stream may be gone
             log.debug("could not destroy group %s: %s", group, exc)
     keys = [key async for key in client.scan_iter(match=f"{settings.prefix}*", count=1000)]
-    keys += [Keys.processed_events(tenant), Keys.processed_handlers(tenant)]
+    for marker_key in (Keys.processed_events(tenant), Keys.processed_handlers(tenant)):
+        keys += [marker_key, f"{marker_key}:prev", f"{marker_key}:born"]  # the sets and their rotation keys
     deleted = 0
     for i in range(0, len(keys), 500):
         deleted += int(await client.delete(*keys[i : i + 500]))

@@ -45,17 +45,19 @@ def test_service_acl_matches_the_documented_email_service_line() -> None:
         "~processed_events:* ~processed_event_handlers:* ~alga-psa:effect:* resetchannels "
         "&alga-psa:internal-notifications:* -@all +ping +multi +exec +discard +xgroup|create +xreadgroup +xack "
         "+xclaim +xautoclaim +xpending +xrange +xadd +xinfo|stream +xinfo|groups +sadd +smismember +expire "
-        "+watch +unwatch +exists +set +publish"
+        "+eval +rename +watch +unwatch +exists +set +publish"
     )
 
 
-def test_tenant_acl_is_confined_to_the_tenant_prefix_and_its_two_marker_keys() -> None:
-    """tenant-acme: ~alga-psa:tenant:acme:*, its exact marker keys, append-only workflow, no SCAN."""
+def test_tenant_acl_is_confined_to_the_tenant_prefix_and_its_marker_keys() -> None:
+    """tenant-acme: its prefix, its marker sets and their rotation keys, append-only workflow, no SCAN."""
     user = tenant_acl("acme", roles=["publish", "consume", "inspect", "notify"])
     assert user.keys == (
         "~alga-psa:tenant:acme:*",
         "~processed_events:acme",
+        "~processed_events:acme:*",
         "~processed_event_handlers:acme",
+        "~processed_event_handlers:acme:*",
         "%W~workflow:events:global",
     )
     assert user.channels == ("&alga-psa:tenant:acme:internal-notifications:acme:*",)

@@ -115,4 +115,4 @@ async def test_consumer_dead_letters_an_event_with_an_invalid_tenant_without_bui
         assert "invalid tenant id 'acme*'" in dead.last_error and "glob" in dead.last_error
         found: list[Any] = await bus.client.keys("processed_event*")
         keys = sorted(k.decode() for k in found)
-        assert keys == ["processed_events:acme"]
+        assert keys == ["processed_events:acme", "processed_events:acme:born"]
