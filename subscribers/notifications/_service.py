@@ -27,6 +27,7 @@ import msgspec
 from msgspec import Meta
 
 from bus import CHANNEL_NOTIFICATIONS, EventBus
+from publishers import NOTIFICATION_EVENT_TYPES as _FANOUT_NOTIFICATION_TYPES
 from publishers import Actor, PublishContext
 from schemas import utc_now_iso
 
@@ -45,30 +46,8 @@ __all__ = ["NOTIFICATION_EVENT_TYPES", "Broadcaster", "NotificationSettings", "N
 
 log = logging.getLogger("subscribers.notifications")
 
-#: The reference's in-app notification set.
-NOTIFICATION_EVENT_TYPES: tuple[str, ...] = (
-    "TICKET_CREATED",
-    "TICKET_ASSIGNED",
-    "TICKET_ADDITIONAL_AGENT_ASSIGNED",
-    "TICKET_UPDATED",
-    "TICKET_CLOSED",
-    "TICKET_COMMENT_ADDED",
-    "PROJECT_CREATED",
-    "PROJECT_ASSIGNED",
-    "PROJECT_TASK_ASSIGNED",
-    "PROJECT_TASK_ADDITIONAL_AGENT_ASSIGNED",
-    "PROJECT_MILESTONE_READY",
-    "PROJECT_BUDGET_THRESHOLD_REACHED",
-    "PROJECT_BUDGET_EXCEEDED",
-    "TASK_COMMENT_ADDED",
-    "INVOICE_GENERATED",
-    "MESSAGE_SENT",
-    "USER_MENTIONED_IN_DOCUMENT",
-    "APPOINTMENT_REQUEST_CREATED",
-    "APPOINTMENT_REQUEST_APPROVED",
-    "APPOINTMENT_REQUEST_DECLINED",
-    "APPOINTMENT_REQUEST_CANCELLED",
-)
+#: The reference's in-app notification set: the types publishers copy to ``internal-notifications``.
+NOTIFICATION_EVENT_TYPES: tuple[str, ...] = tuple(sorted(_FANOUT_NOTIFICATION_TYPES))
 
 #: Pushes ``message`` on pub/sub ``channel``; returns how many subscribers received it.
 Broadcaster = Callable[[str, bytes], Awaitable[int]]
