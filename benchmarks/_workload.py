@@ -120,10 +120,9 @@ class Target:
         finally:
             await client.aclose()
 
-    @staticmethod
-    def marker_keys() -> list[str]:
-        """The processed-marker sets of the run's tenant (unprefixed, as the reference names them)."""
-        return [f"processed_events:{TENANT}", f"processed_event_handlers:{TENANT}"]
+    def marker_keys(self) -> list[str]:
+        """The processed-marker sets of the run's tenant (under the run's prefix, as our consumers keep them)."""
+        return [self.keys.marker_events(TENANT), self.keys.marker_handlers(TENANT)]
 
     async def cleanup(self) -> None:
         """Delete every key the run wrote: its prefix, the workflow stream, the tenant's markers."""

@@ -9,8 +9,9 @@ Key patterns, per role (``prefix`` = REDIS_PREFIX, ``head`` = prefix + REDIS_EVE
 
 - streams of the user's channels: ``~{head}{channel}:*`` (dead letters included), or the
   exact streams (and their dead letters) of ``event_types`` when given;
-- consume: the processed markers ``~processed_events:*`` and ``~processed_event_handlers:*``
-  (a tenant: its two exact keys);
+- consume: our processed markers ``~{prefix}processed:*`` and ``~{prefix}processed-handlers:*``
+  and effect markers ``~{prefix}effect:*`` (never the reference's ``processed_events:*`` sets,
+  which our consumers do not touch);
 - publish: idempotency markers ``~{prefix}idempotency:*``;
 - workflow stream: ``append`` = ``%W~workflow:events:global`` (write-only: a publish on
   ``global`` appends its workflow entry, and the user cannot read anyone's), ``full`` = read and
@@ -20,7 +21,7 @@ Key patterns, per role (``prefix`` = REDIS_PREFIX, ``head`` = prefix + REDIS_EVE
   everything else starts from ``resetchannels``.
 
 A tenant-scoped deployment gives each tenant its own prefix (:func:`bus.tenant_prefix`:
-``alga-psa:tenant:{tenant}:``), so its streams, dead letters, idempotency markers and
+``alga-psa:tenant:{tenant}:``), so its streams, dead letters, idempotency and processed markers and
 notification channels all live under ``~{prefix}*`` and no other tenant's user matches them.
 Tenant ids are checked first (:func:`bus.check_tenant_id`): a glob character in one would widen
 these patterns to other tenants.
@@ -222,7 +223,8 @@ def service_acl(
         else:
             patterns.append(f"~{_glob_escape(head + channel)}:*")
     if "consume" in role_set:
-        patterns += ["~processed_events:*", "~processed_event_handlers:*", f"~{_glob_escape(k.prefix)}effect:*"]
+        own = _glob_escape(k.prefix)
+        patterns += [f"~{own}processed:*", f"~{own}processed-handlers:*", f"~{own}effect:*"]
     if "publish" in role_set:
         patterns.append(f"~{_glob_escape(k.prefix)}idempotency:*")
     if workflow is None:
@@ -254,11 +256,8 @@ def tenant_acl(
     tenant = check_tenant_id(tenant_id)
     prefix = tenant_prefix(tenant, base_prefix)
     role_set = tuple(dict.fromkeys(roles))
+    # Everything of the tenant's buses, their processed markers included, lives under its prefix.
     patterns = [f"~{_glob_escape(prefix)}*"]
-    if "consume" in role_set:
-        # The sets, plus their rotation keys (``:prev``, ``:born``): a tenant id has no ':'.
-        patterns += [f"~processed_events:{tenant}", f"~processed_events:{tenant}:*"]
-        patterns += [f"~processed_event_handlers:{tenant}", f"~processed_event_handlers:{tenant}:*"]
     if workflow is None:
         workflow = "append" if "publish" in role_set else "none"
     patterns += _workflow_keys(workflow)

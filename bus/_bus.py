@@ -172,12 +172,12 @@ class EventBus:
         hooks: WorkflowHooks | None = None,
         idempotency_key: str | None = None,
         tenant: str | None = None,
-        share_event_id: bool = True,
     ) -> PreparedEvent:
         """Validate and encode one publish without I/O (see :meth:`Publisher.prepare`).
 
-        ``channel`` may name several channels: one envelope (one event id unless
-        ``share_event_id=False``) is written to each; ``global`` adds the workflow entry.
+        ``channel`` may name several channels: the envelope is written to each, every copy with
+        its own fresh id unless ``event_id`` is given (the reference's behaviour, on which its
+        consumers' dedupe depends); ``global`` adds the workflow entry, with the global copy's id.
         """
         self._check_open()
         return self._publisher.prepare(
@@ -191,7 +191,6 @@ class EventBus:
             hooks=hooks,
             idempotency_key=idempotency_key,
             tenant=tenant,
-            share_event_id=share_event_id,
         )
 
     async def write(self, prepared: Sequence[PreparedEvent], *, batch: bool = False) -> list[PublishResult]:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
 
 from schemas import WORKFLOW_FIELDS, EventValidationError, Payload, encode_bus_event, is_uuid
 
-from ._keys import WORKFLOW_STREAM
+from ._keys import CHANNEL_GLOBAL, WORKFLOW_STREAM
 from ._resp import bulk, header
 
 __all__ = [
@@ -336,6 +336,7 @@ class Route:
         "env_size",
         "event_type",
         "n_commands",
+        "primary",
         "streams",
         "wf_ctail",
         "wf_cts",
@@ -366,6 +367,9 @@ class Route:
         self.env_size = len(_ENV_ID) + len(middle or b"") + len(_ENV_PAYLOAD) + 1
         self.chans = chans
         self.workflow = workflow
+        #: The copy that carries the caller's (or first) id: ``global`` when routed there, since
+        #: the workflow entry's event_id must equal the global copy's id.
+        self.primary = chans.index(CHANNEL_GLOBAL) if CHANNEL_GLOBAL in chans else 0
         #: ``(prefix, suffix)`` per channel copy: ``suffix`` closes the envelope (``}``) and its bulk.
         self.copies = tuple(
             (prefix, b"}" + CRLF + suffix)
@@ -395,12 +399,14 @@ class Route:
         env_len: int,
         payload: Mapping[str, Any] | None = None,
         workflow: bytes | None = None,
+        copy_ids: Sequence[bytes] | None = None,
     ) -> bytes:
         """The command of one publish: ``env_len`` is the envelope's size, ``eid`` a validated uuid.
 
         The workflow entry (when the route has one) is derived from the dict ``payload`` (no
         hooks; raises :class:`EventValidationError` as :func:`workflow_entry` does), or given
-        packed as ``workflow``.
+        packed as ``workflow``. ``copy_ids``: one id per channel copy (all of ``eid``'s length;
+        ``eid`` at :attr:`primary`) when the copies do not share ``eid``.
         """
         lp = _LEN_PREFIX
         n = len(data)
@@ -456,8 +462,12 @@ class Route:
                     (*wf, dlen, data, CRLF, prefix, blen, _ENV_ID, eid, middle, ts, _ENV_PAYLOAD, data, suffix)
                 )
             parts = [*wf, dlen, data, CRLF]
-        for prefix, suffix in copies:
-            parts += (prefix, blen, _ENV_ID, eid, middle, ts, _ENV_PAYLOAD, data, suffix)
+        if copy_ids is None:
+            for prefix, suffix in copies:
+                parts += (prefix, blen, _ENV_ID, eid, middle, ts, _ENV_PAYLOAD, data, suffix)
+        else:
+            for (prefix, suffix), cid in zip(copies, copy_ids, strict=True):
+                parts += (prefix, blen, _ENV_ID, cid, middle, ts, _ENV_PAYLOAD, data, suffix)
         return b"".join(parts)
 
 

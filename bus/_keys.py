@@ -60,13 +60,22 @@ class Keys(msgspec.Struct, frozen=True):
 
     @staticmethod
     def processed_events(tenant_id: str) -> str:
-        """Set of processed event ids of a tenant (reference layout, TTL 3 days)."""
+        """The REFERENCE's set of processed event ids of a tenant. The reference owns it: we never
+        write, rename, delete or expire it (our consumers keep :meth:`marker_events`)."""
         return f"processed_events:{check_tenant_id(tenant_id)}"
 
     @staticmethod
     def processed_handlers(tenant_id: str) -> str:
-        """Set of ``{eventId}:{handlerKey}`` markers of a tenant (reference layout, TTL 3 days)."""
+        """The REFERENCE's set of ``{eventId}:{handlerKey}`` markers of a tenant (owned by it, as above)."""
         return f"processed_event_handlers:{check_tenant_id(tenant_id)}"
+
+    def marker_events(self, tenant_id: str) -> str:
+        """OUR consumers' processed-event set of a tenant: ``{prefix}processed:{tenantId}``."""
+        return f"{self.prefix}processed:{check_tenant_id(tenant_id)}"
+
+    def marker_handlers(self, tenant_id: str) -> str:
+        """OUR consumers' processed-handler set of a tenant: ``{prefix}processed-handlers:{tenantId}``."""
+        return f"{self.prefix}processed-handlers:{check_tenant_id(tenant_id)}"
 
     def notification_channel(self, tenant_id: str, user_id: str) -> str:
         """Pub/sub channel of a user's in-app notifications."""

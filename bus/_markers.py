@@ -2,16 +2,19 @@
 
 The reference keeps two sets per tenant, each with a TTL of 3 days:
 ``processed_events:{tenantId}`` (members: event ids) and ``processed_event_handlers:{tenantId}``
-(members ``{eventId}:{handlerKey}``). We keep the same keys and TTL but scope the members by
-consumer group and channel, ``{group}|{channel}|{eventId}`` and
-``{group}|{channel}|{eventId}:{handlerKey}``, so that
+(members ``{eventId}:{handlerKey}``). Those keys are the reference's: we never write, rename,
+delete or expire them (a rotation of them once hid the reference's own markers from it). Our
+consumers keep their own two sets under our prefix, ``{prefix}processed:{tenantId}`` and
+``{prefix}processed-handlers:{tenantId}`` (same TTL), with members scoped by consumer group and
+channel, ``{group}|{channel}|{eventId}`` and ``{group}|{channel}|{eventId}:{handlerKey}``, so that
 
 - one event id published on two channels is processed on both (the reference skips the second);
 - two consumer groups on one stream each process every event (a shared marker would make the
   second group skip it).
 
-Consequence for interop: our members never equal the reference's, so a Python consumer and a
-TypeScript consumer do not see each other's markers (each dedupes its own deliveries only).
+Consequence for interop: a Python consumer and a TypeScript consumer do not see each other's
+markers (each dedupes its own deliveries only); sharing the reference's keys would buy nothing,
+since our members never equal its members.
 
 When markers are written: the event marker goes into the same MULTI/EXEC as the entry's XACK
 (acked <=> marked). Handler markers matter only while an entry is *not* acked: for an entry with
@@ -29,8 +32,7 @@ never expires and keeps a member per event forever. We rotate instead: ``{key}:b
 ``marker_ttl_s``) dates the current set; the first flush after it expired renames the set to
 ``{key}:prev`` (TTL = ``marker_ttl_s``) before adding, in one script (:data:`ADD_SCRIPT`), and
 lookups check both. A marker so lives between ``marker_ttl_s`` and twice that, and the sets hold
-at most two TTLs' worth of events. A TypeScript consumer sharing the key only looks at the
-current set, so after a rotation it may re-run a handler for a redelivered event.
+at most two TTLs' worth of events. Only our own keys rotate.
 """
 
 from __future__ import annotations
@@ -131,12 +133,12 @@ class Markers:
         return f"{self.group}|{channel}|{event_id}:{handler_key}"
 
     def events_key(self, tenant_id: str) -> str:
-        """The tenant's processed-event set."""
-        return self.keys.processed_events(tenant_id)
+        """The tenant's processed-event set (ours, never the reference's)."""
+        return self.keys.marker_events(tenant_id)
 
     def handlers_key(self, tenant_id: str) -> str:
-        """The tenant's processed-handler set."""
-        return self.keys.processed_handlers(tenant_id)
+        """The tenant's processed-handler set (ours, never the reference's)."""
+        return self.keys.marker_handlers(tenant_id)
 
     def add_command(self, key: str, members: Sequence[bytes]) -> bytes:
         """The packed EVAL that adds ``members`` to ``key``, rotating it first when it is due."""

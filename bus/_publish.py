@@ -90,7 +90,8 @@ _DATETIME_RE = re.compile(DATETIME_PATTERN)
 IDMP_PRODUCER = b"psa-event-bus"
 
 #: KEYS[1] = marker key; KEYS[2..] = streams, in write order.
-#: ARGV[1] = event id for the marker; ARGV[2] = window (s); ARGV[3] = n XADD options, then the
+#: ARGV[1] = what the marker keeps (the event id, or
+#: ``event_id,id_per_stream...`` when the copies carry their own ids); ARGV[2] = window (s); ARGV[3] = n XADD options, then the
 #: options (``IDMP pid iid`` where supported, then ``MAXLEN ~ n``); then per stream: the number
 #: of field/value arguments followed by them.
 #: Returns ``{1, entry_id...}`` when written, ``{0, first_event_id}`` for a repeat. Every
@@ -157,7 +158,7 @@ class PreparedEvent:
         self.event_type = event_type
         #: Stream keys written, in order (the workflow stream first when present).
         self.streams = streams
-        #: Envelope id per stream when copies do not share one; None when they all use event_id.
+        #: Envelope id per stream when the copies carry their own ids; None when all carry event_id.
         self.event_ids = event_ids
         #: RESP of the XADDs (empty for an idempotent publish, which uses ``script``).
         self.command = command
@@ -203,7 +204,7 @@ class PublishResult(msgspec.Struct, frozen=True):
         return self.error is None
 
     def event_id_of(self, stream: str) -> str:
-        """The envelope id written on ``stream`` (differs per copy only with ``share_event_id=False``)."""
+        """The envelope id written on ``stream`` (each channel copy has its own unless the caller gave one)."""
         if self.event_ids is not None and stream in self.event_ids:
             return self.event_ids[stream]
         return self.event_id
@@ -301,12 +302,15 @@ class Publisher:
         hooks: WorkflowHooks | None = None,
         idempotency_key: str | None = None,
         tenant: str | None = None,
-        share_event_id: bool = True,
     ) -> PreparedEvent:
         """Validate and encode one publish; raises before any I/O if anything is invalid.
 
-        ``channels``: one channel or several (duplicates are written once). ``workflow``:
-        write the workflow entry too (default: when ``global`` is among the channels).
+        ``channels``: one channel or several (duplicates are written once). Ids as the reference
+        gives them: each channel copy gets its own fresh id, unless ``event_id`` is given (then
+        every copy carries it); the ``global`` copy's id is the result's ``event_id`` and the
+        workflow entry's. (The reference's consumers dedupe on tenant + event id across
+        channels, so copies sharing a generated id would be skipped after the first.)
+        ``workflow``: write the workflow entry too (default: when ``global`` is among the channels).
         ``idempotency_key``: write at most once per ``(tenant, key)`` within the window;
         ``tenant`` defaults to the payload's tenantId/tenant.
         """
@@ -320,6 +324,7 @@ class Publisher:
             raise PayloadValidationError(
                 event_type, "$.payload", "nested too deeply (more levels than the encoder's recursion limit)"
             ) from None
+        fresh = event_id is None
         if event_id is None:
             event_id = new_event_id()
         elif not is_uuid(event_id):
@@ -351,7 +356,11 @@ class Publisher:
             )
         if route is None:
             route = self._route(event_type, channels, force, workflow)
-        if idempotency_key is not None or route.env_middle is None or (not share_event_id and len(route.chans) > 1):
+        copy_ids: list[str] | None = None
+        if fresh and len(route.chans) > 1:
+            copy_ids = [new_event_id() for _ in route.chans]
+            copy_ids[route.primary] = event_id
+        if idempotency_key is not None or route.env_middle is None:
             if envelope is None:
                 envelope = encode_envelope(event_id, event_type, timestamp, data)
             return self._prepare_general(
@@ -362,21 +371,24 @@ class Publisher:
                 route,
                 event_id,
                 timestamp,
+                copy_ids,
                 force=force,
                 hooks=hooks,
                 idempotency_key=idempotency_key,
                 tenant=tenant,
-                share_event_id=share_event_id,
             )
+        cids = None if copy_ids is None else [c.encode() for c in copy_ids]
         if route.workflow and (type(payload) is not dict or (hooks is not None and _hooks_set(hooks))):
             values = self._workflow_values(event_type, payload, data, event_id, timestamp, hooks)
-            command = route.pack(eid, ts, data, env_len, workflow=self._packer.workflow(WORKFLOW_STREAM, values))
+            wf = self._packer.workflow(WORKFLOW_STREAM, values)
+            command = route.pack(eid, ts, data, env_len, workflow=wf, copy_ids=cids)
         else:
             try:
-                command = route.pack(eid, ts, data, env_len, payload)  # type: ignore[arg-type]  # a dict
+                command = route.pack(eid, ts, data, env_len, payload, copy_ids=cids)  # type: ignore[arg-type]
             except EventValidationError as exc:
                 raise PayloadValidationError(exc.event_type, "$.workflow" + exc.path[1:], exc.rule) from None
-        return PreparedEvent(event_id, event_type, route.streams, None, command, route.n_commands, None)
+        event_ids = None if copy_ids is None else _stream_ids(route, event_id, copy_ids)
+        return PreparedEvent(event_id, event_type, route.streams, event_ids, command, route.n_commands, None)
 
     def _route(self, event_type: str, channels: str | Sequence[str], force: bool, workflow: bool | None) -> Route:
         """The constant parts of publishing ``event_type`` on ``channels`` (cached when hashable)."""
@@ -426,27 +438,26 @@ class Publisher:
         route: Route,
         event_id: str,
         timestamp: str,
+        copy_ids: list[str] | None,
         *,
         force: bool,
         hooks: WorkflowHooks | None,
         idempotency_key: str | None,
         tenant: str | None,
-        share_event_id: bool,
     ) -> PreparedEvent:
-        """The rarer publishes: idempotent ones, copies with their own ids, event types JSON escapes."""
+        """The rarer publishes: idempotent ones, event types JSON escapes."""
         chans = route.chans
         wf: tuple[bytes, ...] | None = None
         if route.workflow:
             wf = self._workflow_values(event_type, payload, data, event_id, timestamp, hooks)
-        # Copies: one envelope shared by all channels unless the caller opts out.
         copies = [(ch, st, event_id, envelope) for ch, st in zip(chans, route.streams[-len(chans) :], strict=True)]
         event_ids: tuple[str, ...] | None = None
-        if not share_event_id and len(copies) > 1:
-            for i in range(1, len(copies)):
-                copy_id = new_event_id()
-                ch, key = copies[i][0], copies[i][1]
-                copies[i] = (ch, key, copy_id, encode_envelope(copy_id, event_type, timestamp, data))
-            event_ids = ((event_id,) if wf is not None else ()) + tuple([c[2] for c in copies])
+        if copy_ids is not None:
+            for i, copy_id in enumerate(copy_ids):
+                if copy_id is not event_id:
+                    ch, key = copies[i][0], copies[i][1]
+                    copies[i] = (ch, key, copy_id, encode_envelope(copy_id, event_type, timestamp, data))
+            event_ids = _stream_ids(route, event_id, copy_ids)
         streams = route.streams
         if idempotency_key is not None:
             if not idempotency_key:
@@ -459,6 +470,8 @@ class Publisher:
             problem = tenant_id_problem(tenant) if tenant else None
             if problem is not None:  # the tenant is part of the marker key
                 raise PayloadValidationError(event_type, path, f"invalid tenant id {tenant[:64]!r}: {problem}")
+            # The marker keeps every id written, so a repeat returns the first write's ids.
+            remembered = event_id if event_ids is None else ",".join((event_id, *event_ids))
             return PreparedEvent(
                 event_id,
                 event_type,
@@ -466,7 +479,7 @@ class Publisher:
                 event_ids,
                 b"",
                 1,
-                self._script_args(event_id, tenant, idempotency_key, wf, copies, force),
+                self._script_args(remembered, tenant, idempotency_key, wf, copies, force),
             )
         packer = self._packer
         parts = [packer.per_type(key, ch, env, force) for ch, key, _, env in copies]
@@ -492,7 +505,7 @@ class Publisher:
 
     def _script_args(
         self,
-        event_id: str,
+        remembered: str,
         tenant: str,
         idempotency_key: str,
         wf: tuple[bytes, ...] | None,
@@ -509,7 +522,7 @@ class Publisher:
             # should the marker key be evicted. The marker stays authoritative for the window.
             opts += [b"IDMP", IDMP_PRODUCER, f"{tenant}:{idempotency_key}".encode()]
         opts += self._packer.trim
-        argv: list[bytes] = [event_id.encode(), self._window, b"%d" % len(opts), *opts]
+        argv: list[bytes] = [remembered.encode(), self._window, b"%d" % len(opts), *opts]
         if wf is not None:
             values = workflow_pairs(wf)
             argv.append(b"%d" % len(values))
@@ -734,8 +747,9 @@ class Publisher:
         if not isinstance(reply, list) or not reply:
             return BackendError(f"unexpected reply to the idempotent publish of {p.event_type}: {reply!r}")
         if reply[0] == 0:
-            first = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
-            return PublishResult(first, p.event_type, {}, duplicate=True)
+            first, *ids = (reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])).split(",")
+            first_ids = dict(zip(p.streams, ids, strict=True)) if len(ids) == len(p.streams) else None
+            return PublishResult(first, p.event_type, {}, duplicate=True, event_ids=first_ids)
         entries = {
             s: (r.decode() if isinstance(r, bytes) else str(r)) for s, r in zip(p.streams, reply[1:], strict=True)
         }
@@ -831,6 +845,11 @@ def results_or_raise(prepared: Sequence[PreparedEvent], outcomes: Sequence[Outco
         written=written,
         failed=failed,
     ) from errors[0]
+
+
+def _stream_ids(route: Route, event_id: str, copy_ids: Sequence[str]) -> tuple[str, ...]:
+    """The envelope id per stream of ``route``: the workflow entry's (= the global copy's), then each copy's."""
+    return (event_id, *copy_ids) if route.workflow else tuple(copy_ids)
 
 
 def _is_noscript(reply: BaseException) -> bool:

@@ -5,9 +5,13 @@
 3. Email types: a copy on ``emailservice::v7``.
 4. An explicit channel: ``global`` plus that channel, skipping 2 and 3.
 
-Fixed here (reference quirks): an explicit ``global`` writes once, not twice; all copies of one
-publish share one event id (unless ``share_event_id=False``) and are written, with the workflow
-entry, in ONE MULTI/EXEC.
+Ids as in the reference: every channel copy gets its own fresh event id unless the caller passes
+``event_id`` (then every copy carries it). This is not a quirk: the reference's consumers mark
+an event processed per tenant + event id across channels, so copies sharing a generated id
+would be skipped after the first one. The workflow entry carries the ``global`` copy's id.
+
+Fixed here (reference quirks): an explicit ``global`` writes once, not twice; the copies and the
+workflow entry are written in ONE MULTI/EXEC.
 """
 
 from __future__ import annotations
@@ -116,7 +120,6 @@ def prepare_event(
     *,
     channel: str | None = None,
     event_id: str | None = None,
-    share_event_id: bool = True,
     force: bool = False,
     hooks: WorkflowHooks | None = None,
     idempotency_key: str | None = None,
@@ -132,7 +135,6 @@ def prepare_event(
         hooks=hooks,
         idempotency_key=idempotency_key,
         tenant=tenant,
-        share_event_id=share_event_id,
     )
 
 
@@ -144,7 +146,6 @@ async def publish_event(
     channel: str | None = None,
     event_id: str | None = None,
     strict: bool = True,
-    share_event_id: bool = True,
     force: bool = False,
     hooks: WorkflowHooks | None = None,
     idempotency_key: str | None = None,
@@ -166,7 +167,6 @@ async def publish_event(
             payload,
             channel=channel,
             event_id=event_id,
-            share_event_id=share_event_id,
             force=force,
             hooks=hooks,
             idempotency_key=idempotency_key,

@@ -41,7 +41,8 @@ async def first_event_id(bus: EventBus, tenant: str, key: str) -> str | None:
         value = await bus.client.get(idempotency_marker_key(bus, tenant, key))
     if value is None:
         return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # The marker holds the event id, then (for a fan-out) each stream's id: the first is the event's.
+    return (value.decode() if isinstance(value, bytes) else str(value)).partition(",")[0]
 
 
 async def forget_idempotency_key(bus: EventBus, tenant: str, key: str) -> bool:

@@ -98,7 +98,6 @@ def prepare_workflow_event(
     correlation_key: str | None = None,
     channel: str | None = None,
     event_id: str | None = None,
-    share_event_id: bool = True,
     dedupe: bool = True,
 ) -> PreparedEvent:
     """Enrich, validate and encode one workflow publish with its fan-out (no I/O)."""
@@ -121,7 +120,6 @@ def prepare_workflow_event(
         data,
         channel=channel,
         event_id=event_id,
-        share_event_id=share_event_id,
         hooks=hooks,
         idempotency_key=key,
         tenant=ctx.tenant_id,
@@ -142,7 +140,6 @@ async def publish_workflow_event(
     channel: str | None = None,
     event_id: str | None = None,
     strict: bool = True,
-    share_event_id: bool = True,
     dedupe: bool = True,
     batch: bool = True,
 ) -> PublishResult:
@@ -165,7 +162,6 @@ async def publish_workflow_event(
             correlation_key=correlation_key,
             channel=channel,
             event_id=event_id,
-            share_event_id=share_event_id,
             dedupe=dedupe,
         )
         return (await bus.write((prepared,), batch=batch))[0]

@@ -375,7 +375,7 @@ class InboundEmailReplyReceived(Payload, frozen=True, kw_only=True):
     thread_id: NonEmptyStr = field(name="threadId")
     ticket_id: Uuid | UnsetType = field(default=UNSET, name="ticketId")
     from_: Email = field(name="from")
-    to: Annotated[list[str], Meta(min_length=1)]
+    to: Annotated[list[Email], Meta(min_length=1)]
     subject: str | UnsetType = UNSET
     received_at: IsoDateTime | UnsetType = field(default=UNSET, name="receivedAt")
     provider: NonEmptyStr
@@ -412,8 +412,8 @@ class OutboundEmailQueued(Payload, frozen=True, kw_only=True):
     thread_id: Uuid | UnsetType = field(default=UNSET, name="threadId")
     ticket_id: Uuid | UnsetType = field(default=UNSET, name="ticketId")
     from_: Email = field(name="from")
-    to: Annotated[list[str], Meta(min_length=1)]
-    cc: Annotated[list[str], Meta(min_length=1)] | UnsetType = UNSET
+    to: Annotated[list[Email], Meta(min_length=1)]
+    cc: Annotated[list[Email], Meta(min_length=1)] | UnsetType = UNSET
     subject: str | UnsetType = UNSET
     queued_at: IsoDateTime | UnsetType = field(default=UNSET, name="queuedAt")
     provider: NonEmptyStr

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from msgspec import UNSET, Meta, UnsetType, field
 
 from .._common import Payload
-from .._types import ActorType, Email, IsoDate, IsoDateTime, NonEmptyStr, Uuid
+from .._types import ActorType, Email, IsoDateTime, NonEmptyStr, Uuid
 
 __all__ = [
     "AppointmentAssigned",
@@ -147,7 +147,7 @@ class CapacityThresholdReached(Payload, frozen=True, kw_only=True):
     actor_contact_id: Uuid | UnsetType = field(default=UNSET, name="actorContactId")
     actor_type: ActorType | UnsetType = field(default=UNSET, name="actorType")
     team_id: Uuid = field(name="teamId")
-    date: IsoDate
+    date: NonEmptyStr
     capacity_limit: Annotated[float, Meta(ge=0)] = field(name="capacityLimit")
     current_booked: Annotated[float, Meta(ge=0)] = field(name="currentBooked")
     triggered_at: IsoDateTime | UnsetType = field(default=UNSET, name="triggeredAt")

@@ -194,9 +194,8 @@ async def _cleanup(
             await client.xgroup_destroy(WORKFLOW_STREAM, group)
         except Exception as exc:  # the stream may be gone
             log.debug("could not destroy group %s: %s", group, exc)
+    # Our processed markers live under the prefix too; the reference's marker sets are never touched.
     keys = [key async for key in client.scan_iter(match=f"{settings.prefix}*", count=1000)]
-    for marker_key in (Keys.processed_events(tenant), Keys.processed_handlers(tenant)):
-        keys += [marker_key, f"{marker_key}:prev", f"{marker_key}:born"]  # the sets and their rotation keys
     deleted = 0
     for i in range(0, len(keys), 500):
         deleted += int(await client.delete(*keys[i : i + 500]))
@@ -285,7 +284,7 @@ async def run_demo(opts: DemoOptions, progress: Progress | None = None) -> DemoR
                         await client.xgroup_destroy(WORKFLOW_STREAM, workflow_group)
                         report.data = (
                             f"   data kept: keys under {prefix!r}; workflow entries of tenant {tenant} in "
-                            f"{WORKFLOW_STREAM}; processed markers processed_events:{tenant}"
+                            f"{WORKFLOW_STREAM}"
                         )
                     else:
                         with anyio.CancelScope(shield=True):

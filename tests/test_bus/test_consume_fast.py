@@ -196,7 +196,7 @@ async def test_one_read_of_two_streams_and_three_tenants(backend: aioredis.Redis
         for channel, events in sent.items():
             for event_id, tenant in events:
                 member = f"{group}|{channel}|{event_id}"
-                assert await backend.sismember(bus.keys.processed_events(tenant), member), (channel, event_id)
+                assert await backend.sismember(bus.keys.marker_events(tenant), member), (channel, event_id)
         for stream in streams.values():
             pending: Any = await backend.xpending(stream, group)
             assert pending["pending"] == 0
@@ -209,5 +209,5 @@ async def test_one_read_of_two_streams_and_three_tenants(backend: aioredis.Redis
             b"\x00\xff",
         )
         for tenant in tenants:
-            for key in (bus.keys.processed_events(tenant), bus.keys.processed_handlers(tenant)):
+            for key in (bus.keys.marker_events(tenant), bus.keys.marker_handlers(tenant)):
                 await backend.delete(key)

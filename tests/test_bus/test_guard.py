@@ -270,7 +270,7 @@ async def test_earlier_handlers_are_marked_before_the_entry_is_acked(backend: ai
 
         @bus.subscriber("TICKET_CREATED", subscriber_id="second")
         async def second(delivery: Delivery) -> None:
-            key = bus.keys.processed_handlers(delivery.tenant_id)
+            key = bus.keys.marker_handlers(delivery.tenant_id)
             member = delivery.effect_key.rsplit(":", 1)[0] + ":first"
             with anyio.fail_after(5):
                 await until(lambda: backend.sismember(key, member))  # type: ignore[arg-type,return-value]

@@ -144,23 +144,22 @@ async def test_other_channel_writes_no_workflow_entry(backend: aioredis.Redis, t
     assert list(result.entries) == [stream]
 
 
-async def test_channels_share_one_envelope_unless_opted_out(backend: aioredis.Redis, test_prefix: str) -> None:
-    """Copies on several channels carry the same envelope; share_event_id=False gives each its own id."""
-    chans = ("global", "internal-notifications")
+async def test_channels_get_their_own_ids_unless_one_is_given(backend: aioredis.Redis, test_prefix: str) -> None:
+    """Copies on several channels get distinct fresh ids (global's is the workflow entry's); a given event_id is shared."""
+    chans = ("internal-notifications", "global")  # global not first: its copy still carries the primary id
+    given = "5d2f2a1e-7c1b-4b7a-8f0e-2c3d4e5f6a7b"
     async with open_bus(backend, test_prefix) as bus:
         with anyio.fail_after(5):
-            shared = await bus.write([bus.prepare("TICKET_CREATED", ticket_created(), channel=chans)])
-            own = await bus.write(
-                [bus.prepare("TICKET_CREATED", ticket_created(), channel=chans, share_event_id=False)]
-            )
+            own = await bus.write([bus.prepare("TICKET_CREATED", ticket_created(), channel=chans)])
+            shared = await bus.write([bus.prepare("TICKET_CREATED", ticket_created(), channel=chans, event_id=given)])
             g = await entries(backend, bus.keys.stream("global", "TICKET_CREATED"))
             n = await entries(backend, bus.keys.stream("internal-notifications", "TICKET_CREATED"))
-            wf = await workflow_entries(backend, shared[0].event_id, own[0].event_id)
-    assert g[0][b"event"] == n[0][b"event"]
-    first, second = (json.loads(e[b"event"])["id"] for e in (g[1], n[1]))
-    assert first == own[0].event_id and second != first
-    assert own[0].event_id_of(bus.keys.stream("internal-notifications", "TICKET_CREATED")) == second
-    assert [dict(w)[b"event_id"].decode() for w in wf] == [shared[0].event_id, own[0].event_id]
+            wf = await workflow_entries(backend, own[0].event_id, shared[0].event_id)
+    g_first, n_first = (json.loads(e[b"event"])["id"] for e in (g[0], n[0]))
+    assert g_first == own[0].event_id and n_first != g_first
+    assert own[0].event_id_of(bus.keys.stream("internal-notifications", "TICKET_CREATED")) == n_first
+    assert g[1][b"event"] == n[1][b"event"] and json.loads(g[1][b"event"])["id"] == given == shared[0].event_id
+    assert [dict(w)[b"event_id"].decode() for w in wf] == [own[0].event_id, given]
 
 
 INVALID: list[Any] = [

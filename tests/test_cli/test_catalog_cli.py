@@ -269,6 +269,53 @@ def test_validate_nested_path_in_an_array(capsys: pytest.CaptureFixture[str], tm
     assert "invalid $.payload.executionWindowKinds[1]: Invalid enum value 'weekly'" in err
 
 
+def test_validate_capacity_threshold_date_is_any_non_empty_string(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """CAPACITY_THRESHOLD_REACHED.date is a non-empty string, not a date: "next tuesday" is valid, "" is not."""
+    doc = {
+        "tenantId": "acme",
+        "occurredAt": "2026-01-23T10:11:12.345Z",
+        "teamId": TICKET_ID,
+        "date": "next tuesday",
+        "capacityLimit": 10,
+        "currentBooked": 11,
+    }
+    code, out, err = run(capsys, "validate", "CAPACITY_THRESHOLD_REACHED", write(tmp_path, doc))
+    assert (code, err) == (0, "") and out.startswith("valid")
+    code, _, err = run(capsys, "validate", "CAPACITY_THRESHOLD_REACHED", write(tmp_path, {**doc, "date": ""}))
+    assert code == 1 and "invalid $.payload.date" in err
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field", "values", "path"),
+    [
+        pytest.param("OUTBOUND_EMAIL_QUEUED", "to", ["not-an-email"], "$.payload.to[0]", id="queued-to"),
+        pytest.param("OUTBOUND_EMAIL_QUEUED", "cc", ["a@b.co", "bad"], "$.payload.cc[1]", id="queued-cc"),
+        pytest.param("INBOUND_EMAIL_REPLY_RECEIVED", "to", ["not-an-email"], "$.payload.to[0]", id="reply-to"),
+    ],
+)
+def test_validate_email_list_items_must_be_emails(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, event_type: str, field: str, values: list[str], path: str
+) -> None:
+    """Email address lists check each item (item_format email): the error names the item's path."""
+    doc: dict[str, Any] = {
+        "tenantId": "acme",
+        "occurredAt": "2026-01-23T10:11:12.345Z",
+        "messageId": TICKET_ID,
+        "from": "desk@example.com",
+        "to": ["ok@example.com"],
+        "provider": "smtp",
+    }
+    if event_type == "INBOUND_EMAIL_REPLY_RECEIVED":  # a string message id, plus the thread and match
+        doc |= {"messageId": "<m1@example.com>", "threadId": "thread-1", "matchedBy": "header"}
+    code, out, err = run(capsys, "validate", event_type, write(tmp_path, doc))
+    assert (code, err) == (0, ""), err
+    code, _, err = run(capsys, "validate", event_type, write(tmp_path, {**doc, field: values}))
+    assert code == 1
+    assert err.startswith(f"bus validate: {event_type}: invalid {path}: ") and "email" in err
+
+
 def test_validate_catalog_flag(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """``--catalog`` checks the catalog shape: a legacy payload fails there."""
     code, out, err = run(capsys, "validate", "--catalog", "TICKET_UPDATED", write(tmp_path, LEGACY))

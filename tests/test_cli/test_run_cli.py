@@ -377,7 +377,7 @@ async def test_bus_run_all_processes_events_and_stops_cleanly_on_sigterm(
         assert any("SIGTERM received" in line for line in daemon.lines)
         assert all(json.loads(line) for line in daemon.lines)  # every line is JSON
     finally:
-        for key in (Keys.processed_events(tenant), Keys.processed_handlers(tenant)):
+        for key in (Keys(test_prefix).marker_events(tenant), Keys(test_prefix).marker_handlers(tenant)):
             await real_client.delete(key, f"{key}:prev", f"{key}:born")
         with contextlib.suppress(Exception):
             await real_client.xgroup_destroy(WORKFLOW_STREAM, group)

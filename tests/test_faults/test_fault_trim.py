@@ -36,7 +36,7 @@ PUBLISH_BATCH = 1000
 #: A channel of its own: ``global`` would add a workflow entry to every publish.
 CHANNEL = "trim-load"
 STREAM = Keys().stream(CHANNEL, EVENT_TYPE)
-MARKERS = Keys.processed_events("tenant-faults")
+MARKERS = Keys().marker_events("tenant-faults")
 
 
 def _group(r: redis.Redis, stream: str) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def test_fanout_channels(event_type: str, channel: str | None, expected: tuple[s
         pytest.param("TICKET_CREATED", G, (G,), id="explicit-global"),
     ],
 )
-async def test_copies_share_one_envelope_and_one_transaction(
+async def test_copies_get_their_own_ids_in_one_transaction(
     backend: aioredis.Redis,
     test_prefix: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -75,7 +75,7 @@ async def test_copies_share_one_envelope_and_one_transaction(
     channel: str | None,
     expected: tuple[str, ...],
 ) -> None:
-    """Each channel gets one copy of the same envelope, the workflow entry is written once, all in one MULTI/EXEC."""
+    """Each channel gets one copy with its own fresh id (global's = the result's = the workflow entry's), in one MULTI/EXEC."""
     async with open_bus(backend, test_prefix) as bus:
         spy = SendSpy(backend, monkeypatch)
         with anyio.fail_after(5):
@@ -86,25 +86,57 @@ async def test_copies_share_one_envelope_and_one_transaction(
     streams = [bus.keys.stream(ch, event_type) for ch in expected]
     assert keys == sorted(s.encode() for s in streams)
     assert all(len(c) == 1 for c in copies.values())
-    envelopes = {c[0][b"event"] for c in copies.values()}
-    assert len(envelopes) == 1 and json.loads(envelopes.pop())["id"] == result.event_id
+    envelopes = {ch: json.loads(c[0][b"event"]) for ch, c in copies.items()}
+    ids = {ch: env["id"] for ch, env in envelopes.items()}
+    assert len(set(ids.values())) == len(expected)  # distinct per copy
+    assert ids[G] == result.event_id
+    assert all(result.event_id_of(s) == ids[ch] for ch, s in zip(expected, streams, strict=True))
+    assert all(
+        {k: v for k, v in env.items() if k != "id"} == {k: v for k, v in envelopes[G].items() if k != "id"}
+        for env in envelopes.values()
+    )  # the same envelope otherwise
     assert [c[0][b"channel"].decode() for c in copies.values()] == list(expected)
-    assert len(wf) == 1
+    assert len(wf) == 1 and dict(wf[0])[b"event_id"].decode() == result.event_id
     assert list(result.entries) == [WORKFLOW_STREAM, *streams]
     assert spy.names(0) == [b"MULTI"] + [b"XADD"] * (len(expected) + 1) + [b"EXEC"]
 
 
-async def test_copies_may_get_their_own_ids(backend: aioredis.Redis, test_prefix: str) -> None:
-    """share_event_id=False gives each channel copy a fresh id (the reference's behaviour); global keeps the first."""
+@pytest.mark.parametrize("idempotency_key", [None, "k-explicit"], ids=["plain", "idempotent"])
+async def test_an_explicit_event_id_is_carried_by_every_copy(
+    backend: aioredis.Redis, test_prefix: str, idempotency_key: str | None
+) -> None:
+    """With event_id given, every copy and the workflow entry carry that id (as the reference does)."""
+    event_id = "0b7c3c8e-51a4-4f0e-9d0c-3a6f1c2b9e11"
     async with open_bus(backend, test_prefix) as bus:
         with anyio.fail_after(5):
-            result = await publish_event(bus, "TICKET_CREATED", ticket_created(), share_event_id=False)
+            result = await publish_event(
+                bus, "TICKET_CREATED", ticket_created(), event_id=event_id, idempotency_key=idempotency_key
+            )
             ids = {
                 ch: json.loads((await entries(backend, bus.keys.stream(ch, "TICKET_CREATED")))[0][b"event"])["id"]
                 for ch in (G, N, E)
             }
-    assert ids[G] == result.event_id and len(set(ids.values())) == 3
-    assert all(result.event_id_of(bus.keys.stream(ch, "TICKET_CREATED")) == ids[ch] for ch in (G, N, E))
+            wf = await workflow_entries(backend, event_id)
+    assert ids == {G: event_id, N: event_id, E: event_id}
+    assert result.event_id == event_id and result.event_ids is None
+    assert len(wf) == 1
+
+
+async def test_an_idempotent_retry_returns_the_first_writes_ids(backend: aioredis.Redis, test_prefix: str) -> None:
+    """An idempotent fan-out writes distinct ids per copy; a retry writes nothing and returns those same ids."""
+    async with open_bus(backend, test_prefix) as bus:
+        with anyio.fail_after(5):
+            first = await publish_event(bus, "TICKET_CREATED", ticket_created(), idempotency_key="retry-1")
+            again = await publish_event(bus, "TICKET_CREATED", ticket_created(), idempotency_key="retry-1")
+            counts = [len(await entries(backend, bus.keys.stream(ch, "TICKET_CREATED"))) for ch in (G, N, E)]
+            ids = {
+                ch: json.loads((await entries(backend, bus.keys.stream(ch, "TICKET_CREATED")))[0][b"event"])["id"]
+                for ch in (G, N, E)
+            }
+    assert counts == [1, 1, 1]
+    assert len(set(ids.values())) == 3 and ids[G] == first.event_id
+    assert again.duplicate and again.event_id == first.event_id and again.entries == {}
+    assert all(again.event_id_of(bus.keys.stream(ch, "TICKET_CREATED")) == ids[ch] for ch in (G, N, E))
 
 
 async def test_strict_raises_and_writes_nothing(backend: aioredis.Redis, test_prefix: str) -> None:

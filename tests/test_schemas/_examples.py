@@ -127,6 +127,8 @@ def _item_fact(f: dict[str, Any]) -> dict[str, Any]:
     fact: dict[str, Any] = {"name": f["name"], "type": f["items"], "required": True}
     if f["items"] == "enum":
         fact["enum"] = f["item_enum"]
+    if f.get("item_format"):
+        fact["format"] = f["item_format"]
     return fact
 
 

@@ -245,7 +245,7 @@ def fact_rows(fields: list[dict[str, Any]], prefix: str = "") -> dict[str, tuple
         elif kind == "string" and f.get("format"):
             kind = f["format"]
         elif kind == "array":
-            kind = "array<" + ("object" if f["items"] == "object" else f["items"]) + ">"
+            kind = "array<" + ("object" if f["items"] == "object" else f.get("item_format") or f["items"]) + ">"
         elif kind == "object" and f.get("record"):
             kind = "map<string, " + f["values"] + ">"
         out[path] = (kind, f["required"])

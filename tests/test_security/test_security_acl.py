@@ -42,24 +42,17 @@ def test_service_acl_matches_the_documented_email_service_line() -> None:
     user = service_acl("email", channels=["emailservice::v7"], roles=["consume", "notify"])
     assert user.command_line() == (
         "ACL SETUSER svc-email reset on >*** resetkeys ~alga-psa:event-stream:emailservice::v7:* "
-        "~processed_events:* ~processed_event_handlers:* ~alga-psa:effect:* resetchannels "
+        "~alga-psa:processed:* ~alga-psa:processed-handlers:* ~alga-psa:effect:* resetchannels "
         "&alga-psa:internal-notifications:* -@all +ping +multi +exec +discard +xgroup|create +xreadgroup +xack "
         "+xclaim +xautoclaim +xpending +xrange +xadd +xinfo|stream +xinfo|groups +sadd +smismember +expire "
         "+eval +rename +watch +unwatch +exists +set +publish"
     )
 
 
-def test_tenant_acl_is_confined_to_the_tenant_prefix_and_its_marker_keys() -> None:
-    """tenant-acme: its prefix, its marker sets and their rotation keys, append-only workflow, no SCAN."""
+def test_tenant_acl_is_confined_to_the_tenant_prefix() -> None:
+    """tenant-acme: its prefix (markers included), append-only workflow, no SCAN, never the reference's marker sets."""
     user = tenant_acl("acme", roles=["publish", "consume", "inspect", "notify"])
-    assert user.keys == (
-        "~alga-psa:tenant:acme:*",
-        "~processed_events:acme",
-        "~processed_events:acme:*",
-        "~processed_event_handlers:acme",
-        "~processed_event_handlers:acme:*",
-        "%W~workflow:events:global",
-    )
+    assert user.keys == ("~alga-psa:tenant:acme:*", "%W~workflow:events:global")
     assert user.channels == ("&alga-psa:tenant:acme:internal-notifications:acme:*",)
     assert "scan" not in user.commands and "publish" in user.commands
     assert not any(c in user.commands for c in ("config", "flushall", "acl", "keys", "del", "info"))
@@ -120,8 +113,8 @@ async def test_tenant_a_is_denied_tenant_b_keys_and_admin_commands(acl_redis: Ac
             ("XACK", lambda: client.xack(stream_b, "event-processors", "1-0")),
             ("XGROUP CREATE", lambda: client.xgroup_create(stream_b, "mine", id="0")),
             ("XPENDING", lambda: client.xpending(stream_b, "event-processors")),
-            ("SADD", lambda: client.sadd("processed_events:B", "x")),
-            ("SMISMEMBER", lambda: client.smismember("processed_event_handlers:B", ["x"])),
+            ("SADD", lambda: client.sadd(keys_b.marker_events("B"), "x")),
+            ("SMISMEMBER", lambda: client.smismember(keys_b.marker_handlers("B"), ["x"])),
             ("GET", lambda: client.get(f"{keys_b.prefix}idempotency:B:k")),
             ("PUBLISH", lambda: client.publish(keys_b.notification_channel("B", "u1"), "hi")),
         ]

@@ -59,6 +59,8 @@ def test_all_fifteen_kinds_of_invalid_id_are_refused_by_every_key_builder() -> N
     builders: list[Callable[[str], object]] = [
         Keys.processed_events,
         Keys.processed_handlers,
+        Keys().marker_events,
+        Keys().marker_handlers,
         lambda t: Keys().notification_channel(t, "user-1"),
         tenant_prefix,
         tenant_acl,
@@ -69,7 +71,7 @@ def test_all_fifteen_kinds_of_invalid_id_are_refused_by_every_key_builder() -> N
             with pytest.raises(InvalidTenantIdError):
                 build(tenant)
             refused += 1
-    assert refused == 15 * 5
+    assert refused == 15 * 7
 
 
 @pytest.mark.parametrize("tenant", VALID)
@@ -77,6 +79,7 @@ def test_valid_tenant_ids_pass_unchanged(tenant: str) -> None:
     """uuids, slugs, 128 characters and non-ASCII letters are accepted as they are."""
     assert check_tenant_id(tenant) == tenant
     assert Keys.processed_events(tenant) == f"processed_events:{tenant}"
+    assert Keys().marker_events(tenant) == f"alga-psa:processed:{tenant}"
     assert tenant_prefix(tenant) == f"alga-psa:tenant:{tenant}:"
 
 
@@ -113,6 +116,6 @@ async def test_consumer_dead_letters_an_event_with_an_invalid_tenant_without_bui
         [dead] = await bus.dead_letters("TICKET_CREATED")
         assert dead.reason == "invalid"
         assert "invalid tenant id 'acme*'" in dead.last_error and "glob" in dead.last_error
-        found: list[Any] = await bus.client.keys("processed_event*")
+        found: list[Any] = await bus.client.keys("*processed*")
         keys = sorted(k.decode() for k in found)
-        assert keys == ["processed_events:acme", "processed_events:acme:born"]
+        assert keys == [bus.keys.marker_events("acme"), bus.keys.marker_events("acme") + ":born"]

@@ -144,7 +144,7 @@ async def test_demo_on_real_redis_cleans_up(
     check_report(report, tmp_path)
     assert report["backend"].startswith("Redis at")
     assert [k async for k in real_client.scan_iter(match=f"{test_prefix}*")] == []
-    assert await real_client.exists(f"processed_events:{report['tenant']}") == 0
+    assert await real_client.exists(f"processed_events:{report['tenant']}") == 0  # the reference's: never written
     groups: Any = await real_client.xinfo_groups(WORKFLOW_STREAM)
     assert not [g for g in groups if g["name"].decode().startswith("demo-")]
     rows: Any = await real_client.xrange(WORKFLOW_STREAM)
