@@ -599,6 +599,7 @@ async def _publish(bus: EventBus, args: argparse.Namespace) -> int:
                 "event_id": result.event_id,
                 "event_type": result.event_type,
                 "entries": result.entries,
+                "event_ids": {stream: result.event_id_of(stream) for stream in result.entries},
                 "duplicate": result.duplicate,
             }
         )
@@ -608,7 +609,8 @@ async def _publish(bus: EventBus, args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"published {event_type} {result.event_id}")
     for stream, entry_id in result.entries.items():
-        print(f"  {stream}  {entry_id}")
+        copy_id = result.event_id_of(stream)
+        print(f"  {stream}  {entry_id}" + (f"  (id {copy_id})" if copy_id != result.event_id else ""))
     return EXIT_OK
 
 

@@ -125,11 +125,11 @@ class Markers:
         self.timeout_s = timeout_s
 
     def event_member(self, channel: str, event_id: str) -> str:
-        """``{group}|{channel}|{eventId}`` in ``processed_events:{tenantId}``."""
+        """``{group}|{channel}|{eventId}`` in ``{prefix}processed:{tenantId}``."""
         return f"{self.group}|{channel}|{event_id}"
 
     def handler_member(self, channel: str, event_id: str, handler_key: str) -> str:
-        """``{group}|{channel}|{eventId}:{handlerKey}`` in ``processed_event_handlers:{tenantId}``."""
+        """``{group}|{channel}|{eventId}:{handlerKey}`` in ``{prefix}processed-handlers:{tenantId}``."""
         return f"{self.group}|{channel}|{event_id}:{handler_key}"
 
     def events_key(self, tenant_id: str) -> str:

@@ -90,8 +90,8 @@ _DATETIME_RE = re.compile(DATETIME_PATTERN)
 IDMP_PRODUCER = b"psa-event-bus"
 
 #: KEYS[1] = marker key; KEYS[2..] = streams, in write order.
-#: ARGV[1] = what the marker keeps (the event id, or
-#: ``event_id,id_per_stream...`` when the copies carry their own ids); ARGV[2] = window (s); ARGV[3] = n XADD options, then the
+#: ARGV[1] = what the marker keeps (the event id, or ``event_id,id_per_stream...`` when the
+#: copies carry their own ids); ARGV[2] = window (s); ARGV[3] = n XADD options, then the
 #: options (``IDMP pid iid`` where supported, then ``MAXLEN ~ n``); then per stream: the number
 #: of field/value arguments followed by them.
 #: Returns ``{1, entry_id...}`` when written, ``{0, first_event_id}`` for a repeat. Every
@@ -783,8 +783,8 @@ class Publisher:
         ids = tuple(e for p in prepared for e in (p.event_ids or (p.event_id,)))
         return PublishOutcomeUnknownError(
             f"the connection failed after {len(prepared)} event(s) were sent ({type(exc).__name__}: {exc}); they "
-            "may or may not be written. Publish again with the same event_id (consumers dedupe on it) "
-            "or with an idempotency key.",
+            "may or may not be written. Publish again with an idempotency key (a fan-out keeps its per-copy "
+            "ids), or, for a single-channel publish, with the same event_id (consumers dedupe on it).",
             ids,
         )
 

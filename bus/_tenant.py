@@ -1,10 +1,10 @@
 """Tenant ids that are safe inside key names, key patterns and ACL rules.
 
-A tenant id ends up in keys (``processed_events:{tenant}``, idempotency markers, notification
+A tenant id ends up in keys (``{prefix}processed:{tenant}``, idempotency markers, notification
 channels, a tenant's key prefix) and in the ACL patterns that confine a tenant's user to those
-keys (``~processed_events:{tenant}``, ``~alga-psa:tenant:{tenant}:*``). So it must not carry:
+keys (``~alga-psa:tenant:{tenant}:*``). So it must not carry:
 
-- glob characters ``* ? [ ] \\``: ``~processed_events:a*`` would grant every tenant starting with
+- glob characters ``* ? [ ] \\``: ``~alga-psa:tenant:a*`` would grant every tenant starting with
   ``a``, and a SCAN ``MATCH`` would widen the same way;
 - hash-tag braces ``{ }``: in Redis Cluster a tenant id ``{x}`` would decide the slot of keys
   that are not its own (and pin unrelated tenants' keys to one slot);

@@ -278,7 +278,7 @@ async def run_demo(opts: DemoOptions, progress: Progress | None = None) -> DemoR
                     tg.cancel_scope.cancel()
             finally:
                 progress.stage = "cleanup"
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
                 if not fake:
                     if opts.keep:
                         await client.xgroup_destroy(WORKFLOW_STREAM, workflow_group)

@@ -145,7 +145,7 @@ async def test_other_channel_writes_no_workflow_entry(backend: aioredis.Redis, t
 
 
 async def test_channels_get_their_own_ids_unless_one_is_given(backend: aioredis.Redis, test_prefix: str) -> None:
-    """Copies on several channels get distinct fresh ids (global's is the workflow entry's); a given event_id is shared."""
+    """Copies on several channels get distinct fresh ids (global's is the workflow's); a given event_id is shared."""
     chans = ("internal-notifications", "global")  # global not first: its copy still carries the primary id
     given = "5d2f2a1e-7c1b-4b7a-8f0e-2c3d4e5f6a7b"
     async with open_bus(backend, test_prefix) as bus:

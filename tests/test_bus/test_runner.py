@@ -49,9 +49,7 @@ async def test_cancel_finishes_in_flight_work_and_leaves_the_rest_pending(
         entries: Any = await backend.xrange(stream)
         assert sorted(p["message_id"] for p in pending) == sorted(e for e, _ in entries)[1:]
         markers = [
-            await backend.sismember(
-                bus.keys.marker_events(p["tenantId"]), f"{bus.settings.consumer_group}|global|{i}"
-            )
+            await backend.sismember(bus.keys.marker_events(p["tenantId"]), f"{bus.settings.consumer_group}|global|{i}")
             for p, i in zip(payloads, ids, strict=True)
         ]
         assert markers == [1, 0, 0]

@@ -309,7 +309,7 @@ def test_validate_email_list_items_must_be_emails(
     }
     if event_type == "INBOUND_EMAIL_REPLY_RECEIVED":  # a string message id, plus the thread and match
         doc |= {"messageId": "<m1@example.com>", "threadId": "thread-1", "matchedBy": "header"}
-    code, out, err = run(capsys, "validate", event_type, write(tmp_path, doc))
+    code, _, err = run(capsys, "validate", event_type, write(tmp_path, doc))
     assert (code, err) == (0, ""), err
     code, _, err = run(capsys, "validate", event_type, write(tmp_path, {**doc, field: values}))
     assert code == 1

@@ -507,7 +507,7 @@ async def test_publish_valid_prints_ids_and_writes(
 async def test_publish_from_stdin_with_fanout(
     cli: Cli, real_client: aioredis.Redis, test_prefix: str, monkeypatch: Any
 ) -> None:
-    """``--payload -`` reads stdin; ``--fanout`` writes the reference's copies with one event id."""
+    """``--payload -`` reads stdin; ``--fanout`` writes the reference's copies, each with its own event id."""
 
     class Stdin(io.StringIO):
         buffer = io.BytesIO(json.dumps(payload()).encode())
@@ -523,10 +523,13 @@ async def test_publish_from_stdin_with_fanout(
         keys.stream("internal-notifications", "TICKET_CREATED"),
         keys.stream("emailservice::v7", "TICKET_CREATED"),
     }
+    ids = {}
     for stream in doc["entries"]:
         if stream != WORKFLOW_STREAM:
             (entry,) = await xrange(real_client, stream)
-            assert json.loads(entry[1][b"event"])["id"] == doc["event_id"]
+            ids[stream] = json.loads(entry[1][b"event"])["id"]
+    assert ids == {s: i for s, i in doc["event_ids"].items() if s != WORKFLOW_STREAM}
+    assert len(set(ids.values())) == 3 and ids[keys.stream("global", "TICKET_CREATED")] == doc["event_id"]
 
 
 @pytest.mark.parametrize(

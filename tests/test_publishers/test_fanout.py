@@ -75,7 +75,7 @@ async def test_copies_get_their_own_ids_in_one_transaction(
     channel: str | None,
     expected: tuple[str, ...],
 ) -> None:
-    """Each channel gets one copy with its own fresh id (global's = the result's = the workflow entry's), in one MULTI/EXEC."""
+    """Each channel gets one copy with its own fresh id (global's = the result's = the workflow's), one MULTI/EXEC."""
     async with open_bus(backend, test_prefix) as bus:
         spy = SendSpy(backend, monkeypatch)
         with anyio.fail_after(5):

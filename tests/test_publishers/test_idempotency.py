@@ -117,7 +117,7 @@ async def test_tenants_do_not_share_keys(backend: aioredis.Redis, test_prefix: s
 
 
 async def test_marker_layout_and_helpers(backend: aioredis.Redis, test_prefix: str) -> None:
-    """The marker ``{prefix}idempotency:{tenant}:{key}`` holds the event id, then each stream's; helpers read and forget it."""
+    """The marker ``{prefix}idempotency:{tenant}:{key}`` holds the event id, then each stream's; helpers read it."""
     async with open_bus(backend, test_prefix) as bus:
         marker = idempotency_marker_key(bus, "tenant-a", "order:9")
         assert marker == f"{test_prefix}idempotency:tenant-a:order:9"
