@@ -6,6 +6,7 @@ class owns the lifecycle and hands both the same settings, keys and client.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
@@ -23,7 +24,14 @@ from ._codec import now_iso
 from ._consume import Consumer, ConsumerStats, make_subscription
 from ._deadletter import DeadLetter, read_dead_letters
 from ._delivery import Handler, Subscription
-from ._errors import BusClosedError, BusError, ConfigurationError, PayloadTooLargeError, PayloadValidationError
+from ._errors import (
+    BackendRefusedError,
+    BusClosedError,
+    BusError,
+    ConfigurationError,
+    PayloadTooLargeError,
+    PayloadValidationError,
+)
 from ._inspect import BusStatus, discover_streams, inspect_streams
 from ._keys import CHANNEL_GLOBAL, Keys
 from ._publish import PreparedEvent, Publisher, PublishResult, WorkflowHooks
@@ -44,6 +52,9 @@ __all__ = ["STREAM_CHUNK", "EventBus"]
 STREAM_CHUNK = 100
 
 H = TypeVar("H", bound=Handler)
+
+
+log = logging.getLogger("bus")
 
 
 class EventBus:
@@ -105,8 +116,14 @@ class EventBus:
     async def connect(self) -> None:
         """Check the connection and credentials, and record server capabilities."""
         self._check_open()
+        try:
+            with redis_errors("connect"):
+                await self._client.ping()
+        except BackendRefusedError as exc:
+            # Reachable and authenticated, but refusing writes (Redis answers PING with MISCONF, for
+            # one): the bus opens, and each write raises the typed error until Redis recovers.
+            log.warning("connected to Redis, but it refuses writes for now: %s", exc)
         with redis_errors("connect"):
-            await self._client.ping()
             try:
                 info = await self._client.info("server")
             except rex.ResponseError:

@@ -7,6 +7,11 @@ BusError
  +-- BackendError                Redis trouble
  |    +-- BackendUnavailableError    connection refused/reset, server loading
  |    +-- BackendTimeoutError        a command or blocking read timed out
+ |    +-- BackendRefusedError        Redis is up but refuses writes for a reason about Redis, not the event
+ |    |    +-- BackendOutOfMemoryError   OOM: maxmemory reached under noeviction
+ |    |    +-- BackendReadOnlyError      READONLY: connected to a replica (e.g. after a failover)
+ |    |    +-- BackendLoadingError       LOADING: the dataset is being loaded (also a BackendUnavailableError)
+ |    |    +-- BackendPersistenceError   MISCONF: writes stopped after a failed background save
  |    +-- GroupMissingError          NOGROUP: stream or group vanished (e.g. restart without persistence)
  |    +-- AuthenticationError        NOAUTH / WRONGPASS: fatal, never retried
  |         +-- PermissionDeniedError     NOPERM: the ACL user may not touch that key or command
@@ -26,7 +31,7 @@ reach an error's text.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from schemas import EventValidationError
 
@@ -35,6 +40,11 @@ from ._redact import redact_text
 __all__ = [
     "AuthenticationError",
     "BackendError",
+    "BackendLoadingError",
+    "BackendOutOfMemoryError",
+    "BackendPersistenceError",
+    "BackendReadOnlyError",
+    "BackendRefusedError",
     "BackendTimeoutError",
     "BackendUnavailableError",
     "BusClosedError",
@@ -83,6 +93,51 @@ class BackendUnavailableError(BackendError, ConnectionError):
 
 class BackendTimeoutError(BackendError, TimeoutError):
     """A Redis command or blocking read timed out."""
+
+
+class BackendRefusedError(BackendError):
+    """Redis is up but refused the command for a reason about Redis, not about the event; the
+    refused command did not run, and the same command can succeed once Redis recovers.
+
+    ``redis_message`` is Redis's own text; :attr:`fix` says what an operator can do, in one sentence.
+    """
+
+    #: The code Redis puts first in its error reply (``OOM``, ``READONLY``, ...).
+    code: ClassVar[str] = ""
+    #: What to do about it, in one sentence.
+    fix: ClassVar[str] = ""
+
+    def __init__(self, message: str, redis_message: str = "") -> None:
+        self.redis_message = redis_message
+        super().__init__(message)
+
+
+class BackendOutOfMemoryError(BackendRefusedError):
+    """Redis reached ``maxmemory`` with a ``noeviction`` policy and refuses writes (OOM)."""
+
+    code = "OOM"
+    fix = "free memory in Redis (trim streams, delete keys) or raise maxmemory; writes resume by themselves"
+
+
+class BackendReadOnlyError(BackendRefusedError):
+    """The server is a read-only replica (READONLY), e.g. the old master after a failover."""
+
+    code = "READONLY"
+    fix = "point REDIS_URL at the current master (or promote this server with REPLICAOF NO ONE)"
+
+
+class BackendLoadingError(BackendRefusedError, BackendUnavailableError):
+    """Redis is loading its dataset into memory and answers nothing else yet (LOADING)."""
+
+    code = "LOADING"
+    fix = "wait until Redis has loaded its dataset; it answers again by itself"
+
+
+class BackendPersistenceError(BackendRefusedError):
+    """Redis stopped accepting writes because its last background save failed (MISCONF)."""
+
+    code = "MISCONF"
+    fix = "fix the disk or permissions of Redis's dir (see its log), or set stop-writes-on-bgsave-error no"
 
 
 class GroupMissingError(BackendError):

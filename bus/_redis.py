@@ -28,6 +28,11 @@ from redis.credentials import CredentialProvider
 from ._errors import (
     AuthenticationError,
     BackendError,
+    BackendLoadingError,
+    BackendOutOfMemoryError,
+    BackendPersistenceError,
+    BackendReadOnlyError,
+    BackendRefusedError,
     BackendTimeoutError,
     BackendUnavailableError,
     BusError,
@@ -250,16 +255,55 @@ def translate_error(exc: BaseException, what: str = "") -> BusError:
     # A pipeline wraps the server's error: "Command # 1 (XPENDING ...) of pipeline caused error: NOGROUP ...".
     if text.startswith("NOGROUP") or "caused error: NOGROUP" in text:
         return GroupMissingError(f"consumer group or stream missing{where}: {text}")
+    refused = _refusal(exc, text)
+    if refused is not None:
+        return refused(f"{_REFUSALS[refused]}{where}: {text}. Fix: {refused.fix}.", text)
     if isinstance(exc, rex.TimeoutError | TimeoutError):
         return BackendTimeoutError(f"Redis timed out{where}")
-    if isinstance(exc, rex.BusyLoadingError):
-        return BackendUnavailableError(f"Redis is loading its dataset{where}")
     if isinstance(exc, rex.ConnectionError | ConnectionError | OSError):
         hint = ""
         if "reset by peer" in text or "closed by server" in text.lower():
             hint = " (if this port expects TLS, connect with rediss:// or ssl=True)"
         return BackendUnavailableError(f"Redis is unreachable{where}: {type(exc).__name__}: {text}{hint}")
     return BackendError(f"Redis error{where}: {text}")
+
+
+#: What each refusal means, as the start of its message.
+_REFUSALS: dict[type[BackendRefusedError], str] = {
+    BackendOutOfMemoryError: "Redis is out of memory (maxmemory reached, noeviction) and refused the command",
+    BackendReadOnlyError: "Redis is a read-only replica and refused the write",
+    BackendLoadingError: "Redis is loading its dataset",
+    BackendPersistenceError: "Redis refuses writes because its last background save failed",
+}
+_BY_CODE = {cls.code: cls for cls in _REFUSALS}
+_BY_CLASS: tuple[tuple[type[BaseException], type[BackendRefusedError]], ...] = (
+    (rex.OutOfMemoryError, BackendOutOfMemoryError),
+    (rex.ReadOnlyError, BackendReadOnlyError),
+    (rex.BusyLoadingError, BackendLoadingError),
+)
+
+
+def _refusal(exc: BaseException, text: str) -> type[BackendRefusedError] | None:
+    """The refusal class of a Redis-wide refusal, by redis-py's class, the reply's code, or its text.
+
+    redis-py strips the code of the errors it knows (``OOM``, ``READONLY``, ``LOADING``) and keeps
+    others whole (``MISCONF ...``); a pipeline prefixes "Command # n (...) of pipeline caused error:".
+    """
+    for rex_class, ours in _BY_CLASS:
+        if isinstance(exc, rex_class):
+            return ours
+    if not isinstance(exc, rex.ResponseError):
+        return None
+    code = getattr(exc, "status_code", None)
+    if code in _BY_CODE:
+        return _BY_CODE[code]
+    head = text.rpartition("caused error: ")[2]
+    first = head.split(" ", 1)[0]
+    if first in _BY_CODE:
+        return _BY_CODE[first]
+    if "used memory > 'maxmemory'" in head:
+        return BackendOutOfMemoryError
+    return None
 
 
 @contextmanager
