@@ -1,4 +1,4 @@
-"""``bus catalog list|show|schema|export`` and ``bus validate``: the event catalog from a shell.
+"""``bus catalog list|show|schema|example|export`` and ``bus validate``: the event catalog from a shell.
 
 Exit codes: 0 ok, 1 an invalid payload (``validate``), 2 a usage error (bad flags, an unknown
 type/ref/category with the closest names, an unreadable file). Data goes to stdout, errors to
@@ -24,6 +24,7 @@ from schemas import (
     catalog_json,
     catalog_rows,
     catalog_sql,
+    example_payload,
     field_rows,
     json_schema,
     json_schemas,
@@ -158,6 +159,13 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _example(args: argparse.Namespace) -> int:
+    spec = _resolve(args.name)
+    payload = example_payload(spec.event_type, shape=args.shape, full=not args.required_only)
+    _write(msgspec.json.format(msgspec.json.encode(payload), indent=2) + b"\n")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     rows = catalog_rows(include_bus_only=args.all)
     count, what = len(rows), "rows"
@@ -252,6 +260,22 @@ def register(sub: Any) -> None:
         help="catalog: the workflow catalog's shape (default); bus: what a publish accepts (anyOf for unions)",
     )
     schema.set_defaults(handler=_guarded("catalog schema", _schema))
+
+    example = csub.add_parser(
+        "example",
+        help="print a valid example payload of an event type",
+        description="Print a valid example payload (JSON) of one event type to stdout, to start from; "
+        "`bus catalog example T | bus validate T -` accepts it, and `bus publish T --payload -` reads it.",
+    )
+    example.add_argument("name", metavar="TYPE|REF", help=_TYPE_OR_REF)
+    example.add_argument(
+        "--shape",
+        choices=["bus", "catalog"],
+        default="bus",
+        help="bus: the first shape a publish accepts (default); catalog: the workflow catalog's shape",
+    )
+    example.add_argument("--required-only", action="store_true", help="leave the optional fields out")
+    example.set_defaults(handler=_guarded("catalog example", _example))
 
     export = csub.add_parser(
         "export",

@@ -11,6 +11,7 @@ from . import events
 from ._common import FieldChange, Payload
 from ._envelope import WORKFLOW_FIELDS, BusEvent, WorkflowEvent, decode_bus_event, encode_bus_event
 from ._errors import EventValidationError, SchemaError, UnknownEventTypeError, UnknownSchemaRefError
+from ._examples import ExampleShape, example_payload
 from ._export import (
     CATALOG_TABLE,
     JSON_SCHEMA_DIALECT,
@@ -61,6 +62,7 @@ __all__ = [
     "Email",
     "EventSpec",
     "EventValidationError",
+    "ExampleShape",
     "FieldChange",
     "FieldRow",
     "IsoDate",
@@ -82,6 +84,7 @@ __all__ = [
     "decode_bus_event",
     "encode_bus_event",
     "events",
+    "example_payload",
     "field_rows",
     "is_uuid",
     "json_schema",

@@ -347,3 +347,27 @@ def test_validate_needs_two_arguments(capsys: pytest.CaptureFixture[str]) -> Non
     code, _, err = run(capsys, "validate", "TICKET_UPDATED")
     assert code == 2
     assert "the following arguments are required: FILE|-" in err
+
+
+@pytest.mark.parametrize("shape", ["bus", "catalog"])
+def test_example_piped_into_validate_is_valid_for_every_type(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, shape: str
+) -> None:
+    """``bus catalog example T | bus validate T -`` exits 0 for each of the 282 types (both shapes)."""
+    valid = 0
+    for spec in REGISTRY:
+        code, out, err = run(capsys, "catalog", "example", spec.event_type, "--shape", shape)
+        assert (code, err) == (0, ""), err
+        stdin = io.TextIOWrapper(io.BytesIO(out.encode()))
+        monkeypatch.setattr("sys.stdin", stdin)
+        argv = ["validate", *(["--catalog"] if shape == "catalog" else []), spec.event_type, "-"]
+        code, out, err = run(capsys, *argv)
+        assert (code, err) == (0, ""), f"{spec.event_type}: {err}"
+        valid += out.startswith("valid")
+    assert valid == len(REGISTRY) == 282
+
+
+def test_example_of_an_unknown_type_suggests_names(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown type exits 2 and suggests the closest names, like the other catalog commands."""
+    code, out, err = run(capsys, "catalog", "example", "TICKET_CREATD")
+    assert (code, out) == (2, "") and "TICKET_CREATED" in err
