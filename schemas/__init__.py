@@ -23,6 +23,7 @@ from ._export import (
     field_rows,
     json_schema,
     json_schemas,
+    payload_components,
     sql_literal,
 )
 from ._registry import REGISTRY, Registry, TypedPayload, schema_ref_for, translate_validation_error
@@ -90,6 +91,7 @@ __all__ = [
     "json_schema",
     "json_schemas",
     "parse_iso",
+    "payload_components",
     "schema_ref_for",
     "sql_literal",
     "to_iso",

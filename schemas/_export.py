@@ -32,6 +32,7 @@ __all__ = [
     "field_rows",
     "json_schema",
     "json_schemas",
+    "payload_components",
     "sql_literal",
 ]
 
@@ -83,6 +84,29 @@ def json_schema(name: str, *, shape: Shape = "catalog", registry: Registry = REG
     if defs:
         schema["$defs"] = defs
     return schema
+
+
+def payload_components(
+    *, registry: Registry = REGISTRY, ref_template: str = "#/components/schemas/{name}"
+) -> tuple[dict[str, tuple[dict[str, Any], dict[str, Any]]], dict[str, Any]]:
+    """Every payload as shared components, for documents that embed them all (AsyncAPI).
+
+    Returns ``({event_type: (bus_schema, catalog_schema)}, components)``: the bus schema is a
+    ``$ref`` (or an ``anyOf`` of the legacy and domain refs, legacy first), the catalog schema a
+    ``$ref``; ``components`` holds every Struct once, referenced through ``ref_template``.
+    """
+    classes: list[type[Any]] = []
+    for spec in registry:
+        classes += [cls for _, cls in spec.variants]
+        classes.append(spec.catalog_type)
+    unique = list(dict.fromkeys(classes))
+    refs, defs = msgspec.json.schema_components(unique, ref_template=ref_template)
+    ref_of = dict(zip(unique, _ecma(refs), strict=True))
+    out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for spec in registry:
+        bus = [ref_of[cls] for _, cls in spec.variants]
+        out[spec.event_type] = ({"anyOf": bus} if len(bus) > 1 else bus[0], ref_of[spec.catalog_type])
+    return out, _ecma(defs)
 
 
 def json_schemas(*, shape: Shape = "catalog", registry: Registry = REGISTRY) -> dict[str, dict[str, Any]]:
