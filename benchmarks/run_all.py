@@ -458,6 +458,16 @@ def report(bench: Bench, timings: dict[str, Timing], rounds: int, load: tuple[fl
     return table + "\n\n" + targets + "\n" + "\n".join(notes), body
 
 
+def figures(timings: dict[str, Timing]) -> dict[str, dict[str, float]]:
+    """Events/s (median) per contender and every target and analysis ratio, for ``--json``."""
+    ratios = {
+        label: timings[ours].per_second / timings[theirs].per_second
+        for label, ours, theirs, *_ in (*TARGETS, *ANALYSIS)
+        if ours in timings and theirs in timings
+    }
+    return {"per_second": {k: t.per_second for k, t in timings.items()}, "ratios": ratios}
+
+
 async def amain(args: argparse.Namespace) -> int:
     sizes = replace(QUICK if args.quick else Sizes())
     if args.consume_events:
@@ -480,6 +490,8 @@ async def amain(args: argparse.Namespace) -> int:
     }
     console, body = report(bench, timings, rounds, load)
     print(console)
+    if args.json:
+        await anyio.Path(args.json).write_bytes(msgspec.json.encode(figures(timings)))
     if not (args.no_write or args.quick):
         write_section(HEADING, body)
         print(f"wrote the '{HEADING}' section of benchmarks/RESULTS.md")
@@ -504,6 +516,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", choices=("publish", "consume"), help="run only one half")
     parser.add_argument("--no-faststream", action="store_true", help="skip the FastStream rows")
     parser.add_argument("--memory", action="store_true", help="also run the 1,000,000-event memory benchmark")
+    parser.add_argument("--json", metavar="FILE", help="also write events/s and the ratios as JSON to FILE")
     return parser.parse_args(argv)
 
 
