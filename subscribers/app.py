@@ -1,8 +1,9 @@
 """The built-in apps of ``bus run`` and :class:`App` for your own handlers.
 
-``bus run email|notifications|workflow|all`` loads ``subscribers.app:email`` (and so on): each
-is a factory ``(environ) -> list[Service]`` that reads its configuration from the environment
-(the CLI's flags are written into that environment first, so flags win)::
+``bus run email|notifications|workflow|all`` loads ``subscribers.app:email`` (and so on), found
+through the ``psa_event_bus.services`` entry points in ``pyproject.toml``: each is a factory
+``(environ) -> list[Service]`` that reads its configuration from the environment (the CLI's
+flags, when given, are written into that environment first, so a given flag wins)::
 
     BUS_DIRECTORY_FILE      directory of users, contacts, tickets... (JSON/YAML, see FileDirectory)
     BUS_EMAIL_SENDER        smtp | file | console (default: smtp with SMTP_HOST, file with BUS_EMAIL_OUTBOX)
@@ -32,7 +33,6 @@ Your own handlers, for ``bus run myapp:app``::
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -54,6 +54,7 @@ from bus import (
     Handler,
     Service,
 )
+from bus.loader import ImportStringError, load_object
 from schemas import REGISTRY, SchemaError
 
 from .email import (
@@ -158,20 +159,11 @@ class AppSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 def _load(spec: str, variable: str) -> Any:
-    """``module:attr`` (attr may be dotted) imported at runtime."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigurationError(variable, f"{spec!r} is not an import string (module:attribute)")
+    """``module:attr`` (attr may be dotted) imported at runtime, through :mod:`bus.loader`."""
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(variable, f"cannot import {module_name!r}: {exc}") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ConfigurationError(variable, f"{module_name!r} has no attribute {attr!r}") from None
-    return obj
+        return load_object(spec)
+    except ImportStringError as exc:
+        raise ConfigurationError(variable, str(exc)) from None
 
 
 def parse_triggers(spec: str | None) -> list[tuple[str, WorkflowTrigger]]:

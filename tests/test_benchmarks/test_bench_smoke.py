@@ -11,8 +11,8 @@ from types import ModuleType
 import pytest
 import redis
 
-from bus._cli_bench import run_all_script
 from bus.cli import build_parser
+from bus.cli._bench import run_all_script
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 

@@ -20,8 +20,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from bus import WORKFLOW_STREAM, Delivery, EventBus, Keys
-from bus._cli_ops import REPLAY_SCRIPT
 from bus.cli import main
+from bus.ops import REPLAY_SCRIPT
 from bus.testing import fast_settings, reference_fields, wait_for_stats
 from tests.conftest import REAL_REDIS_URL
 

@@ -27,8 +27,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from bus import WORKFLOW_STREAM, BusSettings, Delivery, EventBus, Keys, Runner
-from bus._cli_run import JsonFormatter, _Redact, load_services
 from bus.cli import main
+from bus.cli._run import JsonFormatter, _Redact, load_services
 from bus.testing import fast_settings
 from publishers import Actor, PublishContext, publish_workflow_event
 from subscribers import SubscriberKeys

@@ -1,11 +1,13 @@
-"""``bus run``: subscriber daemons; ``bus demo``: the whole pipeline on an embedded Redis.
+"""``bus run``: subscriber daemons.
 
-``bus run email|notifications|workflow|all`` runs the built-in apps (``subscribers.app:<name>``),
-``bus run pkg.module:attr`` anything else. Both are loaded by import string at run time: ``bus``
-never imports ``publishers`` or ``subscribers``. The target may be a service (an object with
-``async run(bus, *, task_status)``), a list of services, or a factory returning either; a
-factory taking one argument gets the environment (a dict) with the flags written into it, so
-every option has one name (the variable) and flags win over the environment.
+``bus run NAME`` runs a service registered in the ``psa_event_bus.services`` entry-point group
+(this distribution registers ``email``, ``notifications``, ``workflow`` and ``all`` from
+``subscribers.app``; see :mod:`bus.loader`), ``bus run pkg.module:attr`` anything else (the
+current folder is searched first, as with ``python -m``): ``bus`` never imports ``publishers``
+or ``subscribers``. The target may be a service (an object with ``async run(bus, *,
+task_status)``), a list of services, or a factory returning either; a factory taking one
+argument gets the environment (a dict) with the given flags written into it, so every option
+has one name (the variable): a flag given wins, an absent flag leaves the variable alone.
 
 Each service runs on its own :class:`~bus.EventBus` under a :class:`~bus.Runner`. Shutdown: the
 first SIGTERM/SIGINT stops reading and gives in-flight handlers ``--grace-s``
@@ -16,14 +18,11 @@ Exit codes: 0 clean shutdown; 1 a service crashed; 2 usage (bad flags, unknown s
 import string, invalid configuration); 3 Redis unreachable or refusing the credentials (at
 start, or fatally later; no retry loop); 4 the shutdown did not finish within the grace period
 (handlers were cut, a second signal, or the watchdog).
-
-``bus demo`` runs ``subscribers.demo:main`` with its flags.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import logging
 import os
@@ -39,7 +38,13 @@ import anyio
 import orjson
 import redis.exceptions as rex
 
-from ._cli_common import (
+from .._consume import single_error
+from .._errors import BusError, ConfigurationError
+from .._runner import Runner, Service
+from .._settings import BusSettings
+from ..loader import SERVICES_GROUP, ImportStringError, entry_point_names, load_entry_point
+from ..loader import load_object as _load_object
+from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -50,10 +55,6 @@ from ._cli_common import (
     report,
     settings_from_args,
 )
-from ._consume import single_error
-from ._errors import BusError, ConfigurationError
-from ._runner import Runner, Service
-from ._settings import BusSettings
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
@@ -65,21 +66,14 @@ log = logging.getLogger("bus.run")
 #: The shutdown did not finish within the grace period.
 EXIT_FORCED = 4
 
-#: ``bus run NAME`` for the built-in apps.
-BUILTIN = {
-    "email": "subscribers.app:email",
-    "notifications": "subscribers.app:notifications",
-    "workflow": "subscribers.app:workflow",
-    "all": "subscribers.app:all",
-}
-
 #: Seconds the shutdown may run past the grace period before the watchdog exits.
 WATCHDOG_MARGIN_S = 10.0
 
-# Flag (namespace attribute) -> environment variable it sets.
-_FLAG_ENV = {
+# Flag (namespace attribute) -> environment variables it sets when given.
+_FLAG_ENV: dict[str, str | tuple[str, ...]] = {
     "prefix": "REDIS_PREFIX",
     "stream_prefix": "REDIS_EVENT_STREAM_PREFIX",
+    "timeout_s": ("BUS_CONNECT_TIMEOUT_S", "BUS_SOCKET_TIMEOUT_S"),
     "consumer_name": "BUS_CONSUMER_NAME",
     "concurrency": "BUS_CONCURRENCY",
     "grace_s": "BUS_SHUTDOWN_GRACE_S",
@@ -158,24 +152,17 @@ def _configure_logging(level: str, fmt: str, secrets: Sequence[str]) -> logging.
 
 
 def load_object(spec: str) -> Any:
-    """Import ``pkg.module:attr`` (attr may be dotted); a :class:`CommandError` (usage) says why not."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise CommandError(
-            f"unknown service {spec!r}: use {', '.join(BUILTIN)} or an import string pkg.module:attr", EXIT_USAGE
-        )
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # ``bus run myapp:app`` from the project folder, as ``python -m`` does
+    """A registered service name (``psa_event_bus.services``) or ``pkg.module:attr`` (attr may be
+    dotted); a :class:`CommandError` (usage) says why it cannot be loaded."""
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CommandError(f"cannot import {module_name!r} (from {spec!r}): {exc}", EXIT_USAGE) from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise CommandError(f"module {module_name!r} has no attribute {attr!r}", EXIT_USAGE) from None
-    return obj
+        if spec in entry_point_names(SERVICES_GROUP):
+            return load_entry_point(SERVICES_GROUP, spec)
+        if ":" not in spec:
+            known = ", ".join(entry_point_names(SERVICES_GROUP)) or "(none registered: pip install -e .)"
+            raise CommandError(f"unknown service {spec!r}: use {known} or an import string pkg.module:attr", EXIT_USAGE)
+        return _load_object(spec, search_cwd=True)
+    except ImportStringError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
 
 
 def _is_service(obj: Any) -> bool:
@@ -199,7 +186,7 @@ def _call_factory(factory: Any, environ: Mapping[str, str]) -> Any:
 
 def load_services(spec: str, environ: Mapping[str, str]) -> list[Service]:
     """The services ``spec`` (a built-in name or an import string) stands for, built from ``environ``."""
-    target = load_object(BUILTIN.get(spec, spec))
+    target = load_object(spec)
     if not _is_service(target) and callable(target) and not inspect.iscoroutinefunction(target):
         try:
             target = _call_factory(target, environ)
@@ -290,10 +277,11 @@ def _environ(args: argparse.Namespace) -> dict[str, str]:
         for var in ("REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_DB"):
             env.pop(var, None)
         env["REDIS_URL"] = args.redis_url
-    for attr, var in _FLAG_ENV.items():
+    for attr, names in _FLAG_ENV.items():
         value = getattr(args, attr, None)
         if value is not None:
-            env[var] = str(value)
+            for var in (names,) if isinstance(names, str) else names:
+                env[var] = str(value)
     if args.trigger:
         env["BUS_WORKFLOW_TRIGGERS"] = ",".join(args.trigger)
     if args.converter:
@@ -416,47 +404,6 @@ def _add_run(sub: Any) -> None:
     p.set_defaults(handler=_run_command)
 
 
-# --- bus demo --------------------------------------------------------------------------------
-
-
-def _demo_command(args: argparse.Namespace) -> int:
-    try:
-        main = load_object("subscribers.demo:main")
-    except CommandError as exc:
-        return fail("demo", str(exc), exc.code)
-    argv = ["--out", args.out, "--deadline-s", str(args.deadline_s)]
-    for flag, value in (("--redis-url", args.redis_url), ("--prefix", args.prefix)):
-        if value:
-            argv += [flag, value]
-    argv += [flag for flag, on in (("--fake", args.fake), ("--keep", args.keep), ("--json", args.json)) if on]
-    argv += ["--verbose"] * args.verbose
-    code: int = main(argv)
-    return code
-
-
-def _add_demo(sub: Any) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="publish a burst of events and watch email, notifications and workflow handle it",
-        description=(
-            "Publishes a realistic burst (tickets, a project task, an invoice, an appointment) through the "
-            "publishers, runs the email, notification and workflow subscribers in-process until everything is "
-            "processed, and prints what happened. Without REDIS_URL it runs on an embedded fakeredis server."
-        ),
-        epilog="exit codes: 0 every step worked, 1 a step failed (named), 2 usage, 3 Redis unreachable",
-    )
-    p.add_argument("--out", default="demo-out", metavar="DIR", help="output folder (emails in DIR/emails)")
-    p.add_argument("--redis-url", metavar="URL", help="use this Redis (default REDIS_URL; none: fakeredis)")
-    p.add_argument("--fake", action="store_true", help="use fakeredis even when REDIS_URL is set")
-    p.add_argument("--prefix", help="key prefix on a real Redis (default demo-<random>:)")
-    p.add_argument("--keep", action="store_true", help="keep the demo's keys on a real Redis (default: deleted)")
-    p.add_argument("--deadline-s", type=float, default=30.0, metavar="SECONDS", help="give up after (default 30)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="show the services' logs (-vv: debug)")
-    p.set_defaults(handler=_demo_command)
-
-
 def register(sub: Any) -> None:
-    """Add ``bus run`` and ``bus demo``."""
+    """Add ``bus run``."""
     _add_run(sub)
-    _add_demo(sub)

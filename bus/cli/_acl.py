@@ -8,12 +8,14 @@ or service name, named with the rule).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, cast
 
-from ._acl import ACL_COMMANDS, AclRole, AclUser, WorkflowAccess, service_acl, tenant_acl
-from ._errors import ConfigurationError, InvalidTenantIdError
-from ._keys import Keys
+from .._acl import ACL_COMMANDS, AclRole, AclUser, WorkflowAccess, service_acl, tenant_acl
+from .._errors import ConfigurationError, InvalidTenantIdError
+from .._keys import Keys
+from .._settings import BusSettings
 
 __all__ = ["register"]
 
@@ -38,8 +40,10 @@ def register(sub: Any) -> None:
     )
     acl.add_argument("--event-type", action="append", help="only these event types' streams (service only)")
     acl.add_argument("--workflow", choices=("none", "append", "full"), help="access to workflow:events:global")
-    acl.add_argument("--prefix", default="alga-psa:", help="REDIS_PREFIX (default alga-psa:)")
-    acl.add_argument("--stream-prefix", default="event-stream:", help="REDIS_EVENT_STREAM_PREFIX (service only)")
+    acl.add_argument("--prefix", help="key prefix (REDIS_PREFIX, default alga-psa:)")
+    acl.add_argument(
+        "--stream-prefix", help="stream prefix (REDIS_EVENT_STREAM_PREFIX, default event-stream:; service only)"
+    )
     acl.add_argument("--username", help="user name instead of svc-{name} / tenant-{id}")
     acl.add_argument(
         "--format",
@@ -51,26 +55,33 @@ def register(sub: Any) -> None:
     acl.set_defaults(handler=_acl)
 
 
+def _prefixes(args: argparse.Namespace) -> tuple[str, str]:
+    """``--prefix``/``--stream-prefix`` when given, else REDIS_PREFIX/REDIS_EVENT_STREAM_PREFIX, else the defaults."""
+    given = {"prefix": args.prefix, "stream_prefix": args.stream_prefix}
+    env = {var: os.environ[var] for var in ("REDIS_PREFIX", "REDIS_EVENT_STREAM_PREFIX") if os.environ.get(var)}
+    settings = BusSettings.from_env(env, **{k: v for k, v in given.items() if v is not None})
+    return settings.prefix, settings.stream_prefix
+
+
 def _acl(args: argparse.Namespace) -> int:
     roles = cast("list[AclRole]", args.role or ["publish", "consume"])
     workflow = cast("WorkflowAccess | None", args.workflow)
     try:
+        prefix, stream_prefix = _prefixes(args)
         user: AclUser
         if args.tenant is not None:
             if args.channel or args.event_type:
                 raise ConfigurationError(
                     "--channel", "a tenant user covers its whole prefix; drop --channel/--event-type"
                 )
-            user = tenant_acl(
-                args.tenant, roles=roles, base_prefix=args.prefix, workflow=workflow, username=args.username
-            )
+            user = tenant_acl(args.tenant, roles=roles, base_prefix=prefix, workflow=workflow, username=args.username)
         else:
             user = service_acl(
                 args.service,
                 channels=args.channel or ["global"],
                 roles=roles,
                 event_types=args.event_type,
-                keys=Keys(args.prefix, args.stream_prefix),
+                keys=Keys(prefix, stream_prefix),
                 workflow=workflow,
                 username=args.username,
             )

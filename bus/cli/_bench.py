@@ -4,24 +4,36 @@
 without it the full comparison runs and writes its section of ``benchmarks/RESULTS.md``. The
 benchmarks are standalone scripts, not part of the installed package, so this command runs the
 script of the checkout the package was installed from (``pip install -e '.[bench]'``), in a
-child interpreter, and returns its exit code.
+child interpreter, and returns its exit code. The Redis is ``--url`` when given, else
+``REDIS_URL``, else database 11 of the local Redis.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "run_all_script"]
+__all__ = ["DEFAULT_URL", "bench_url", "register", "run_all_script"]
+
+#: Where the benchmarks run without ``--url`` or ``REDIS_URL``: a database of their own.
+DEFAULT_URL = "redis://127.0.0.1:6379/11"
 
 
 def run_all_script() -> Path | None:
     """``benchmarks/run_all.py`` of the source checkout, or None when the package is not one."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "run_all.py"
     return script if script.is_file() else None
+
+
+def bench_url(args: argparse.Namespace, environ: dict[str, str] | None = None) -> str:
+    """``--url`` when given, else ``REDIS_URL``, else :data:`DEFAULT_URL`."""
+    env = os.environ if environ is None else environ
+    url: str = args.url or env.get("REDIS_URL") or DEFAULT_URL
+    return url
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -32,7 +44,7 @@ def _bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    argv = [sys.executable, str(script), "--url", args.url]
+    argv = [sys.executable, str(script), "--url", bench_url(args)]
     if args.quick:
         argv.append("--quick")
     if args.rounds:
@@ -62,7 +74,7 @@ def register(sub: Any) -> None:
     bench.add_argument("--memory", action="store_true", help="also the 1,000,000-event memory run (minutes)")
     bench.add_argument(
         "--url",
-        default="redis://127.0.0.1:6379/11",
-        help="Redis database to use; benchmarks refuse one whose workflow stream exists (default db 11)",
+        help="Redis database to use (default REDIS_URL, else redis://127.0.0.1:6379/11); benchmarks refuse one "
+        "whose workflow stream exists",
     )
     bench.set_defaults(handler=_bench)

@@ -1,8 +1,9 @@
 """Shared bits of the ``bus`` sub-commands that talk to Redis.
 
 - :func:`connection_parent`: the ``--redis-url``/``--prefix``/``--stream-prefix``/``--timeout-s``
-  flags (defaults from the environment, as :meth:`BusSettings.from_env` reads it), for
-  ``parents=[...]`` of any sub-command parser;
+  flags for ``parents=[...]`` of any sub-command parser. Every flag defaults to None: a flag given
+  overrides its variable, an absent flag leaves the environment (:meth:`BusSettings.from_env`)
+  in charge;
 - :func:`run_with_bus`: build the settings, open an :class:`EventBus`, run an async body and map
   what it raises to an exit code (:data:`EXIT_OK`, :data:`EXIT_FAILED`, :data:`EXIT_USAGE`,
   :data:`EXIT_UNREACHABLE`) with a one-line message on stderr: no traceback, no secrets;
@@ -27,16 +28,18 @@ import redis.exceptions as rex
 
 from schemas import UnknownEventTypeError, UnknownSchemaRefError
 
-from ._bus import EventBus
-from ._errors import (
+from .._bus import EventBus
+from .._errors import (
     AuthenticationError,
     BackendTimeoutError,
     BackendUnavailableError,
     BusError,
     ConfigurationError,
 )
-from ._redis import translate_error
-from ._settings import BusSettings
+from .._redis import translate_error
+from .._settings import BusSettings
+from ..loader import ImportStringError
+from ..ops import AmbiguousDeadLetterError, InvalidEntryIdError
 
 __all__ = [
     "EXIT_FAILED",
@@ -44,6 +47,7 @@ __all__ = [
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "CommandError",
+    "command",
     "confirm",
     "connection_parent",
     "exit_code_of",
@@ -51,7 +55,9 @@ __all__ = [
     "fmt_ms",
     "json_line",
     "non_negative_int",
+    "opt",
     "positive_int",
+    "report",
     "run_with_bus",
     "settings_from_args",
     "table",
@@ -96,21 +102,24 @@ def connection_parent() -> argparse.ArgumentParser:
     group.add_argument(
         "--timeout-s",
         type=float,
-        default=5.0,
         metavar="SECONDS",
-        help="connect and command timeout (default 5)",
+        help="connect and command timeout (BUS_CONNECT_TIMEOUT_S and BUS_SOCKET_TIMEOUT_S, default 5)",
     )
     return parent
 
 
 def settings_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> BusSettings:
-    """Settings from the environment overlaid with the connection flags (flags win)."""
+    """Settings from the environment overlaid with the connection flags that were given.
+
+    An absent flag (None) never overrides: ``BUS_SOCKET_TIMEOUT_S`` applies unless ``--timeout-s``
+    is given, ``REDIS_PREFIX`` unless ``--prefix``...
+    """
     env = dict(os.environ if environ is None else environ)
     url: str | None = getattr(args, "redis_url", None)
     if url:
         for var in _URL_VARS:
             env.pop(var, None)
-    timeout = float(getattr(args, "timeout_s", 5.0) or 5.0)
+    timeout: float | None = getattr(args, "timeout_s", None)
     overrides: dict[str, Any] = {
         "redis_url": url,
         "prefix": getattr(args, "prefix", None),
@@ -118,7 +127,7 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str] | None 
         "connect_timeout_s": timeout,
         "socket_timeout_s": timeout,
     }
-    return BusSettings.from_env(env, **overrides)
+    return BusSettings.from_env(env, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def _target(settings: BusSettings) -> str:
@@ -152,7 +161,15 @@ def exit_code_of(exc: BaseException) -> int:
         return exc.code
     if isinstance(exc, BackendUnavailableError | BackendTimeoutError | AuthenticationError):
         return EXIT_UNREACHABLE
-    if isinstance(exc, ConfigurationError | UnknownEventTypeError | UnknownSchemaRefError):
+    if isinstance(
+        exc,
+        ConfigurationError
+        | UnknownEventTypeError
+        | UnknownSchemaRefError
+        | InvalidEntryIdError
+        | AmbiguousDeadLetterError
+        | ImportStringError,
+    ):
         return EXIT_USAGE
     return EXIT_FAILED
 
@@ -279,6 +296,20 @@ def fmt_ms(ms: int | None) -> str:
         return f"{h}h{m:02d}m"
     d, h = divmod(h, 24)
     return f"{d}d{h:02d}h"
+
+
+def command(name: str, body: Callable[[EventBus, argparse.Namespace], Awaitable[int]], *, connect: bool = True) -> Any:
+    """An argparse handler running ``body(bus, args)`` under :func:`run_with_bus`."""
+
+    def handler(args: argparse.Namespace) -> int:
+        return run_with_bus(name, args, lambda bus: body(bus, args), connect=connect)
+
+    return handler
+
+
+def opt(value: int | None) -> str:
+    """An optional count for a table cell (``-`` when unknown)."""
+    return "-" if value is None else str(value)
 
 
 def confirm(prompt: str, *, assume_yes: bool) -> bool:

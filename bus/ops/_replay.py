@@ -1,0 +1,109 @@
+"""Replaying and purging dead letters.
+
+A replay writes a dead letter's original fields, byte for byte and in order, to its source
+stream as a new entry and deletes the dead letter, in ONE Lua script per entry
+(:data:`REPLAY_SCRIPT`): it writes only if the dead letter still exists (two operators replaying
+at once replay it once) and deletes it only after the XADD succeeded (a refused XADD, e.g.
+WRONGTYPE, deletes nothing; MULTI/EXEC would still run the XDEL). Replays never trim the source
+stream. A purge XDELs exactly the entries given, in one MULTI/EXEC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from .._errors import AuthenticationError
+from .._redis import redis_errors, translate_error
+from ._deadletters import DeadLetterView
+from ._streams import s
+
+if TYPE_CHECKING:
+    from .._bus import EventBus
+
+__all__ = ["REPLAY_SCRIPT", "ReplayOutcome", "purge_dead_letters", "replay_dead_letters"]
+
+#: KEYS[1] = dead-letter stream, KEYS[2] = source stream; ARGV[1] = dead-letter entry id,
+#: ARGV[2..] = the original field/value pairs. Returns the new entry id, or nil when the dead
+#: letter is gone (already replayed or purged). The XDEL runs only after the XADD succeeded.
+REPLAY_SCRIPT = """
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return false end
+local t = redis.call('TYPE', KEYS[2])
+t = t['ok'] or t
+if t ~= 'stream' and t ~= 'none' then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' holds a ' .. t .. ', not a stream; nothing was replayed')
+end
+local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+redis.call('XDEL', KEYS[1], ARGV[1])
+return id
+"""
+_CHUNK = 100
+
+
+class ReplayOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What happened to one dead letter: ``replayed`` (``entry_id`` is the new entry in the
+    source stream), ``skipped`` (gone meanwhile) or ``failed`` (``detail`` says why; kept)."""
+
+    dead_letter: DeadLetterView
+    status: Literal["replayed", "skipped", "failed"]
+    entry_id: str | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the dead letter was replayed."""
+        return self.status == "replayed"
+
+
+async def replay_dead_letters(bus: EventBus, dead_letters: Sequence[DeadLetterView]) -> list[ReplayOutcome]:
+    """Replay each dead letter to its source stream (see the module docstring), in order.
+
+    A dead letter that cannot be replayed or that Redis refuses is a ``failed`` outcome, not an
+    exception; NOAUTH/NOPERM raise (:class:`~bus.AuthenticationError`), as do unreachable/timeout.
+    """
+    outcomes: dict[int, ReplayOutcome] = {}
+    todo: list[tuple[int, DeadLetterView]] = []
+    for i, v in enumerate(dead_letters):
+        if v.original is None or not v.source_stream:
+            outcomes[i] = ReplayOutcome(
+                dead_letter=v, status="failed", detail=v.problem or "the dead letter names no source stream"
+            )
+        else:
+            todo.append((i, v))
+    for start in range(0, len(todo), _CHUNK):
+        chunk = todo[start : start + _CHUNK]
+        pipe = bus.client.pipeline(transaction=False)
+        for _, v in chunk:
+            assert v.original is not None
+            args = [v.id.encode()] + [part for pair in v.original for part in pair]
+            pipe.eval(REPLAY_SCRIPT, 2, v.dead_letter_stream, v.source_stream, *args)
+        with redis_errors("replay (EVAL)"):
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        for (i, v), reply in zip(chunk, replies, strict=True):
+            if isinstance(reply, Exception):
+                failure = translate_error(reply, "replay")
+                if isinstance(failure, AuthenticationError):
+                    raise failure from reply
+                outcomes[i] = ReplayOutcome(dead_letter=v, status="failed", detail=str(reply))
+            elif reply is None:
+                detail = "no longer in the dead-letter stream (replayed or purged meanwhile)"
+                outcomes[i] = ReplayOutcome(dead_letter=v, status="skipped", detail=detail)
+            else:
+                outcomes[i] = ReplayOutcome(dead_letter=v, status="replayed", entry_id=s(reply))
+    return [outcomes[i] for i in range(len(dead_letters))]
+
+
+async def purge_dead_letters(bus: EventBus, dead_letters: Sequence[DeadLetterView]) -> int:
+    """Delete these dead letters (XDEL per stream, one MULTI/EXEC); returns how many were deleted."""
+    by_stream: dict[str, list[str]] = {}
+    for v in dead_letters:
+        by_stream.setdefault(v.dead_letter_stream, []).append(v.id)
+    if not by_stream:
+        return 0
+    pipe = bus.client.pipeline(transaction=True)
+    for name, ids in by_stream.items():
+        pipe.xdel(name, *ids)
+    with redis_errors("XDEL (dead letters)"):
+        return sum(int(n) for n in await pipe.execute())
