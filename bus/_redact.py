@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import pkgutil
 import re
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -291,10 +292,8 @@ def install_log_redaction(names: Iterable[str]) -> None:
 def _bus_logger_names() -> list[str]:
     package = __name__.rpartition(".")[0]
     try:
-        import importlib
-
-        path = importlib.import_module(package).__path__
-    except (ImportError, AttributeError):  # pragma: no cover - imported outside the package
+        path = sys.modules[package].__path__  # the package is importing us: it is already in sys.modules
+    except (KeyError, AttributeError):  # pragma: no cover - imported outside the package
         return [package]
     return [package, *(f"{package}.{m.name}" for m in pkgutil.iter_modules(path))]
 

@@ -257,6 +257,7 @@ async def find_dead_letters(
     Raises :class:`InvalidEntryIdError`, :class:`DeadLetterNotFoundError` (any id missing) or
     :class:`AmbiguousDeadLetterError` (an id in several streams: name ``stream``).
     """
+    ids = list(dict.fromkeys(ids))  # a repeated id is one lookup, not an ambiguity
     bad = [i for i in ids if not _ENTRY_ID.match(i)]
     if bad:
         raise InvalidEntryIdError(bad)
@@ -280,4 +281,4 @@ async def find_dead_letters(
     ambiguous = [i for i, found in hits.items() if len(found) > 1]
     if ambiguous:
         raise AmbiguousDeadLetterError(ambiguous, sorted({v.dead_letter_stream for i in ambiguous for v in hits[i]}))
-    return [hits[i][0] for i in dict.fromkeys(ids)]
+    return [hits[i][0] for i in ids]
