@@ -411,3 +411,37 @@ def test_shutdown_over_the_grace_period_exits_4(
     daemon.proc.send_signal(signal.SIGINT)
     assert daemon.proc.wait(15) == 4
     assert any("over the 0.5s grace period" in line for line in daemon.lines)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+async def test_idle_workflow_daemon_logs_no_read_timeouts(
+    real_client: aioredis.Redis, test_prefix: str, daemons: list[Daemon]
+) -> None:
+    """An idle ``bus run workflow --trigger ... --converter`` without --timeout-s logs no warning for 15 s: the
+    socket timeout comes from the environment or its default, not from a flag default equal to the 5 s
+    blocking read (which logged a read timeout every ~6 s)."""
+    group = f"{test_prefix}workflow"
+    env = daemon_env(test_prefix, BUS_WORKFLOW_GROUP=group, BUS_WORKFLOW_START="$")
+    daemon = Daemon(["workflow", "--trigger", "*=subscribers.app:log_trigger", "--converter"], env)
+    daemons.append(daemon)
+    try:
+        await anyio.to_thread.run_sync(daemon.wait_for, "running 2 service(s)")
+        # An absence over a stretch of time: the stretch is the specification (15 s idle), not a guess.
+        idle = await anyio.to_thread.run_sync(lambda: _still_running_after(daemon, 15.0))
+        assert idle, "".join(daemon.lines)
+        levels = [json.loads(line)["level"] for line in daemon.lines]
+        assert [level for level in levels if level not in ("debug", "info")] == [], "".join(daemon.lines)
+    finally:
+        daemon.stop()
+        with contextlib.suppress(Exception):
+            await real_client.xgroup_destroy(WORKFLOW_STREAM, group)
+
+
+def _still_running_after(daemon: Daemon, seconds: float) -> bool:
+    """True when the daemon is still running ``seconds`` from now (waits on the process, not a sleep)."""
+    try:
+        daemon.proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return True
+    return False
