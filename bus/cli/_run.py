@@ -363,9 +363,10 @@ def _add_run(sub: Any) -> None:
         parents=[connection_parent()],
         help="run subscriber daemons (email, notifications, workflow, all, or pkg.module:app)",
         description=(
-            "Run services until SIGTERM/SIGINT, then drain them. SERVICE is email, notifications, workflow, "
-            "all, or an import string pkg.module:attr naming a service, a list of services or a factory "
-            "(called with the environment). Flags override the environment variables named in their help."
+            "Run services until SIGTERM/SIGINT, then drain them. SERVICE is a registered name (email, "
+            "notifications, workflow, all: the psa_event_bus.services entry points), or an import string "
+            "pkg.module:attr naming a service, a list of services or a factory (called with the environment). "
+            "A flag given overrides the environment variable named in its help; an absent flag leaves it alone."
         ),
         epilog=(
             "exit codes: 0 clean shutdown, 1 a service crashed, 2 usage or configuration error, "
