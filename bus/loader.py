@@ -69,6 +69,10 @@ def load_object(spec: str, *, search_cwd: bool = False) -> Any:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise ImportStringError(spec, f"cannot import {module_name!r} (from {spec!r}): {exc}") from exc
+    except Exception as exc:  # the module itself is broken (NameError, SyntaxError...): name it, no traceback
+        raise ImportStringError(
+            spec, f"importing {module_name!r} (from {spec!r}) failed: {type(exc).__name__}: {exc}"
+        ) from exc
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)

@@ -11,7 +11,7 @@ import argparse
 import difflib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -30,8 +30,7 @@ from schemas import (
     json_schemas,
 )
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from ._common import table
 
 __all__ = ["register"]
 
@@ -84,16 +83,6 @@ def _spec_json(spec: EventSpec) -> dict[str, Any]:
     }
 
 
-def _table(rows: Iterable[tuple[str, ...]], header: tuple[str, ...], indent: str = "") -> str:
-    rows = [header, *rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
-    out = []
-    for r in rows:
-        cells = [c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)] + [r[-1]]
-        out.append((indent + "  ".join(cells)).rstrip())
-    return "\n".join(out)
-
-
 def _write(data: bytes | str) -> None:
     sys.stdout.buffer.write(data if isinstance(data, bytes) else data.encode())
     sys.stdout.flush()
@@ -116,7 +105,7 @@ def _list(args: argparse.Namespace) -> int:
         _write(msgspec.json.format(msgspec.json.encode([_spec_json(s) for s in specs]), indent=2) + b"\n")
         return 0
     rows = [(s.event_type, s.category, _flags(s), s.schema_ref) for s in specs]
-    print(_table(rows, ("EVENT TYPE", "CATEGORY", "FLAGS", "SCHEMA REF")))
+    print(table(rows, ("EVENT TYPE", "CATEGORY", "FLAGS", "SCHEMA REF")))
     print(f"{len(specs)} event types", file=sys.stderr)
     return 0
 
@@ -146,7 +135,7 @@ def _show(args: argparse.Namespace) -> int:
         print(f"\n{label} [{cls.__name__}]:")
         rows = [(r.path, r.type, "yes" if r.required else "no", ", ".join(r.constraints)) for r in field_rows(cls)]
         if rows:
-            print(_table(rows, ("FIELD", "TYPE", "REQUIRED", "CONSTRAINTS"), indent="  "))
+            print(table(rows, ("FIELD", "TYPE", "REQUIRED", "CONSTRAINTS"), indent="  "))
         else:
             print("  (no fields)")
     return 0

@@ -78,6 +78,19 @@ def test_unknown_service_lists_the_registered_names(capsys: pytest.CaptureFixtur
     assert "unknown service 'nope': use all, email, notifications, workflow or an import string" in err
 
 
+def test_broken_user_module_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``bus run mod:app`` whose module raises on import exits 2 naming the module and the error, no traceback."""
+    name = f"broken_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("async def handler(delivery: Delivery) -> None: ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, _, err = run_main(capsys, "run", f"{name}:app", "--redis-url", "redis://127.0.0.1:1/0")
+    assert code == 2
+    assert f"importing '{name}'" in err and "NameError" in err and "Delivery" in err
+    assert "Traceback" not in err
+
+
 def _library_files() -> list[Path]:
     return [p for pkg in ("schemas", "bus", "publishers", "subscribers") for p in (ROOT / pkg).rglob("*.py")]
 
