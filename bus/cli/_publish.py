@@ -49,6 +49,16 @@ def _fanout() -> Fanout:
     return fanout
 
 
+def _retry_advice(args: argparse.Namespace, event_id: str) -> str:
+    """How to publish again after an unknown outcome without a duplicate."""
+    if args.idempotency_key:
+        return f"publish again with the same --idempotency-key {args.idempotency_key} (nothing is written twice)"
+    if args.fanout:
+        # One --event-id on every copy would make them share it; the first write left no marker to check.
+        return "check with bus tail before publishing again, and pass --idempotency-key to make retries safe"
+    return f"publish again with --event-id {event_id} (consumers dedupe on it)"
+
+
 async def _publish(bus: EventBus, args: argparse.Namespace) -> int:
     event_type = ops.event_type_of(args.event_type)
     try:
@@ -76,7 +86,7 @@ async def _publish(bus: EventBus, args: argparse.Namespace) -> int:
         (result,) = await bus.write((prepared,))
     except PublishOutcomeUnknownError as exc:
         raise CommandError(
-            f"{exc}; the event may have been written: publish again with --event-id {prepared.event_id}"
+            f"{exc}; the event may have been written: {_retry_advice(args, prepared.event_id)}"
         ) from None
     if args.json:
         write_json(

@@ -18,6 +18,7 @@ from bus._acl import tenant_acl
 from bus.cli import build_parser, main
 from bus.cli._bench import DEFAULT_URL, bench_url
 from bus.cli._common import settings_from_args
+from bus.cli._publish import _retry_advice
 from bus.cli._run import _environ
 from bus.loader import (
     COMMANDS_GROUP,
@@ -270,3 +271,19 @@ async def test_tail_follow_reconnects_when_redis_restarts(
     assert code == 0, err
     assert [json.loads(line)["fields"]["n"] for line in out.splitlines()] == ["1", "2"]
     assert "bus tail: lost Redis" in err and "reconnecting in" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "advice"),
+    [
+        pytest.param([], "with --event-id E (consumers dedupe on it)", id="one-channel"),
+        pytest.param(["--idempotency-key", "k1"], "the same --idempotency-key k1", id="key"),
+        pytest.param(["--fanout"], "check with bus tail", id="fanout-without-key"),
+        pytest.param(["--fanout", "--idempotency-key", "k1"], "the same --idempotency-key k1", id="fanout-key"),
+    ],
+)
+def test_unknown_outcome_advice_never_shares_one_id_across_copies(argv: list[str], advice: str) -> None:
+    """After an unknown publish outcome the advice is a key when given, an event id for one channel, never
+    one event id for a fan-out (its copies would share it)."""
+    args = build_parser().parse_args(["publish", "T", "--payload", "{}", *argv])
+    assert advice in _retry_advice(args, "E")
