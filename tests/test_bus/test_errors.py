@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +11,6 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as rex
-from conftest import free_port
 from redis._parsers.base import BaseParser
 
 from bus import (
@@ -26,6 +26,14 @@ from bus import (
 from bus._redis import translate_error
 
 from ._support import open_bus, ticket_created
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (a master that is down)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
 
 #: The reply lines a Redis 7 server sends for each refusal, exactly as on the wire (without ``-``).
 REPLIES = [
