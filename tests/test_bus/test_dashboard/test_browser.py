@@ -1,4 +1,4 @@
-"""The dashboard in a real headless Chromium (Debian's chromium + chromium-driver): numbers, live refresh, replay by clicking."""
+"""The dashboard in a real headless Chromium (Debian's chromium + chromium-driver): numbers, refresh, replay."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _screens(tmp_path: Path) -> Path:
 
 @pytest.mark.integration
 async def test_dashboard_in_a_real_browser(real_client: aioredis.Redis, test_prefix: str, tmp_path: Path) -> None:
-    """Totals match bus status, the table refreshes live, and a dead letter replayed by clicking is back on its stream."""
+    """Numbers match bus status, the table refreshes live, a dead letter replayed by clicking is back on its stream."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
