@@ -7,7 +7,8 @@ receives the parsed namespace and returns an exit code:
 - ``_status``, ``_dlq``, ``_tail``: ``status``, ``dlq list|show|replay|purge``, ``tail`` (:mod:`bus.ops`);
 - ``_publish``: ``publish`` (:class:`~bus.EventBus`, fan-out from the ``psa_event_bus.routing`` entry point);
 - ``_run``: ``run`` (:class:`~bus.Runner`; services from ``psa_event_bus.services`` or ``module:attr``);
-- ``_acl``: ``acl`` (:mod:`bus._acl`); ``_bench``: ``bench`` (``benchmarks/run_all.py`` of a checkout).
+- ``_acl``: ``acl`` (:mod:`bus._acl`); ``_bench``: ``bench`` (``benchmarks/run_all.py`` of a checkout);
+- ``_dashboard``: ``dashboard`` (:mod:`bus.dashboard`).
 
 Installed distributions add commands through the ``psa_event_bus.commands`` entry-point group
 (``bus demo`` comes from ``subscribers.demo`` that way); see :mod:`bus.loader`. ``bus.cli:main``
@@ -21,14 +22,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..loader import COMMANDS_GROUP, ImportStringError, entry_point_names, load_entry_point, package_version
-from . import _acl, _bench, _catalog, _dlq, _publish, _run, _status, _tail
+from . import _acl, _bench, _catalog, _dashboard, _dlq, _publish, _run, _status, _tail
 
 __all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
 # Modules that add sub-commands; each has ``register(subparsers) -> None``.
-_COMMAND_MODULES = (_catalog, _bench, _status, _dlq, _publish, _tail, _run, _acl)
+_COMMAND_MODULES = (_catalog, _bench, _status, _dlq, _publish, _tail, _run, _acl, _dashboard)
 
 
 def _contributed(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

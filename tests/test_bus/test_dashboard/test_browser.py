@@ -1,9 +1,13 @@
-"""The dashboard in a real headless Chromium (Debian's chromium + chromium-driver): numbers, refresh, replay."""
+"""`bus dashboard` in a real headless Chromium (Debian's chromium + chromium-driver): numbers, refresh, replay."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +16,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from bus import ops
-from bus.dashboard import DashboardSettings, serve_dashboard
 from test_bus._support import open_bus
 
 from ._seed import GROUP, seed
 
 TOKEN = "browser-test-write-token"
+REAL_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
@@ -64,10 +68,20 @@ async def test_dashboard_in_a_real_browser(real_client: aioredis.Redis, test_pre
     async with open_bus(real_client, test_prefix) as bus:
         s = await seed(bus)
         report = await ops.status(bus, include_empty=False)
-        settings = DashboardSettings(port=0, write_token=TOKEN, refresh_s=0.5)
-        async with anyio.create_task_group() as tg:
-            port = await tg.start(serve_dashboard, bus, settings)
-            base = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "REDIS_URL": REAL_REDIS_URL,
+            "REDIS_PREFIX": test_prefix,
+            "BUS_DASHBOARD_TOKEN": TOKEN,
+        }
+        cmd = [sys.executable, "-m", "bus", "dashboard", "--port", "0", "--refresh-s", "0.5"]
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)  # noqa: ASYNC220 (a daemon under test)
+        try:
+            assert proc.stderr is not None
+            line = await anyio.to_thread.run_sync(proc.stderr.readline)
+            found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+            assert found is not None, line
+            base = f"http://127.0.0.1:{found.group(1)}"
 
             def drive() -> dict[str, Any]:
                 seen: dict[str, Any] = {}
@@ -107,7 +121,13 @@ async def test_dashboard_in_a_real_browser(real_client: aioredis.Redis, test_pre
                 seen = await anyio.to_thread.run_sync(drive)
                 stream_len = await real_client.xlen(s["stream"])
                 dead_len = await real_client.xlen(s["dead"])
-            tg.cancel_scope.cancel()
+            proc.send_signal(signal.SIGTERM)
+            code = await anyio.to_thread.run_sync(lambda: proc.wait(20))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+    assert code == 0
     # The seeded stream's row as bus status reports it (totals would include the shared workflow
     # stream, which other processes on this Redis write to meanwhile).
     (ours,) = [r.stream for r in report.rows if r.stream.stream == s["stream"]]
