@@ -123,6 +123,51 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_STRICT_JSON": "strict_json",
     }
 
+    #: One line per variable for the README's table (``tests/test_docs`` checks it is complete
+    #: and that the README shows exactly this). Grouped: connection, keys, publish, consume.
+    DOCS: ClassVar[dict[str, tuple[str, str]]] = {
+        "REDIS_URL": (
+            "connection",
+            "`redis://[user:pass@]host:port/db` or `rediss://...`; wins over REDIS_HOST and co.",
+        ),
+        "REDIS_HOST": ("connection", "Redis host (reference variable)"),
+        "REDIS_PORT": ("connection", "Redis port (reference variable)"),
+        "REDIS_USERNAME": ("connection", "ACL user name"),
+        "REDIS_PASSWORD": ("connection", "password (reference variable); never logged"),
+        "REDIS_DB": ("connection", "database number (the reference always uses 0)"),
+        "REDIS_TLS_CA_FILE": ("connection", "CA bundle that signs the server's certificate (`rediss://`)"),
+        "REDIS_TLS_CERT_FILE": ("connection", "client certificate, when the server asks for one"),
+        "REDIS_TLS_KEY_FILE": ("connection", "the client certificate's key"),
+        "BUS_SOCKET_TIMEOUT_S": ("connection", "timeout of one command's reply (not of blocking reads)"),
+        "BUS_CONNECT_TIMEOUT_S": ("connection", "timeout of opening a connection (and its handshake)"),
+        "BUS_RETRY_BACKOFF_S": ("connection", "first wait of the capped, jittered reconnect and retry backoff"),
+        "BUS_RETRY_BACKOFF_MAX_S": ("connection", "longest wait of that backoff"),
+        "REDIS_PREFIX": ("keys", "key prefix of streams and our own keys (reference variable)"),
+        "REDIS_EVENT_STREAM_PREFIX": ("keys", "stream key prefix after REDIS_PREFIX (reference variable)"),
+        "REDIS_STREAM_MAX_LENGTH": ("publish", "`MAXLEN ~` of every XADD (reference variable)"),
+        "BUS_TRIM_POLICY": ("publish", "`approx` (as the reference), `safe` (never trims unread entries) or `none`"),
+        "BUS_MAX_PAYLOAD_BYTES": ("publish", "largest encoded event; a larger one is refused before writing"),
+        "BUS_IDEMPOTENCY_WINDOW_S": ("publish", "how long an idempotency key is remembered"),
+        "REDIS_EVENT_CONSUMER_GROUP": ("consume", "consumer group of `EventBus.subscribe` (reference variable)"),
+        "BUS_CONSUMER_NAME": (
+            "consume",
+            "consumer name (default `{host}-{pid}-{random}`); set it to take over "
+            "a restarted process's pending entries",
+        ),
+        "REDIS_STREAM_BLOCKING_TIMEOUT": ("consume", "XREADGROUP BLOCK in ms (reference variable)"),
+        "REDIS_STREAM_CLAIM_TIMEOUT": ("consume", "idle ms before a pending entry is claimed (reference variable)"),
+        "REDIS_STREAM_BATCH_SIZE": ("consume", "XREADGROUP COUNT (reference variable)"),
+        "REDIS_STREAM_MAX_DELIVERIES": ("consume", "deliveries before an entry is dead-lettered (reference variable)"),
+        "BUS_READ_TIMEOUT_S": ("consume", "hard timeout of one blocking read; must exceed the BLOCK"),
+        "BUS_CONCURRENCY": ("consume", "handlers running at once"),
+        "BUS_HANDLER_TIMEOUT_S": ("consume", "time limit of one handler call"),
+        "BUS_HANDLER_RETRIES": ("consume", "in-process retries of a failed handler before the entry stays pending"),
+        "BUS_RECLAIM_INTERVAL_S": ("consume", "how often idle pending entries are looked for"),
+        "BUS_SHUTDOWN_GRACE_S": ("consume", "how long in-flight handlers may finish on shutdown"),
+        "BUS_MARKER_TTL_S": ("consume", "dedupe window of the processed markers (they live one to two of it)"),
+        "BUS_STRICT_JSON": ("consume", "dead-letter events with duplicate keys or unrepresentable numbers"),
+    }
+
     def __post_init__(self) -> None:
         if not _CHECKING.get():
             # ``BusSettings(...)`` does not check field types and constraints by itself (only

@@ -140,6 +140,38 @@ class AppSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_WORKFLOW_CONVERTER": "workflow_converter",
         "BUS_CONVERTER_EVENT_TYPES": "converter_event_types",
     }
+    #: One line per variable for the README's table (checked by ``tests/test_docs``).
+    DOCS: ClassVar[dict[str, tuple[str, str]]] = {
+        "BUS_DIRECTORY_FILE": ("services", "JSON/YAML directory of users and contacts (email and notifications)"),
+        "BUS_EMAIL_SENDER": (
+            "services",
+            "`smtp`, `file` or `console` (default: smtp with a host, file with an outbox)",
+        ),
+        "BUS_EMAIL_OUTBOX": ("services", "folder the `file` sender writes .eml files to"),
+        "BUS_EMAIL_TEMPLATES": ("services", "folder of Jinja2 templates overriding the built-in ones"),
+        "BUS_EMAIL_FROM": ("services", "From address of the mails"),
+        "BUS_EMAIL_FROM_NAME": ("services", "From display name"),
+        "BUS_EMAIL_PRODUCT_NAME": ("services", "product name the templates show"),
+        "BUS_EMAIL_BASE_URL": ("services", "base URL of links in mails"),
+        "SMTP_HOST": ("services", "SMTP server"),
+        "SMTP_PORT": ("services", "SMTP port"),
+        "SMTP_USERNAME": ("services", "SMTP user"),
+        "SMTP_PASSWORD": ("services", "SMTP password; never logged"),
+        "SMTP_SECURITY": ("services", "`starttls` (default), `tls` or `none`"),
+        "SMTP_TIMEOUT_S": ("services", "SMTP timeout"),
+        "SMTP_CA_FILE": ("services", "CA bundle of the SMTP server's certificate"),
+        "SMTP_VALIDATE_CERTS": ("services", "verify the SMTP server's certificate (default true)"),
+        "BUS_WORKFLOW_TRIGGERS": ("services", "`TYPE=module:function` pairs, comma-separated (`*`: every type)"),
+        "BUS_WORKFLOW_STREAM": ("services", "the workflow stream (default `workflow:events:global`)"),
+        "BUS_WORKFLOW_GROUP": ("services", "the workflow consumer's group (default `workflow-runtime-v2`)"),
+        "BUS_WORKFLOW_DLQ": ("services", "the workflow dead-letter stream"),
+        "BUS_WORKFLOW_START": ("services", "where a new workflow group starts: `0` (retained entries) or `$`"),
+        "BUS_WORKFLOW_CONVERTER": (
+            "services",
+            "also run the converter (workflow entries for events published without)",
+        ),
+        "BUS_CONVERTER_EVENT_TYPES": ("services", "event types the converter reads (default all)"),
+    }
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AppSettings:

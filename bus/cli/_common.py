@@ -84,6 +84,17 @@ class CommandError(Exception):
         super().__init__(message)
 
 
+#: Variables only the CLI reads (the rest are BusSettings' and the services'), for the README's table.
+CLI_DOCS: dict[str, tuple[str, str]] = {
+    "BUS_LOG_LEVEL": ("cli", "`bus run` log level: debug, info (default), warning, error"),
+    "BUS_LOG_FORMAT": ("cli", "`bus run` log format: `text` (default) or `json` (one object per line)"),
+    "BUS_DASHBOARD_TOKEN": (
+        "cli",
+        "`bus dashboard` write token (16+ characters); without it the dashboard is read-only",
+    ),
+}
+
+
 def connection_parent() -> argparse.ArgumentParser:
     """A parent parser holding the connection flags (``parents=[connection_parent()]``)."""
     parent = argparse.ArgumentParser(add_help=False)
