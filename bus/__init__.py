@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from ._acl import AclUser, add_password_args, remove_password_args, service_acl, tenant_acl
+from ._batch import AutoBatcher
 from ._bus import EventBus
 from ._codec import new_event_id, now_iso
 from ._consume import Consumer, ConsumerStats
@@ -47,7 +48,8 @@ from ._keys import (
     WORKFLOW_STREAM,
     Keys,
 )
-from ._publish import PartialWriteError, PreparedEvent, PublishResult, WorkflowHooks
+from ._options import PublishOptions, WorkflowHooks
+from ._publish import PartialWriteError, PreparedEvent, Publisher, PublishResult
 from ._redact import (
     SECRET,
     install_log_redaction,
@@ -72,6 +74,7 @@ __all__ = [
     "WORKFLOW_STREAM",
     "AclUser",
     "AuthenticationError",
+    "AutoBatcher",
     "BackendError",
     "BackendLoadingError",
     "BackendOutOfMemoryError",
@@ -103,8 +106,10 @@ __all__ = [
     "PermissionDeniedError",
     "PreparedEvent",
     "PublishError",
+    "PublishOptions",
     "PublishOutcomeUnknownError",
     "PublishResult",
+    "Publisher",
     "RedisEffect",
     "Reject",
     "RetryLater",

@@ -20,7 +20,7 @@ import redis.exceptions as rex
 from schemas import REGISTRY, Registry
 
 from ._batch import AutoBatcher
-from ._codec import now_iso
+from ._codec import new_event_id, now_iso
 from ._consume import Consumer, ConsumerStats, make_subscription
 from ._deadletter import DeadLetter, read_dead_letters
 from ._delivery import Handler, Subscription
@@ -34,7 +34,8 @@ from ._errors import (
 )
 from ._inspect import BusStatus, discover_streams, inspect_streams
 from ._keys import CHANNEL_GLOBAL, Keys
-from ._publish import PreparedEvent, Publisher, PublishResult, WorkflowHooks
+from ._options import PublishOptions, WorkflowHooks
+from ._publish import PreparedEvent, Publisher, PublishResult
 from ._redact import register_secret
 from ._redis import create_client, redis_errors, rotate_credentials
 from ._settings import BusSettings
@@ -52,6 +53,44 @@ __all__ = ["STREAM_CHUNK", "EventBus"]
 STREAM_CHUNK = 100
 
 H = TypeVar("H", bound=Handler)
+
+#: The option keywords of :meth:`EventBus.prepare` at their defaults (``options=`` excludes them).
+_KEYWORD_DEFAULTS = (CHANNEL_GLOBAL, None, None, False, None, None, None, None)
+_PLAIN: dict[tuple[str | tuple[str, ...] | None, bool], PublishOptions] = {}
+
+
+def _options(
+    channel: str | Sequence[str] | None,
+    event_id: str | None,
+    timestamp: str | None,
+    force: bool,
+    workflow: bool | None,
+    hooks: WorkflowHooks | None,
+    idempotency_key: str | None,
+    tenant: str | None,
+    batch: bool,
+) -> PublishOptions:
+    """The keywords as one value; the common ones (only channel and batch) come from a cache."""
+    channels = channel if channel is None or isinstance(channel, str | tuple) else tuple(channel)
+    plain = event_id is None and timestamp is None and not force and workflow is None and hooks is None
+    if plain and idempotency_key is None and tenant is None:
+        options = _PLAIN.get((channels, batch))
+        if options is None:
+            if len(_PLAIN) >= 1024:
+                _PLAIN.clear()
+            options = _PLAIN[(channels, batch)] = PublishOptions(channels=channels, batch=batch)
+        return options
+    return PublishOptions(
+        channels=channels,
+        event_id=event_id,
+        timestamp=timestamp,
+        force=force,
+        workflow=workflow,
+        hooks=hooks,
+        idempotency_key=idempotency_key,
+        tenant=tenant,
+        batch=batch,
+    )
 
 
 log = logging.getLogger("bus")
@@ -181,7 +220,7 @@ class EventBus:
         event_type: str,
         payload: Mapping[str, Any] | Payload,
         *,
-        channel: str | Sequence[str] = CHANNEL_GLOBAL,
+        channel: str | Sequence[str] | None = CHANNEL_GLOBAL,
         event_id: str | None = None,
         timestamp: str | None = None,
         force: bool = False,
@@ -189,26 +228,22 @@ class EventBus:
         hooks: WorkflowHooks | None = None,
         idempotency_key: str | None = None,
         tenant: str | None = None,
+        options: PublishOptions | None = None,
     ) -> PreparedEvent:
         """Validate and encode one publish without I/O (see :meth:`Publisher.prepare`).
 
         ``channel`` may name several channels: the envelope is written to each, every copy with
         its own fresh id unless ``event_id`` is given (the reference's behaviour, on which its
         consumers' dedupe depends); ``global`` adds the workflow entry, with the global copy's id.
+        ``channel=None`` applies the reference's fan-out (:mod:`bus.routing`). ``options``: the
+        same as one :class:`PublishOptions` value, instead of the keywords (not with them).
         """
         self._check_open()
-        return self._publisher.prepare(
-            event_type,
-            payload,
-            channels=channel,
-            event_id=event_id,
-            timestamp=timestamp,
-            force=force,
-            workflow=workflow,
-            hooks=hooks,
-            idempotency_key=idempotency_key,
-            tenant=tenant,
-        )
+        if options is None:
+            options = _options(channel, event_id, timestamp, force, workflow, hooks, idempotency_key, tenant, True)
+        elif (channel, event_id, timestamp, force, workflow, hooks, idempotency_key, tenant) != _KEYWORD_DEFAULTS:
+            raise TypeError("pass either options= or the option keywords, not both")
+        return self._publisher.prepare(event_type, payload, options)
 
     async def write(self, prepared: Sequence[PreparedEvent], *, batch: bool = False) -> list[PublishResult]:
         """Write prepared events in ONE round trip (MULTI/EXEC); all must be fully written or it raises.
@@ -237,7 +272,7 @@ class EventBus:
         event_type: str,
         payload: Mapping[str, Any] | Payload,
         *,
-        channel: str | Sequence[str] = CHANNEL_GLOBAL,
+        channel: str | Sequence[str] | None = CHANNEL_GLOBAL,
         event_id: str | None = None,
         timestamp: str | None = None,
         force: bool = False,
@@ -245,31 +280,35 @@ class EventBus:
         idempotency_key: str | None = None,
         tenant: str | None = None,
         batch: bool = False,
+        options: PublishOptions | None = None,
     ) -> PublishResult:
         """Validate, then XADD the event to its per-type stream (and the workflow stream on ``global``).
 
         Nothing is written when anything is invalid. Raises ``PayloadValidationError``,
         ``PayloadTooLargeError``, ``PublishOutcomeUnknownError`` (sent, no reply: publish again
-        with the same ``event_id``) or a ``BackendError``.
+        with the same ``event_id``) or a ``BackendError``. ``options`` replaces the keywords
+        (see :meth:`prepare`); with ``options.strict`` False a failure is logged and returned as
+        a result whose ``error`` is set instead of raised.
         """
         self._check_open()
-        prepared = self._publisher.prepare(
-            event_type,
-            payload,
-            channels=channel,
-            event_id=event_id,
-            timestamp=timestamp,
-            force=force,
-            hooks=hooks,
-            idempotency_key=idempotency_key,
-            tenant=tenant,
-        )
-        if batch:  # straight to the outcome: one coroutine level less per caller on the hot path
-            (outcome,) = await self._batcher.submit_outcomes((prepared,))
-            if isinstance(outcome, BusError):
-                raise outcome
-            return outcome
-        return (await self._publisher.write((prepared,)))[0]
+        if options is None:
+            options = _options(channel, event_id, timestamp, force, None, hooks, idempotency_key, tenant, batch)
+        elif (channel, event_id, timestamp, force, None, hooks, idempotency_key, tenant) != _KEYWORD_DEFAULTS or batch:
+            raise TypeError("pass either options= or the option keywords, not both")
+        prepared: PreparedEvent | None = None
+        try:
+            prepared = self._publisher.prepare(event_type, payload, options)
+            if options.batch:  # straight to the outcome: one coroutine level less per caller on the hot path
+                (outcome,) = await self._batcher.submit_outcomes((prepared,))
+                if isinstance(outcome, BusError):
+                    raise outcome
+                return outcome
+            return (await self._publisher.write((prepared,)))[0]
+        except BusError as exc:
+            if options.strict:
+                raise
+            failed_id = prepared.event_id if prepared is not None else options.event_id or new_event_id()
+            return PublishResult.from_error(event_type, failed_id, exc)
 
     async def publish_many(
         self,
@@ -289,27 +328,24 @@ class EventBus:
         """
         self._check_open()
         items = events if isinstance(events, Collection) else list(events)
-        chunks = self._prepare_chunks(items, channel, force)
+        chunks = self._prepare_chunks(items, _options(channel, None, now_iso(), force, None, None, None, None, False))
         if len(items) <= STREAM_CHUNK:
             return await self._publisher.write([p for chunk in chunks for p in chunk])
         return await self._publisher.write_chunks(chunks)
 
     def _prepare_chunks(
-        self,
-        items: Iterable[tuple[str, Mapping[str, Any] | Payload] | PreparedEvent],
-        channel: str | Sequence[str],
-        force: bool,
+        self, items: Iterable[tuple[str, Mapping[str, Any] | Payload] | PreparedEvent], options: PublishOptions
     ) -> Iterator[list[PreparedEvent]]:
-        """The items prepared, :data:`STREAM_CHUNK` at a time; an invalid one raises naming its index."""
+        """The items prepared, :data:`STREAM_CHUNK` at a time (one publish time: ``options.timestamp``);
+        an invalid one raises naming its index."""
         prepare = self._publisher.prepare
-        timestamp = now_iso()  # one publish time for the whole batch
         chunk: list[PreparedEvent] = []
         for index, item in enumerate(items):
             if isinstance(item, PreparedEvent):
                 chunk.append(item)
             else:
                 try:
-                    chunk.append(prepare(item[0], item[1], channels=channel, force=force, timestamp=timestamp))
+                    chunk.append(prepare(item[0], item[1], options))
                 except PayloadValidationError as exc:
                     raise PayloadValidationError(exc.event_type, f"$[{index}]{exc.path[1:]}", exc.rule) from None
                 except PayloadTooLargeError as exc:

@@ -26,6 +26,7 @@ window writes nothing and returns the first event id. See :data:`IDEMPOTENT_PUBL
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -65,9 +66,11 @@ from ._errors import (
     PublishOutcomeUnknownError,
 )
 from ._keys import CHANNEL_GLOBAL, WORKFLOW_STREAM, Keys
+from ._options import DEFAULT_OPTIONS, PublishOptions, WorkflowHooks
 from ._redis import redis_errors, translate_error
 from ._resp import DISCARD, EXEC, MULTI, bulk, header, read_replies, send_packed
 from ._tenant import tenant_id_problem
+from .routing import fanout_channels
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -85,6 +88,8 @@ __all__ = [
 ]
 
 _DATETIME_RE = re.compile(DATETIME_PATTERN)
+
+log = logging.getLogger(__name__)
 
 #: Producer id used with ``XADD ... IDMP <pid> <iid>`` on servers that support it (Redis >= 8.6).
 IDMP_PRODUCER = b"psa-event-bus"
@@ -124,16 +129,6 @@ return out
 _SCRIPT_SHA = hashlib.sha1(IDEMPOTENT_PUBLISH_SCRIPT.encode()).hexdigest().encode()
 _EVALSHA_HEAD = bulk(b"EVALSHA") + bulk(_SCRIPT_SHA)
 _EVAL_HEAD = bulk(b"EVAL") + bulk(IDEMPOTENT_PUBLISH_SCRIPT.encode())
-
-
-class WorkflowHooks(msgspec.Struct, frozen=True, kw_only=True):
-    """The reference's publish hooks: they shape the workflow stream entry and nothing else."""
-
-    execution_id: str | None = None
-    correlation_key: str | None = None
-    event_name: str | None = None
-    from_state: str | None = None
-    to_state: str | None = None
 
 
 class PreparedEvent:
@@ -203,6 +198,12 @@ class PublishResult(msgspec.Struct, frozen=True):
         """True unless a best-effort publish failed."""
         return self.error is None
 
+    @classmethod
+    def from_error(cls, event_type: str, event_id: str, error: BusError) -> PublishResult:
+        """A best-effort publish's failure as a result, logged at error level (never swallowed silently)."""
+        log.error("publish of %s %s failed (best effort, not raised): %s", event_type, event_id, error)
+        return cls(event_id, event_type, error=error)
+
     def event_id_of(self, stream: str) -> str:
         """The envelope id written on ``stream`` (each channel copy has its own unless the caller gave one)."""
         if self.event_ids is not None and stream in self.event_ids:
@@ -254,7 +255,7 @@ class Publisher:
         self._packer = XaddPacker(settings.max_len, settings.trim_policy)
         self._streams: dict[tuple[str, str], str] = {}
         self._chans: dict[str | tuple[str, ...], tuple[str, ...]] = {}
-        self._routes: dict[tuple[str, str | Sequence[str], bool, bool | None], Route] = {}
+        self._routes: dict[tuple[str, str | Sequence[str] | None, bool, bool | None], Route] = {}
         self._validate = registry.validate
         self._checked_ts: str | None = None  # the last caller-given timestamp that passed the check
         self._max_bytes = settings.max_payload_bytes
@@ -290,30 +291,22 @@ class Publisher:
         return f"{self._keys.prefix}idempotency:{tenant}:{idempotency_key}"
 
     def prepare(
-        self,
-        event_type: str,
-        payload: Mapping[str, Any] | Payload,
-        *,
-        channels: str | Sequence[str] = CHANNEL_GLOBAL,
-        event_id: str | None = None,
-        timestamp: str | None = None,
-        force: bool = False,
-        workflow: bool | None = None,
-        hooks: WorkflowHooks | None = None,
-        idempotency_key: str | None = None,
-        tenant: str | None = None,
+        self, event_type: str, payload: Mapping[str, Any] | Payload, options: PublishOptions = DEFAULT_OPTIONS
     ) -> PreparedEvent:
         """Validate and encode one publish; raises before any I/O if anything is invalid.
 
-        ``channels``: one channel or several (duplicates are written once). Ids as the reference
-        gives them: each channel copy gets its own fresh id, unless ``event_id`` is given (then
-        every copy carries it); the ``global`` copy's id is the result's ``event_id`` and the
-        workflow entry's. (The reference's consumers dedupe on tenant + event id across
-        channels, so copies sharing a generated id would be skipped after the first.)
-        ``workflow``: write the workflow entry too (default: when ``global`` is among the channels).
-        ``idempotency_key``: write at most once per ``(tenant, key)`` within the window;
-        ``tenant`` defaults to the payload's tenantId/tenant.
+        ``options.channels``: one channel or several (duplicates are written once), or None for
+        the reference's fan-out (:func:`bus.routing.fanout_channels`). Ids as the reference
+        gives them: each channel copy gets its own fresh id, unless ``options.event_id`` is
+        given (then every copy carries it); the ``global`` copy's id is the result's
+        ``event_id`` and the workflow entry's. (The reference's consumers dedupe on tenant +
+        event id across channels, so copies sharing a generated id would be skipped after the
+        first.) ``options.workflow``: write the workflow entry too (default: when ``global`` is
+        among the channels). ``options.idempotency_key``: write at most once per
+        ``(tenant, key)`` within the window; ``tenant`` defaults to the payload's tenantId/tenant.
         """
+        event_id = options.event_id
+        timestamp = options.timestamp
         try:
             data = self._validate(event_type, payload)
         except UnknownEventTypeError as exc:
@@ -340,7 +333,7 @@ class Publisher:
         eid = event_id.encode()
         ts = timestamp.encode()
         try:
-            route: Route | None = self._routes[(event_type, channels, force, workflow)]
+            route: Route | None = self._routes[(event_type, options.channels, options.force, options.workflow)]
         except (KeyError, TypeError):  # not seen yet, or channels given as a list
             route = None
         envelope: bytes | None = None
@@ -355,30 +348,18 @@ class Publisher:
                 f"({self._max_bytes}); nothing was written (send a reference to large content instead)"
             )
         if route is None:
-            route = self._route(event_type, channels, force, workflow)
+            route = self._route(event_type, options.channels, options.force, options.workflow)
         copy_ids: list[str] | None = None
         if fresh and len(route.chans) > 1:
             copy_ids = [new_event_id() for _ in route.chans]
             copy_ids[route.primary] = event_id
-        if idempotency_key is not None or route.env_middle is None:
+        hooks = options.hooks
+        if (options.idempotency_key is not None and options.dedupe) or route.env_middle is None:
             if envelope is None:
                 envelope = encode_envelope(event_id, event_type, timestamp, data)
-            return self._prepare_general(
-                event_type,
-                payload,
-                data,
-                envelope,
-                route,
-                event_id,
-                timestamp,
-                copy_ids,
-                force=force,
-                hooks=hooks,
-                idempotency_key=idempotency_key,
-                tenant=tenant,
-            )
+            return self._prepare_general(payload, data, envelope, route, event_id, timestamp, copy_ids, options)
         cids = None if copy_ids is None else [c.encode() for c in copy_ids]
-        if route.workflow and (type(payload) is not dict or (hooks is not None and _hooks_set(hooks))):
+        if route.workflow and (type(payload) is not dict or (hooks is not None and hooks.is_set)):
             values = self._workflow_values(event_type, payload, data, event_id, timestamp, hooks)
             wf = self._packer.workflow(WORKFLOW_STREAM, values)
             command = route.pack(eid, ts, data, env_len, workflow=wf, copy_ids=cids)
@@ -390,13 +371,15 @@ class Publisher:
         event_ids = None if copy_ids is None else _stream_ids(route, event_id, copy_ids)
         return PreparedEvent(event_id, event_type, route.streams, event_ids, command, route.n_commands, None)
 
-    def _route(self, event_type: str, channels: str | Sequence[str], force: bool, workflow: bool | None) -> Route:
+    def _route(
+        self, event_type: str, channels: str | Sequence[str] | None, force: bool, workflow: bool | None
+    ) -> Route:
         """The constant parts of publishing ``event_type`` on ``channels`` (cached when hashable)."""
-        chans = self._channels(event_type, channels)
+        chans = fanout_channels(event_type) if channels is None else self._channels(event_type, channels)
         wf = bool(workflow) if workflow is not None else CHANNEL_GLOBAL in chans
         streams = tuple([self.stream(ch, event_type) for ch in chans])
         route = Route(self._packer, event_type, chans, streams, force=force, workflow=wf)
-        if isinstance(channels, str | tuple):
+        if channels is None or isinstance(channels, str | tuple):
             if len(self._routes) >= 4096:
                 self._routes.clear()
             self._routes[(event_type, channels, force, workflow)] = route
@@ -431,7 +414,6 @@ class Publisher:
 
     def _prepare_general(
         self,
-        event_type: str,
         payload: Mapping[str, Any] | Payload,
         data: bytes,
         envelope: bytes,
@@ -439,17 +421,15 @@ class Publisher:
         event_id: str,
         timestamp: str,
         copy_ids: list[str] | None,
-        *,
-        force: bool,
-        hooks: WorkflowHooks | None,
-        idempotency_key: str | None,
-        tenant: str | None,
+        options: PublishOptions,
     ) -> PreparedEvent:
         """The rarer publishes: idempotent ones, event types JSON escapes."""
+        event_type = route.event_type
+        idempotency_key = options.idempotency_key if options.dedupe else None
         chans = route.chans
         wf: tuple[bytes, ...] | None = None
         if route.workflow:
-            wf = self._workflow_values(event_type, payload, data, event_id, timestamp, hooks)
+            wf = self._workflow_values(event_type, payload, data, event_id, timestamp, options.hooks)
         copies = [(ch, st, event_id, envelope) for ch, st in zip(chans, route.streams[-len(chans) :], strict=True)]
         event_ids: tuple[str, ...] | None = None
         if copy_ids is not None:
@@ -463,6 +443,7 @@ class Publisher:
             if not idempotency_key:
                 raise PayloadValidationError(event_type, "$.idempotencyKey", "must not be empty")
             path = "$.tenant"
+            tenant = options.tenant
             if tenant is None:
                 view = payload_view(payload)
                 tenant = str(view.get("tenantId") or view.get("tenant") or "")
@@ -479,10 +460,10 @@ class Publisher:
                 event_ids,
                 b"",
                 1,
-                self._script_args(remembered, tenant, idempotency_key, wf, copies, force),
+                self._script_args(remembered, tenant, idempotency_key, wf, copies, options.force),
             )
         packer = self._packer
-        parts = [packer.per_type(key, ch, env, force) for ch, key, _, env in copies]
+        parts = [packer.per_type(key, ch, env, options.force) for ch, key, _, env in copies]
         if wf is not None:
             parts.insert(0, packer.workflow(WORKFLOW_STREAM, wf))
         return PreparedEvent(event_id, event_type, streams, event_ids, b"".join(parts), len(parts), None)
@@ -855,11 +836,6 @@ def _stream_ids(route: Route, event_id: str, copy_ids: Sequence[str]) -> tuple[s
 def _is_noscript(reply: BaseException) -> bool:
     """EVALSHA of a script the server does not have (redis-py strips the NOSCRIPT code)."""
     return isinstance(reply, rex.NoScriptError) or str(reply).startswith("NOSCRIPT")
-
-
-def _hooks_set(h: WorkflowHooks) -> bool:
-    """True when a hook changes the workflow entry (empty values count as absent, as the entry writes them)."""
-    return bool(h.execution_id or h.correlation_key or h.event_name or h.from_state or h.to_state)
 
 
 _NO_HOOKS = WorkflowHooks()

@@ -1,9 +1,9 @@
-"""The reference's fan-out (``publishEvent``): which channels get a copy of an event.
+"""``publishEvent``: publish with the reference's fan-out.
 
-1. Always ``global`` (only that copy writes the workflow stream entry).
-2. In-app notification types: a copy on ``internal-notifications``.
-3. Email types: a copy on ``emailservice::v7``.
-4. An explicit channel: ``global`` plus that channel, skipping 2 and 3.
+Which channels get a copy is the table in :mod:`bus.routing` (``EMAIL_EVENT_TYPES``,
+``NOTIFICATION_EVENT_TYPES`` and ``fanout_channels`` here are that table, re-exported):
+``global`` always, the in-app notification and email sets their channels, an explicit channel
+instead of the sets.
 
 Ids as in the reference: every channel copy gets its own fresh event id unless the caller passes
 ``event_id`` (then every copy carries it). This is not a quirk: the reference's consumers mark
@@ -16,21 +16,11 @@ workflow entry are written in ONE MULTI/EXEC.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
-from bus import (
-    CHANNEL_EMAIL,
-    CHANNEL_GLOBAL,
-    CHANNEL_NOTIFICATIONS,
-    BusError,
-    EventBus,
-    PreparedEvent,
-    PublishResult,
-    WorkflowHooks,
-    new_event_id,
-)
+from bus import EventBus, PreparedEvent, PublishOptions, PublishResult, WorkflowHooks
+from bus.routing import EMAIL_EVENT_TYPES, NOTIFICATION_EVENT_TYPES, fanout_channels
 from schemas import Payload
 
 __all__ = [
@@ -41,76 +31,43 @@ __all__ = [
     "publish_event",
 ]
 
-logger = logging.getLogger("publishers")
-
-#: Types copied to ``internal-notifications`` (in-app notifications).
-NOTIFICATION_EVENT_TYPES: frozenset[str] = frozenset(
-    {
-        "TICKET_CREATED",
-        "TICKET_ASSIGNED",
-        "TICKET_ADDITIONAL_AGENT_ASSIGNED",
-        "TICKET_UPDATED",
-        "TICKET_CLOSED",
-        "TICKET_COMMENT_ADDED",
-        "PROJECT_CREATED",
-        "PROJECT_ASSIGNED",
-        "PROJECT_TASK_ASSIGNED",
-        "PROJECT_TASK_ADDITIONAL_AGENT_ASSIGNED",
-        "PROJECT_MILESTONE_READY",
-        "PROJECT_BUDGET_THRESHOLD_REACHED",
-        "PROJECT_BUDGET_EXCEEDED",
-        "TASK_COMMENT_ADDED",
-        "INVOICE_GENERATED",
-        "MESSAGE_SENT",
-        "USER_MENTIONED_IN_DOCUMENT",
-        "APPOINTMENT_REQUEST_CREATED",
-        "APPOINTMENT_REQUEST_APPROVED",
-        "APPOINTMENT_REQUEST_DECLINED",
-        "APPOINTMENT_REQUEST_CANCELLED",
-    }
-)
-
-#: Types copied to ``emailservice::v7`` (email notifications).
-EMAIL_EVENT_TYPES: frozenset[str] = frozenset(
-    {
-        "TICKET_CREATED",
-        "TICKET_UPDATED",
-        "TICKET_CLOSED",
-        "TICKET_ASSIGNED",
-        "TICKET_ADDITIONAL_AGENT_ASSIGNED",
-        "TICKET_COMMENT_ADDED",
-        "PROJECT_CREATED",
-        "PROJECT_UPDATED",
-        "PROJECT_CLOSED",
-        "PROJECT_ASSIGNED",
-        "PROJECT_TASK_ASSIGNED",
-        "PROJECT_TASK_ADDITIONAL_AGENT_ASSIGNED",
-        "PROJECT_MILESTONE_READY",
-        "PROJECT_BUDGET_THRESHOLD_REACHED",
-        "PROJECT_BUDGET_EXCEEDED",
-        "APPOINTMENT_REQUEST_CREATED",
-        "APPOINTMENT_REQUEST_APPROVED",
-        "APPOINTMENT_REQUEST_DECLINED",
-        "APPOINTMENT_REQUEST_CANCELLED",
-    }
-)
-
-_CHANNELS: dict[str, tuple[str, ...]] = {}
+#: ``publish_event``'s options with every keyword at its default (no allocation per call).
+_DEFAULT = PublishOptions()
 
 
-def fanout_channels(event_type: str, channel: str | None = None) -> tuple[str, ...]:
-    """The channels one publish writes to, ``global`` first."""
-    if channel is not None:
-        return (CHANNEL_GLOBAL,) if channel == CHANNEL_GLOBAL else (CHANNEL_GLOBAL, channel)
-    out = _CHANNELS.get(event_type)
-    if out is None:
-        chans = [CHANNEL_GLOBAL]
-        if event_type in NOTIFICATION_EVENT_TYPES:
-            chans.append(CHANNEL_NOTIFICATIONS)
-        if event_type in EMAIL_EVENT_TYPES:
-            chans.append(CHANNEL_EMAIL)
-        out = _CHANNELS[event_type] = tuple(chans)
-    return out
+def _fanout_options(
+    event_type: str,
+    channel: str | None,
+    event_id: str | None,
+    force: bool,
+    hooks: WorkflowHooks | None,
+    idempotency_key: str | None,
+    tenant: str | None,
+    strict: bool,
+    batch: bool,
+) -> PublishOptions:
+    """The keywords of :func:`publish_event` as one value (the defaults: a shared constant)."""
+    if (
+        channel is None
+        and event_id is None
+        and not force
+        and hooks is None
+        and idempotency_key is None
+        and tenant is None
+        and strict
+        and batch
+    ):
+        return _DEFAULT
+    return PublishOptions(
+        channels=None if channel is None else fanout_channels(event_type, channel),
+        event_id=event_id,
+        force=force,
+        hooks=hooks,
+        idempotency_key=idempotency_key,
+        tenant=tenant,
+        strict=strict,
+        batch=batch,
+    )
 
 
 def prepare_event(
@@ -126,16 +83,8 @@ def prepare_event(
     tenant: str | None = None,
 ) -> PreparedEvent:
     """Validate and encode the whole fan-out of one publish (no I/O); raises when invalid."""
-    return bus.prepare(
-        event_type,
-        payload,
-        channel=fanout_channels(event_type, channel),
-        event_id=event_id,
-        force=force,
-        hooks=hooks,
-        idempotency_key=idempotency_key,
-        tenant=tenant,
-    )
+    options = _fanout_options(event_type, channel, event_id, force, hooks, idempotency_key, tenant, True, True)
+    return bus.prepare(event_type, payload, options=options)
 
 
 async def publish_event(
@@ -159,28 +108,5 @@ async def publish_event(
     trip with concurrent publishers (auto-batching: at most one loop tick later, each caller
     still returns only once its own entries are written); ``batch=False`` writes at once.
     """
-    prepared: PreparedEvent | None = None
-    try:
-        prepared = prepare_event(
-            bus,
-            event_type,
-            payload,
-            channel=channel,
-            event_id=event_id,
-            force=force,
-            hooks=hooks,
-            idempotency_key=idempotency_key,
-            tenant=tenant,
-        )
-        return (await bus.write((prepared,), batch=batch))[0]
-    except BusError as exc:
-        if strict:
-            raise
-        failed_id = prepared.event_id if prepared is not None else event_id if event_id is not None else new_event_id()
-        return failed_result(event_type, failed_id, exc)
-
-
-def failed_result(event_type: str, event_id: str, exc: BusError) -> PublishResult:
-    """Log a best-effort failure and return it as a result (never swallowed silently)."""
-    logger.error("publish of %s %s failed (best effort, not raised): %s", event_type, event_id, exc)
-    return PublishResult(event_id, event_type, error=exc)
+    options = _fanout_options(event_type, channel, event_id, force, hooks, idempotency_key, tenant, strict, batch)
+    return await bus.publish(event_type, payload, options=options)

@@ -24,15 +24,16 @@ from bus import (
     EventBus,
     PayloadValidationError,
     PreparedEvent,
+    PublishOptions,
     PublishResult,
     WorkflowHooks,
     new_event_id,
     now_iso,
 )
+from bus.routing import fanout_channels
 from schemas import DATETIME_PATTERN, Payload, is_uuid
 
 from ._context import DomainEvent, PublishContext
-from ._fanout import failed_result, prepare_event
 
 __all__ = [
     "enrich_payload",
@@ -85,6 +86,59 @@ def enrich_payload(
     return data
 
 
+#: Every keyword at its default and no hooks or key from the ctx: one shared value.
+_DEFAULT = PublishOptions()
+
+
+def _options(
+    event_type: str,
+    ctx: PublishContext,
+    *,
+    idempotency_key: str | None = None,
+    event_name: str | None = None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    correlation_key: str | None = None,
+    channel: str | None = None,
+    event_id: str | None = None,
+    strict: bool = True,
+    dedupe: bool = True,
+    batch: bool = True,
+) -> PublishOptions:
+    """The keywords and the ctx as one value: the effective key (argument, else the ctx's), the hooks."""
+    key = idempotency_key if idempotency_key is not None else ctx.idempotency_key
+    hooks = None  # no hooks object when none is set: the bus packs the workflow entry on its fast path
+    if ctx.correlation_id or correlation_key or event_name or from_state or to_state:
+        hooks = WorkflowHooks(
+            execution_id=ctx.correlation_id,
+            correlation_key=correlation_key,
+            event_name=event_name,
+            from_state=from_state,
+            to_state=to_state,
+        )
+    if hooks is None and key is None and channel is None and event_id is None and strict and dedupe and batch:
+        return _DEFAULT
+    return PublishOptions(
+        channels=None if channel is None else fanout_channels(event_type, channel),
+        event_id=event_id,
+        hooks=hooks,
+        idempotency_key=key,
+        tenant=ctx.tenant_id if key is not None else None,
+        dedupe=dedupe,
+        strict=strict,
+        batch=batch,
+    )
+
+
+def _enrich(
+    bus: EventBus, event_type: str, payload: Mapping[str, Any] | Payload, ctx: PublishContext, options: PublishOptions
+) -> dict[str, Any]:
+    """:func:`enrich_payload` with the options' key, after checking the ctx's correlation id."""
+    if ctx.correlation_id is not None and not is_uuid(ctx.correlation_id):
+        raise PayloadValidationError(event_type, "$.ctx.correlationId", "Expected a uuid (8-4-4-4-12 hex digits)")
+    return enrich_payload(bus, event_type, payload, ctx, idempotency_key=options.idempotency_key)
+
+
 def prepare_workflow_event(
     bus: EventBus,
     event_type: str,
@@ -101,29 +155,19 @@ def prepare_workflow_event(
     dedupe: bool = True,
 ) -> PreparedEvent:
     """Enrich, validate and encode one workflow publish with its fan-out (no I/O)."""
-    if ctx.correlation_id is not None and not is_uuid(ctx.correlation_id):
-        raise PayloadValidationError(event_type, "$.ctx.correlationId", "Expected a uuid (8-4-4-4-12 hex digits)")
-    data = enrich_payload(bus, event_type, payload, ctx, idempotency_key=idempotency_key)
-    hooks = None  # no hooks object when none is set: the bus packs the workflow entry on its fast path
-    if ctx.correlation_id or correlation_key or event_name or from_state or to_state:
-        hooks = WorkflowHooks(
-            execution_id=ctx.correlation_id,
-            correlation_key=correlation_key,
-            event_name=event_name,
-            from_state=from_state,
-            to_state=to_state,
-        )
-    key = data.get("idempotencyKey") if dedupe else None
-    return prepare_event(
-        bus,
+    options = _options(
         event_type,
-        data,
+        ctx,
+        idempotency_key=idempotency_key,
+        event_name=event_name,
+        from_state=from_state,
+        to_state=to_state,
+        correlation_key=correlation_key,
         channel=channel,
         event_id=event_id,
-        hooks=hooks,
-        idempotency_key=key,
-        tenant=ctx.tenant_id,
+        dedupe=dedupe,
     )
+    return bus.prepare(event_type, _enrich(bus, event_type, payload, ctx, options), options=options)
 
 
 async def publish_workflow_event(
@@ -148,34 +192,27 @@ async def publish_workflow_event(
     ``dedupe=False`` still puts the idempotency key in the payload but skips the marker check.
     ``strict=False``: failures are logged and returned (``result.error``), not raised.
     """
-    prepared: PreparedEvent | None = None
+    options = _options(
+        event_type,
+        ctx,
+        idempotency_key=idempotency_key,
+        event_name=event_name,
+        from_state=from_state,
+        to_state=to_state,
+        correlation_key=correlation_key,
+        channel=channel,
+        event_id=event_id,
+        strict=strict,
+        dedupe=dedupe,
+        batch=batch,
+    )
     try:
-        prepared = prepare_workflow_event(
-            bus,
-            event_type,
-            payload,
-            ctx,
-            idempotency_key=idempotency_key,
-            event_name=event_name,
-            from_state=from_state,
-            to_state=to_state,
-            correlation_key=correlation_key,
-            channel=channel,
-            event_id=event_id,
-            dedupe=dedupe,
-        )
-        return (await bus.write((prepared,), batch=batch))[0]
+        data = _enrich(bus, event_type, payload, ctx, options)
     except BusError as exc:
         if strict:
             raise
-        return failed_result(event_type, _id_of(prepared, event_id), exc)
-
-
-def _id_of(prepared: PreparedEvent | None, event_id: str | None) -> str:
-    """The event id a failed best-effort publish reports: the prepared one, the caller's, or a fresh one."""
-    if prepared is not None:
-        return prepared.event_id
-    return event_id if event_id is not None else new_event_id()
+        return PublishResult.from_error(event_type, event_id if event_id is not None else new_event_id(), exc)
+    return await bus.publish(event_type, data, options=options)
 
 
 async def publish_domain_events(
@@ -197,10 +234,8 @@ async def publish_domain_events(
     slots: list[PublishResult | int] = []
     for index, event in enumerate(events):
         try:
-            p = prepare_workflow_event(
-                bus,
+            options = _options(
                 event.event_type,
-                event.payload,
                 ctx,
                 idempotency_key=event.idempotency_key,
                 event_name=event.event_name,
@@ -209,16 +244,18 @@ async def publish_domain_events(
                 correlation_key=event.correlation_key,
                 channel=channel,
             )
+            data = _enrich(bus, event.event_type, event.payload, ctx, options)
+            p = bus.prepare(event.event_type, data, options=options)
         except PayloadValidationError as exc:
             error = PayloadValidationError(exc.event_type, f"$[{index}]{exc.path[1:]}", exc.rule)
             if strict:
                 raise error from None
-            slots.append(failed_result(event.event_type, new_event_id(), error))
+            slots.append(PublishResult.from_error(event.event_type, new_event_id(), error))
             continue
         except BusError as exc:
             if strict:
                 raise
-            slots.append(failed_result(event.event_type, new_event_id(), exc))
+            slots.append(PublishResult.from_error(event.event_type, new_event_id(), exc))
             continue
         slots.append(len(prepared))
         prepared.append(p)
@@ -231,11 +268,11 @@ async def publish_domain_events(
         else:  # best effort: each event's own outcome (one refused entry does not fail the others)
             outcomes = await bus.write_outcomes(prepared, batch=batch)
             written = [
-                o if isinstance(o, PublishResult) else failed_result(p.event_type, p.event_id, o)
+                o if isinstance(o, PublishResult) else PublishResult.from_error(p.event_type, p.event_id, o)
                 for p, o in zip(prepared, outcomes, strict=True)
             ]
     except BusError as exc:
         if strict:
             raise
-        written = [failed_result(p.event_type, p.event_id, exc) for p in prepared]
+        written = [PublishResult.from_error(p.event_type, p.event_id, exc) for p in prepared]
     return [written[s] if isinstance(s, int) else s for s in slots]
