@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from bus import routing
+
 from .._payload import actor_user_id, get_bool, get_str, tenant_of
 from ._directory import Contact, Directory, Project, Task, Ticket, User
 
@@ -58,30 +60,11 @@ class Audience(msgspec.Struct, frozen=True, kw_only=True):
     parties: tuple[Party, ...] = ()
 
 
-TICKET_TYPES = frozenset(
-    {
-        "TICKET_CREATED",
-        "TICKET_UPDATED",
-        "TICKET_CLOSED",
-        "TICKET_ASSIGNED",
-        "TICKET_ADDITIONAL_AGENT_ASSIGNED",
-        "TICKET_COMMENT_ADDED",
-    }
-)
-PROJECT_TYPES = frozenset(
-    {
-        "PROJECT_CREATED",
-        "PROJECT_UPDATED",
-        "PROJECT_CLOSED",
-        "PROJECT_ASSIGNED",
-        "PROJECT_TASK_ASSIGNED",
-        "PROJECT_TASK_ADDITIONAL_AGENT_ASSIGNED",
-        "TASK_COMMENT_ADDED",
-        "PROJECT_MILESTONE_READY",
-        "PROJECT_BUDGET_THRESHOLD_REACHED",
-        "PROJECT_BUDGET_EXCEEDED",
-    }
-)
+#: The events the subscribers take (both fan-out sets), by their subject: a ticket's events go to
+#: the ticket's people, a project's or task's to the project's; the rest have their own rules.
+_ROUTED = routing.EMAIL_EVENT_TYPES | routing.NOTIFICATION_EVENT_TYPES
+TICKET_AUDIENCE_TYPES: frozenset[str] = frozenset(t for t in _ROUTED if t.startswith("TICKET_"))
+PROJECT_AUDIENCE_TYPES: frozenset[str] = frozenset(t for t in _ROUTED if t.startswith(("PROJECT_", "TASK_")))
 
 
 class _Collector:
@@ -272,9 +255,9 @@ async def resolve_audience(
     if task_id := get_str(payload, "taskId"):
         task = await directory.get_task(tenant, task_id)
     comment = _comment(event_type, payload, actor)
-    if event_type in TICKET_TYPES:
+    if event_type in TICKET_AUDIENCE_TYPES:
         await _ticket_parties(c, event_type, payload, ticket)
-    elif event_type in PROJECT_TYPES:
+    elif event_type in PROJECT_AUDIENCE_TYPES:
         await _project_parties(c, event_type, payload, project, task)
     else:
         await _other_parties(c, event_type, payload)

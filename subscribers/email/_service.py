@@ -25,7 +25,7 @@ import anyio
 import msgspec
 from msgspec import Meta
 
-from bus import CHANNEL_EMAIL, EventBus, RetryLater
+from bus import CHANNEL_EMAIL, EventBus, RetryLater, routing
 from publishers import Actor, PublishContext
 from schemas import EMAIL_PATTERN, is_uuid, utc_now_iso
 
@@ -40,28 +40,29 @@ from ._templates import EmailTemplates, normalize_changes
 if TYPE_CHECKING:
     from bus import Delivery
 
-__all__ = ["EMAIL_EVENT_TYPES", "EmailOutcome", "EmailSettings", "EmailSubscriber", "SentEmail"]
+__all__ = [
+    "EMAIL_EVENT_TYPES",
+    "NOT_MAILED_EVENT_TYPES",
+    "OFF_ROUTE_EVENT_TYPES",
+    "EmailOutcome",
+    "EmailSettings",
+    "EmailSubscriber",
+    "SentEmail",
+]
 
 log = logging.getLogger("subscribers.email")
 
-#: The event types the email subscriber handles (the reference's email fan-out set, less appointments).
-EMAIL_EVENT_TYPES: tuple[str, ...] = (
-    "TICKET_CREATED",
-    "TICKET_UPDATED",
-    "TICKET_CLOSED",
-    "TICKET_ASSIGNED",
-    "TICKET_ADDITIONAL_AGENT_ASSIGNED",
-    "TICKET_COMMENT_ADDED",
-    "PROJECT_CREATED",
-    "PROJECT_UPDATED",
-    "PROJECT_CLOSED",
-    "PROJECT_ASSIGNED",
-    "PROJECT_TASK_ASSIGNED",
-    "PROJECT_TASK_ADDITIONAL_AGENT_ASSIGNED",
-    "TASK_COMMENT_ADDED",
-    "PROJECT_MILESTONE_READY",
-    "PROJECT_BUDGET_THRESHOLD_REACHED",
-    "PROJECT_BUDGET_EXCEEDED",
+#: Routed to ``emailservice::v7`` by the fan-out but not mailed here: appointment requests have
+#: no email templates (the reference's own email service keeps handling them).
+NOT_MAILED_EVENT_TYPES: frozenset[str] = frozenset(t for t in routing.EMAIL_EVENT_TYPES if t.startswith("APPOINTMENT_"))
+#: Mailed here although the fan-out never copies them to ``emailservice::v7``: they arrive only
+#: when published there explicitly (``channel="emailservice::v7"``).
+OFF_ROUTE_EVENT_TYPES: frozenset[str] = frozenset({"TASK_COMMENT_ADDED"})
+
+#: The types the email subscriber takes: the fan-out's email set, less the ones not mailed, plus
+#: the off-route ones (sorted; each has a template).
+EMAIL_EVENT_TYPES: tuple[str, ...] = tuple(
+    sorted((routing.EMAIL_EVENT_TYPES - NOT_MAILED_EVENT_TYPES) | OFF_ROUTE_EVENT_TYPES)
 )
 
 _NAMESPACE = uuid.UUID("6f1c7a2e-4d0b-5b7e-9a51-3c2d8e0f4a17")

@@ -26,8 +26,7 @@ import anyio
 import msgspec
 from msgspec import Meta
 
-from bus import CHANNEL_NOTIFICATIONS, EventBus
-from publishers import NOTIFICATION_EVENT_TYPES as _FANOUT_NOTIFICATION_TYPES
+from bus import CHANNEL_NOTIFICATIONS, EventBus, routing
 from publishers import Actor, PublishContext
 from schemas import utc_now_iso
 
@@ -47,7 +46,7 @@ __all__ = ["NOTIFICATION_EVENT_TYPES", "Broadcaster", "NotificationSettings", "N
 log = logging.getLogger("subscribers.notifications")
 
 #: The reference's in-app notification set: the types publishers copy to ``internal-notifications``.
-NOTIFICATION_EVENT_TYPES: tuple[str, ...] = tuple(sorted(_FANOUT_NOTIFICATION_TYPES))
+NOTIFICATION_EVENT_TYPES: tuple[str, ...] = tuple(sorted(routing.event_types_on(CHANNEL_NOTIFICATIONS)))
 
 #: Pushes ``message`` on pub/sub ``channel``; returns how many subscribers received it.
 Broadcaster = Callable[[str, bytes], Awaitable[int]]
