@@ -56,7 +56,8 @@ H = TypeVar("H", bound=Handler)
 
 #: The option keywords of :meth:`EventBus.prepare` at their defaults (``options=`` excludes them).
 _KEYWORD_DEFAULTS = (CHANNEL_GLOBAL, None, None, False, None, None, None, None)
-_PLAIN: dict[tuple[str | tuple[str, ...] | None, bool], PublishOptions] = {}
+#: Options of the plain keyword calls, by ``batch`` then channel (no key tuple per call).
+_PLAIN: tuple[dict[str | tuple[str, ...] | None, PublishOptions], ...] = ({}, {None: PublishOptions.DEFAULT})
 
 
 def _options(
@@ -74,11 +75,13 @@ def _options(
     channels = channel if channel is None or isinstance(channel, str | tuple) else tuple(channel)
     plain = event_id is None and timestamp is None and not force and workflow is None and hooks is None
     if plain and idempotency_key is None and tenant is None:
-        options = _PLAIN.get((channels, batch))
+        cache = _PLAIN[batch]
+        options = cache.get(channels)
         if options is None:
-            if len(_PLAIN) >= 1024:
-                _PLAIN.clear()
-            options = _PLAIN[(channels, batch)] = PublishOptions(channels=channels, batch=batch)
+            if len(cache) >= 1024:
+                cache.clear()
+                cache[None] = PublishOptions.DEFAULT
+            options = cache[channels] = PublishOptions(channels=channels, batch=batch)
         return options
     return PublishOptions(
         channels=channels,

@@ -7,9 +7,11 @@ their keyword arguments; they build the options once and hand this value down to
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import msgspec
 
-__all__ = ["DEFAULT_OPTIONS", "PublishOptions", "WorkflowHooks"]
+__all__ = ["PublishOptions", "WorkflowHooks"]
 
 
 class WorkflowHooks(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +48,9 @@ class PublishOptions(msgspec.Struct, frozen=True, kw_only=True):
     - ``batch``: share the round trip with concurrent publishers (auto-batching, one loop tick).
     """
 
+    #: Every field at its default: the reference's publish (fan-out, fresh ids, strict, auto-batched).
+    DEFAULT: ClassVar[PublishOptions]
+
     channels: str | tuple[str, ...] | None = None
     event_id: str | None = None
     timestamp: str | None = None
@@ -59,5 +64,4 @@ class PublishOptions(msgspec.Struct, frozen=True, kw_only=True):
     batch: bool = True
 
 
-#: The reference's publish: fan-out, fresh ids, strict, auto-batched.
-DEFAULT_OPTIONS = PublishOptions()
+PublishOptions.DEFAULT = PublishOptions()

@@ -66,7 +66,7 @@ from ._errors import (
     PublishOutcomeUnknownError,
 )
 from ._keys import CHANNEL_GLOBAL, WORKFLOW_STREAM, Keys
-from ._options import DEFAULT_OPTIONS, PublishOptions, WorkflowHooks
+from ._options import PublishOptions, WorkflowHooks
 from ._redis import redis_errors, translate_error
 from ._resp import DISCARD, EXEC, MULTI, bulk, header, read_replies, send_packed
 from ._tenant import tenant_id_problem
@@ -291,7 +291,7 @@ class Publisher:
         return f"{self._keys.prefix}idempotency:{tenant}:{idempotency_key}"
 
     def prepare(
-        self, event_type: str, payload: Mapping[str, Any] | Payload, options: PublishOptions = DEFAULT_OPTIONS
+        self, event_type: str, payload: Mapping[str, Any] | Payload, options: PublishOptions = PublishOptions.DEFAULT
     ) -> PreparedEvent:
         """Validate and encode one publish; raises before any I/O if anything is invalid.
 

@@ -31,9 +31,6 @@ __all__ = [
     "publish_event",
 ]
 
-#: ``publish_event``'s options with every keyword at its default (no allocation per call).
-_DEFAULT = PublishOptions()
-
 
 def _fanout_options(
     event_type: str,
@@ -57,7 +54,7 @@ def _fanout_options(
         and strict
         and batch
     ):
-        return _DEFAULT
+        return PublishOptions.DEFAULT
     return PublishOptions(
         channels=None if channel is None else fanout_channels(event_type, channel),
         event_id=event_id,

@@ -86,10 +86,6 @@ def enrich_payload(
     return data
 
 
-#: Every keyword at its default and no hooks or key from the ctx: one shared value.
-_DEFAULT = PublishOptions()
-
-
 def _options(
     event_type: str,
     ctx: PublishContext,
@@ -117,7 +113,7 @@ def _options(
             to_state=to_state,
         )
     if hooks is None and key is None and channel is None and event_id is None and strict and dedupe and batch:
-        return _DEFAULT
+        return PublishOptions.DEFAULT
     return PublishOptions(
         channels=None if channel is None else fanout_channels(event_type, channel),
         event_id=event_id,
