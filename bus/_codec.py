@@ -17,7 +17,15 @@ from typing import Any, Literal
 
 import msgspec
 
-from schemas import WORKFLOW_FIELDS, EventValidationError, Payload, encode_bus_event, is_uuid
+from schemas import (
+    WORKFLOW_FIELDS,
+    WORKFLOW_OPTIONAL_FIELDS,
+    WORKFLOW_PAYLOAD_KEYS,
+    Payload,
+    encode_bus_event,
+    workflow_from_payload,
+)
+from schemas import workflow_values as workflow_entry
 
 from ._keys import CHANNEL_GLOBAL, WORKFLOW_STREAM
 from ._resp import bulk, header
@@ -126,7 +134,6 @@ def encode_envelope(event_id: str, event_type: str, timestamp: str, payload: byt
     return b"".join((_ENV_ID, event_id.encode(), middle, timestamp.encode(), _ENV_PAYLOAD, payload, b"}"))
 
 
-_VIEW_KEYS = ("tenantId", "tenant", "actorUserId", "userId", "eventName")
 _STRUCT_VIEWS: dict[type[Any], tuple[tuple[str, str], ...]] = {}
 
 
@@ -140,7 +147,7 @@ def payload_view(payload: Mapping[str, Any] | Payload) -> Mapping[str, Any]:
     cls = type(payload)
     pairs = _STRUCT_VIEWS.get(cls)
     if pairs is None:
-        wanted = set(_VIEW_KEYS)
+        wanted = set(WORKFLOW_PAYLOAD_KEYS)
         pairs = _STRUCT_VIEWS[cls] = tuple(
             (f.encode_name, f.name) for f in msgspec.structs.fields(cls) if f.encode_name in wanted
         )
@@ -150,63 +157,6 @@ def payload_view(payload: Mapping[str, Any] | Payload) -> Mapping[str, Any]:
         if value is not msgspec.UNSET:
             out[wire] = value
     return out
-
-
-_UUID_RULE = "Expected a uuid (8-4-4-4-12 hex digits)"
-_KNOWN_UUIDS: set[str] = set()
-
-
-def _is_uuid_cached(value: object) -> bool:
-    """``is_uuid`` with a bounded memo of the strings that passed (user ids repeat across events)."""
-    if value in _KNOWN_UUIDS:
-        return True
-    if not is_uuid(value):
-        return False
-    if len(_KNOWN_UUIDS) >= 4096:
-        _KNOWN_UUIDS.clear()
-    _KNOWN_UUIDS.add(value)  # type: ignore[arg-type]  # is_uuid: a str
-    return True
-
-
-def workflow_entry(
-    event_id: str,
-    event_type: str,
-    timestamp: str,
-    payload: Mapping[str, Any],
-    payload_json: bytes,
-    *,
-    execution_id: str | None = None,
-    correlation_key: str | None = None,
-    event_name: str | None = None,
-    from_state: str | None = None,
-    to_state: str | None = None,
-) -> tuple[bytes, ...]:
-    """The 11 workflow entry values in wire order, by the rules of ``WorkflowEvent.from_bus_event``.
-
-    The same derivations (tenant, user, event name; ``""`` for absent values) and checks
-    (event_id, execution_id and user_id are uuids) without building the Struct: this is the hot
-    path. A test holds the two equal. ``event_id`` and ``timestamp`` are checked by the caller.
-    """
-    user = payload.get("actorUserId") or payload.get("userId") or None
-    if user is not None and not _is_uuid_cached(user):
-        raise EventValidationError(event_type, "$.user_id", _UUID_RULE)
-    if execution_id and not is_uuid(execution_id):
-        raise EventValidationError(event_type, "$.execution_id", _UUID_RULE)
-    tenant = payload.get("tenantId") or payload.get("tenant") or ""
-    name = event_name or payload.get("eventName") or event_type
-    return (
-        event_id.encode(),
-        execution_id.encode() if execution_id else b"",
-        correlation_key.encode() if correlation_key else b"",
-        (name if isinstance(name, str) else str(name)).encode(),
-        event_type.encode(),
-        (tenant if isinstance(tenant, str) else str(tenant)).encode(),
-        timestamp.encode(),
-        user.encode() if user else b"",
-        from_state.encode() if from_state else b"",
-        to_state.encode() if to_state else b"",
-        payload_json,
-    )
 
 
 def workflow_pairs(values: tuple[bytes, ...]) -> list[bytes]:
@@ -219,20 +169,15 @@ def workflow_pairs(values: tuple[bytes, ...]) -> list[bytes]:
 
 
 _WF_NAMES = tuple((name, name.encode()) for name in WORKFLOW_FIELDS)
+#: The field heads in wire order: ``XaddPacker.workflow`` pairs head i with value i.
 _WF_HEADS = tuple(bulk(key) for _, key in _WF_NAMES)
-assert WORKFLOW_FIELDS == (
-    "event_id",
-    "execution_id",
-    "workflow_correlation_key",
-    "event_name",
-    "event_type",
-    "tenant",
-    "timestamp",
-    "user_id",
-    "from_state",
-    "to_state",
-    "payload_json",
-), "XaddPacker.workflow packs these fields in this order"
+#: What a global publish without hooks fills per event; ``Route`` packs everything else once
+#: (the event type; the hook fields, ``""``). ``Route.pack`` fills them in this order.
+_WF_PER_EVENT = ("event_id", "event_name", "tenant", "timestamp", "user_id", "payload_json")
+_WF_HOOKED = WORKFLOW_OPTIONAL_FIELDS - {"user_id"}
+assert tuple(f for f in WORKFLOW_FIELDS if f not in _WF_HOOKED and f != "event_type") == _WF_PER_EVENT, (
+    "Route.pack fills the per-event workflow fields in WORKFLOW_FIELDS order"
+)
 CRLF = b"\r\n"
 _LEN_PREFIX = tuple(b"$%d\r\n" % n for n in range(2048))
 
@@ -316,6 +261,7 @@ class XaddPacker:
 
 _EMPTY = b"$0\r\n\r\n"
 _UUID_LEN = b"$36\r\n"
+_EMPTY_LEN = b"$0\r\n"
 
 
 class Route:
@@ -338,14 +284,9 @@ class Route:
         "n_commands",
         "primary",
         "streams",
-        "wf_ctail",
-        "wf_cts",
-        "wf_cuser",
-        "wf_cuser0",
-        "wf_default",
-        "wf_head",
-        "wf_name",
-        "wf_tenant",
+        "type_blen",
+        "type_bytes",
+        "wf_segments",
         "workflow",
     )
 
@@ -377,19 +318,23 @@ class Route:
         )
         self.streams = (WORKFLOW_STREAM, *streams) if workflow else streams
         self.n_commands = len(streams) + (1 if workflow else 0)
-        h = _WF_HEADS
-        etype = event_type.encode()
-        self.wf_head = packer.workflow_prefix(WORKFLOW_STREAM) + h[0] + _UUID_LEN
-        # After event_id: execution_id "", workflow_correlation_key "", then the event_name field's
-        # head; its value, then event_type and the tenant field's head (wf_tenant). wf_default is
-        # all of that with the event type as the name (no eventName in the payload).
-        self.wf_name = CRLF + h[1] + _EMPTY + h[2] + _EMPTY + h[3]
-        self.wf_tenant = CRLF + h[4] + bulk(etype) + h[5]
-        self.wf_default = self.wf_name + bulk(etype) + h[4] + bulk(etype) + h[5]
-        self.wf_cts = CRLF + h[6]
-        self.wf_cuser = CRLF + h[7] + _UUID_LEN
-        self.wf_cuser0 = CRLF + h[7] + _EMPTY[:-2]
-        self.wf_ctail = CRLF + h[8] + _EMPTY + h[9] + _EMPTY + h[10]
+        etype = self.type_bytes = event_type.encode()
+        self.type_blen = _blen(etype)
+        # The workflow XADD as constant segments around the per-event values (_WF_PER_EVENT):
+        # segment i ends with the head of per-event field i, the last one closes payload_json.
+        segments: list[bytes] = []
+        segment = packer.workflow_prefix(WORKFLOW_STREAM)
+        for (name, _), head in zip(_WF_NAMES, _WF_HEADS, strict=True):
+            segment += head
+            if name == "event_type":
+                segment += bulk(etype)
+            elif name in _WF_HOOKED:
+                segment += _EMPTY
+            else:
+                segments.append(segment)
+                segment = CRLF
+        segments.append(segment)
+        self.wf_segments = tuple(segments)
 
     def pack(
         self,
@@ -404,7 +349,7 @@ class Route:
         """The command of one publish: ``env_len`` is the envelope's size, ``eid`` a validated uuid.
 
         The workflow entry (when the route has one) is derived from the dict ``payload`` (no
-        hooks; raises :class:`EventValidationError` as :func:`workflow_entry` does), or given
+        hooks; raises :class:`EventValidationError` as :func:`schemas.workflow_values` does), or given
         packed as ``workflow``. ``copy_ids``: one id per channel copy (all of ``eid``'s length;
         ``eid`` at :attr:`primary`) when the copies do not share ``eid``.
         """
@@ -424,44 +369,27 @@ class Route:
             parts = [workflow]
         else:
             assert payload is not None
-            get = payload.get
-            user = get("actorUserId") or get("userId") or None
+            event_type = self.event_type
+            tenant, user, name = workflow_from_payload(payload, event_type)
+            tb = tenant.encode()
+            if name is event_type:
+                nlen, nb = self.type_blen, self.type_bytes
+            else:
+                nb = name.encode()
+                nlen = _blen(nb)
+            # A user id is a checked uuid: its length is fixed.
             if user is None:
-                cuser, ub = self.wf_cuser0, b""
-            elif _is_uuid_cached(user):
-                cuser, ub = self.wf_cuser, user.encode()  # a uuid str (checked)
+                ulen, ub = _EMPTY_LEN, b""
             else:
-                raise EventValidationError(self.event_type, "$.user_id", _UUID_RULE)
-            tenant = get("tenantId") or get("tenant") or ""
-            tb = (tenant if isinstance(tenant, str) else str(tenant)).encode()
-            name = get("eventName")
-            if not name:
-                n1, n2, n3, n4 = self.wf_default, b"", b"", b""
-            else:
-                nb = (name if isinstance(name, str) else str(name)).encode()
-                n1, n2, n3, n4 = self.wf_name, _blen(nb), nb, self.wf_tenant
-            wf = (
-                self.wf_head,
-                eid,
-                n1,
-                n2,
-                n3,
-                n4,
-                _blen(tb),
-                tb,
-                self.wf_cts,
-                _blen(ts),
-                ts,
-                cuser,
-                ub,
-                self.wf_ctail,
-            )
+                ulen, ub = _UUID_LEN, user.encode()
+            s0, s1, s2, s3, s4, s5, s6 = self.wf_segments
+            wf = (s0, _UUID_LEN, eid, s1, nlen, nb, s2, _blen(tb), tb, s3, _blen(ts), ts, s4, ulen, ub, s5)
             if len(copies) == 1:
                 prefix, suffix = copies[0]
                 return b"".join(
-                    (*wf, dlen, data, CRLF, prefix, blen, _ENV_ID, eid, middle, ts, _ENV_PAYLOAD, data, suffix)
+                    (*wf, dlen, data, s6, prefix, blen, _ENV_ID, eid, middle, ts, _ENV_PAYLOAD, data, suffix)
                 )
-            parts = [*wf, dlen, data, CRLF]
+            parts = [*wf, dlen, data, s6]
         if copy_ids is None:
             for prefix, suffix in copies:
                 parts += (prefix, blen, _ENV_ID, eid, middle, ts, _ENV_PAYLOAD, data, suffix)

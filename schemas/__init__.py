@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from . import events
 from ._common import FieldChange, Payload
-from ._envelope import WORKFLOW_FIELDS, BusEvent, WorkflowEvent, decode_bus_event, encode_bus_event
+from ._envelope import (
+    WORKFLOW_FIELDS,
+    WORKFLOW_OPTIONAL_FIELDS,
+    WORKFLOW_PAYLOAD_KEYS,
+    BusEvent,
+    WorkflowEvent,
+    decode_bus_event,
+    encode_bus_event,
+    workflow_from_payload,
+    workflow_values,
+)
 from ._errors import EventValidationError, SchemaError, UnknownEventTypeError, UnknownSchemaRefError
 from ._examples import ExampleShape, example_payload
 from ._export import (
@@ -57,6 +67,8 @@ __all__ = [
     "URL_PATTERN",
     "UUID_PATTERN",
     "WORKFLOW_FIELDS",
+    "WORKFLOW_OPTIONAL_FIELDS",
+    "WORKFLOW_PAYLOAD_KEYS",
     "ActorType",
     "BusEvent",
     "CatalogRow",
@@ -97,4 +109,6 @@ __all__ = [
     "to_iso",
     "translate_validation_error",
     "utc_now_iso",
+    "workflow_from_payload",
+    "workflow_values",
 ]

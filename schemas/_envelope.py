@@ -5,6 +5,9 @@ Bus event (field ``event`` of a per-type stream entry), compact JSON in this key
     {"id":"<uuid>","eventType":"TICKET_CREATED","timestamp":"2026-01-23T10:11:12.345Z","payload":{...}}
 
 Workflow event (``workflow:events:global``): flat string fields, ``""`` for an absent value.
+Its rules live here once: the field names and order (:data:`WORKFLOW_FIELDS`), which fields are
+optional, where tenant, user and event name come from (:func:`workflow_from_payload`) and the values
+of a global publish (:func:`workflow_values`). The bus's byte-level packer takes them from here.
 """
 
 from __future__ import annotations
@@ -22,11 +25,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WORKFLOW_FIELDS",
+    "WORKFLOW_OPTIONAL_FIELDS",
+    "WORKFLOW_PAYLOAD_KEYS",
     "BusEvent",
     "WorkflowEvent",
     "decode_bus_event",
     "encode_bus_event",
     "split_bus_event",
+    "workflow_from_payload",
+    "workflow_values",
 ]
 
 
@@ -90,6 +97,84 @@ WORKFLOW_FIELDS = (
     "to_state",
     "payload_json",
 )
+#: The fields written as ``""`` when absent, and read back as absent.
+WORKFLOW_OPTIONAL_FIELDS = frozenset({"execution_id", "workflow_correlation_key", "user_id", "from_state", "to_state"})
+#: The payload keys the entry reads, first present wins: tenant, user, event name.
+_TENANT_KEYS = ("tenantId", "tenant")
+_USER_KEYS = ("actorUserId", "userId")
+_NAME_KEY = "eventName"
+WORKFLOW_PAYLOAD_KEYS = (*_TENANT_KEYS, *_USER_KEYS, _NAME_KEY)
+
+_UUID_RULE = "Expected a uuid (8-4-4-4-12 hex digits)"
+_KNOWN_UUIDS: set[str] = set()
+
+
+def workflow_from_payload(
+    payload: Mapping[str, Any], event_type: str, event_name: str | None = None
+) -> tuple[str, str | None, str]:
+    """``(tenant, user_id, event_name)`` of the entry (one function: the packer's hot path calls it).
+
+    tenant: payload tenantId, else tenant, else ``""``. user_id: payload actorUserId, else
+    userId; a uuid when present, else :class:`EventValidationError` (``$.user_id``).
+    event_name: the hook's, else payload eventName, else the event type.
+    """
+    get = payload.get
+    tenant = get("tenantId") or get("tenant") or ""
+    if type(tenant) is not str:
+        tenant = str(tenant)
+    name = event_name or get("eventName") or event_type
+    if type(name) is not str:
+        name = str(name)
+    user = get("actorUserId") or get("userId") or None
+    if user is None or (type(user) is str and user in _KNOWN_UUIDS):  # user ids repeat: a bounded memo
+        return tenant, user, name
+    if type(user) is str and is_uuid(user):
+        if len(_KNOWN_UUIDS) >= 4096:
+            _KNOWN_UUIDS.clear()
+        _KNOWN_UUIDS.add(user)
+        return tenant, user, name
+    raise EventValidationError(event_type, "$.user_id", _UUID_RULE)
+
+
+def _wire(value: str | None) -> bytes:
+    """An optional field's value: ``""`` when absent."""
+    return value.encode() if value else b""
+
+
+def workflow_values(
+    event_id: str,
+    event_type: str,
+    timestamp: str,
+    payload: Mapping[str, Any],
+    payload_json: bytes,
+    *,
+    execution_id: str | None = None,
+    correlation_key: str | None = None,
+    event_name: str | None = None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+) -> tuple[bytes, ...]:
+    """The entry a global publish writes, its values in :data:`WORKFLOW_FIELDS` order (hooks override).
+
+    Raises :class:`EventValidationError` when execution_id or the payload's user is not a uuid;
+    ``event_id`` and ``timestamp`` are the caller's to check.
+    """
+    if execution_id and not is_uuid(execution_id):
+        raise EventValidationError(event_type, "$.execution_id", _UUID_RULE)
+    tenant, user, name = workflow_from_payload(payload, event_type, event_name)
+    return (
+        event_id.encode(),
+        _wire(execution_id),
+        _wire(correlation_key),
+        name.encode(),
+        event_type.encode(),
+        tenant.encode(),
+        timestamp.encode(),
+        _wire(user),
+        _wire(from_state),
+        _wire(to_state),
+        payload_json,
+    )
 
 
 class WorkflowEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -123,40 +208,47 @@ class WorkflowEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         to_state: str | None = None,
     ) -> WorkflowEvent:
         """Derive the flat entry the reference writes for a global publish (hooks override)."""
-        tenant = payload.get("tenantId") or payload.get("tenant") or ""
-        user = payload.get("actorUserId") or payload.get("userId") or None
-        name = event_name or payload.get("eventName") or event_type
-        event = cls(
-            event_id=event_id,
-            event_type=event_type,
-            event_name=str(name),
-            tenant=str(tenant),
-            timestamp=timestamp,
-            payload_json=payload_json,
-            execution_id=execution_id or None,
-            workflow_correlation_key=correlation_key or None,
-            user_id=user if isinstance(user, str) else None,
-            from_state=from_state or None,
-            to_state=to_state or None,
+        if not is_uuid(event_id):
+            raise EventValidationError(event_type, "$.event_id", _UUID_RULE)
+        values = workflow_values(
+            event_id,
+            event_type,
+            timestamp,
+            payload,
+            payload_json,
+            execution_id=execution_id,
+            correlation_key=correlation_key,
+            event_name=event_name,
+            from_state=from_state,
+            to_state=to_state,
         )
-        event.check()
-        if user is not None and not isinstance(user, str):
-            raise EventValidationError(event_type, "$.user_id", "Expected a uuid (8-4-4-4-12 hex digits)")
-        return event
+        return cls._from_values(values)
+
+    @classmethod
+    def _from_values(cls, values: tuple[bytes, ...]) -> WorkflowEvent:
+        """The Struct of :func:`workflow_values`' output (optional ``""`` -> None)."""
+        fields: dict[str, Any] = {}
+        for name, value in zip(WORKFLOW_FIELDS, values, strict=True):
+            if name == "payload_json":
+                fields[name] = value
+            else:
+                text = value.decode()
+                fields[name] = (text or None) if name in WORKFLOW_OPTIONAL_FIELDS else text
+        return cls(**fields)
 
     def check(self) -> None:
         """Apply the reference's rules: event_id, execution_id and user_id are uuids when present."""
         for name in ("event_id", "execution_id", "user_id"):
             value = getattr(self, name)
             if value is not None and not is_uuid(value):
-                raise EventValidationError(self.event_type, f"$.{name}", "Expected a uuid (8-4-4-4-12 hex digits)")
+                raise EventValidationError(self.event_type, f"$.{name}", _UUID_RULE)
 
     def to_fields(self) -> dict[str, bytes]:
         """The stream entry's fields in wire order (absent values as empty strings)."""
         out: dict[str, bytes] = {}
         for name in WORKFLOW_FIELDS:
             value = getattr(self, name)
-            out[name] = value if isinstance(value, bytes) else (value or "").encode()
+            out[name] = value if isinstance(value, bytes) else _wire(value)
         return out
 
     @classmethod
@@ -181,11 +273,7 @@ class WorkflowEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
                     "tenant": text.get("tenant", ""),
                     "timestamp": text["timestamp"],
                     "payload_json": norm.get("payload_json") or b"{}",
-                    "execution_id": text.get("execution_id") or None,
-                    "workflow_correlation_key": text.get("workflow_correlation_key") or None,
-                    "user_id": text.get("user_id") or None,
-                    "from_state": text.get("from_state") or None,
-                    "to_state": text.get("to_state") or None,
+                    **{name: text.get(name) or None for name in WORKFLOW_OPTIONAL_FIELDS},
                 },
                 cls,
             )
