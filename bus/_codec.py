@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -23,6 +22,7 @@ from schemas import (
     WORKFLOW_PAYLOAD_KEYS,
     Payload,
     encode_bus_event,
+    utc_now_iso,
     workflow_from_payload,
 )
 from schemas import workflow_values as workflow_entry
@@ -85,27 +85,8 @@ def new_event_id() -> str:
 
 os.register_at_fork(after_in_child=_IDS.clear)
 
-# -- timestamps: the ISO string is built once per millisecond -------------------------------------
-
-#: ``[(millisecond, its ISO string)]``; replaced whole, so a reader never sees half an update.
-_NOW: list[tuple[int, str]] = [(-1, "")]
-_SECOND: list[tuple[int, str]] = [(-1, "")]
-
-
-def now_iso() -> str:
-    """The current UTC time as JavaScript's ``toISOString()`` writes it: ``2026-01-23T10:11:12.345Z``."""
-    ms = time.time_ns() // 1_000_000
-    cached = _NOW[0]
-    if cached[0] == ms:
-        return cached[1]
-    sec, frac = divmod(ms, 1000)
-    head = _SECOND[0]
-    if head[0] != sec:
-        head = _SECOND[0] = (sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)))
-    text = f"{head[1]}{frac:03d}Z"
-    _NOW[0] = (ms, text)
-    return text
-
+#: The current UTC time, ``...Z`` (``schemas.utc_now_iso``: one implementation for every layer).
+now_iso = utc_now_iso
 
 _ENVELOPE_MIDDLE: dict[str, bytes] = {}
 _ENV_ID = b'{"id":"'

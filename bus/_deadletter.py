@@ -16,11 +16,12 @@ ones) is masked in the copied fields too; nothing else of the original is change
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
+
+from schemas import utc_now_iso
 
 from ._keys import Keys
 from ._redact import redact_bytes, redact_text
@@ -38,11 +39,6 @@ _META = (b"sourceStream", b"sourceMessageId", b"deliveries", b"deadLetteredAt", 
 MAX_ERROR_CHARS = 2000
 
 
-def _iso_now() -> str:
-    ms = time.time_ns() // 1_000_000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
-
-
 def dead_letter_fields(
     fields: Mapping[bytes, bytes],
     *,
@@ -57,7 +53,7 @@ def dead_letter_fields(
     out[b"sourceStream"] = stream.encode()
     out[b"sourceMessageId"] = entry_id.encode()
     out[b"deliveries"] = str(deliveries).encode()
-    out[b"deadLetteredAt"] = _iso_now().encode()
+    out[b"deadLetteredAt"] = utc_now_iso().encode()
     out[b"lastError"] = redact_text(error)[:MAX_ERROR_CHARS].encode(errors="replace")
     out[b"deadLetterReason"] = reason.encode()
     return out

@@ -22,6 +22,7 @@ import msgspec
 
 from ._keys import Keys
 from ._redis import redis_errors
+from ._text import text
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -107,10 +108,6 @@ class BusStatus(msgspec.Struct, frozen=True, kw_only=True):
 MAX_SCAN = 10_000
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _id_tuple(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
@@ -137,11 +134,11 @@ def group_trimmed_unread(stream_info: Mapping[str, Any], group_info: Mapping[str
         return 0, True
     length = int(stream_info.get("length") or 0)
     first = stream_info.get("first-entry")
-    last_delivered = _id_tuple(_s(group_info.get("last-delivered-id") or "0-0"))
-    if not first or last_delivered < _id_tuple(_s(first[0])):
+    last_delivered = _id_tuple(text(group_info.get("last-delivered-id") or "0-0"))
+    if not first or last_delivered < _id_tuple(text(first[0])):
         return max(unread_total - length, 0), True
     last_generated = stream_info.get("last-generated-id")
-    if last_generated is not None and last_delivered >= _id_tuple(_s(last_generated)):
+    if last_generated is not None and last_delivered >= _id_tuple(text(last_generated)):
         return unread_total, True
     return unread_total, False
 
@@ -151,7 +148,7 @@ async def discover_streams(client: aioredis.Redis, keys: Keys, channel: str | No
     found: set[str] = set()
     with redis_errors("SCAN (streams)"):
         async for key in client.scan_iter(match=keys.stream_pattern(channel or "*"), count=1000, _type="stream"):
-            name = _s(key)
+            name = text(key)
             if keys.parse_stream(name) is not None:
                 found.add(name)
     return sorted(found)
@@ -184,7 +181,7 @@ async def inspect_streams(
         out: list[StreamStatus] = []
         for i, name in enumerate(present):
             sinfo: dict[str, Any] = infos[2 * i]
-            groups = [g for g in infos[2 * i + 1] if group is None or _s(g["name"]) == group]
+            groups = [g for g in infos[2 * i + 1] if group is None or text(g["name"]) == group]
             out.append(await _stream_status(client, keys, name, sinfo, groups, dl_len[name], now_ms))
     return BusStatus(server_time_ms=now_ms, streams=tuple(out))
 
@@ -202,7 +199,7 @@ async def _stream_status(
     pipe = client.pipeline(transaction=False)
     plans: list[tuple[int | None, bool, int]] = []
     for g in groups:
-        gname = _s(g["name"])
+        gname = text(g["name"])
         pipe.xpending(name, gname)
         pipe.xpending_range(name, gname, "-", "+", 1)
         pipe.xinfo_consumers(name, gname)
@@ -215,7 +212,7 @@ async def _stream_status(
         if scan > MAX_SCAN:
             scan, bound = 0, None
         if scan:
-            pipe.xrange(name, "(" + _s(g.get("last-delivered-id") or "0-0"), "+", count=scan)
+            pipe.xrange(name, "(" + text(g.get("last-delivered-id") or "0-0"), "+", count=scan)
         plans.append((bound, exact, scan))
     replies: list[Any] = await pipe.execute() if groups else []
     out: list[GroupStatus] = []
@@ -233,13 +230,13 @@ async def _stream_status(
             trimmed = bound
             added, read = _opt_int(sinfo.get("entries-added")) or 0, _opt_int(g.get("entries-read")) or 0
             unread = max(added - read - bound, 0)
-        oldest_id = _s(summary["min"]) if summary.get("min") else None
+        oldest_id = text(summary["min"]) if summary.get("min") else None
         out.append(
             GroupStatus(
-                name=_s(g["name"]),
+                name=text(g["name"]),
                 lag=unread,
                 pending=int(summary.get("pending") or 0),
-                last_delivered_id=_s(g.get("last-delivered-id") or "0-0"),
+                last_delivered_id=text(g.get("last-delivered-id") or "0-0"),
                 entries_read=_opt_int(g.get("entries-read")),
                 oldest_pending_id=oldest_id,
                 oldest_pending_age_ms=None if oldest_id is None else max(now_ms - _id_tuple(oldest_id)[0], 0),
@@ -247,7 +244,7 @@ async def _stream_status(
                 trimmed_unread=trimmed,
                 consumers=tuple(
                     ConsumerStatus(
-                        name=_s(c["name"]),
+                        name=text(c["name"]),
                         pending=int(c.get("pending") or 0),
                         idle_ms=int(c.get("idle") or 0),
                         inactive_ms=_opt_int(c.get("inactive")),
@@ -265,8 +262,8 @@ async def _stream_status(
         event_type=parsed[1],
         length=length,
         entries_added=_opt_int(sinfo.get("entries-added")),
-        first_entry_id=_s(first[0]) if first else None,
-        last_entry_id=_s(last[0]) if last else None,
+        first_entry_id=text(first[0]) if first else None,
+        last_entry_id=text(last[0]) if last else None,
         dead_letter_length=dead_letter_length,
         groups=tuple(out),
     )

@@ -70,6 +70,7 @@ from ._options import PublishOptions, WorkflowHooks
 from ._redis import redis_errors, translate_error
 from ._resp import DISCARD, EXEC, MULTI, bulk, header, read_replies, send_packed
 from ._tenant import tenant_id_problem
+from ._text import text
 from .routing import fanout_channels
 
 if TYPE_CHECKING:
@@ -705,7 +706,7 @@ class Publisher:
             return translate_error(error, f"publish of {p.event_type} {p.event_id} to {stream} (nothing was written)")
         ids = p.event_ids or (p.event_id,) * len(p.streams)
         written = [
-            (e, s, r.decode() if isinstance(r, bytes) else str(r))
+            (e, s, text(r))
             for e, s, r in zip(ids, p.streams, replies, strict=True)
             if not isinstance(r, rex.ResponseError)
         ]
@@ -728,12 +729,10 @@ class Publisher:
         if not isinstance(reply, list) or not reply:
             return BackendError(f"unexpected reply to the idempotent publish of {p.event_type}: {reply!r}")
         if reply[0] == 0:
-            first, *ids = (reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])).split(",")
+            first, *ids = text(reply[1]).split(",")
             first_ids = dict(zip(p.streams, ids, strict=True)) if len(ids) == len(p.streams) else None
             return PublishResult(first, p.event_type, {}, duplicate=True, event_ids=first_ids)
-        entries = {
-            s: (r.decode() if isinstance(r, bytes) else str(r)) for s, r in zip(p.streams, reply[1:], strict=True)
-        }
+        entries = {s: text(r) for s, r in zip(p.streams, reply[1:], strict=True)}
         event_ids = dict(zip(p.streams, p.event_ids, strict=True)) if p.event_ids else None
         return PublishResult(p.event_id, p.event_type, entries, event_ids=event_ids)
 

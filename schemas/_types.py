@@ -8,6 +8,7 @@ UTC with a ``Z`` suffix, and a string with a pattern is the one msgspec type tha
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -80,9 +81,28 @@ def to_iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+#: ``[(millisecond, its ISO string)]`` and ``[(second, its head)]``; replaced whole, so a reader
+#: never sees half an update.
+_NOW: list[tuple[int, str]] = [(-1, "")]
+_SECOND: list[tuple[int, str]] = [(-1, "")]
+
+
 def utc_now_iso() -> str:
-    """Return the current time as an ISO-8601 UTC string with a ``Z`` suffix."""
-    return to_iso(datetime.now(UTC))
+    """The current UTC time as JavaScript's ``toISOString()`` writes it: ``2026-01-23T10:11:12.345Z``.
+
+    Built once per millisecond (the publish path asks for it on every event).
+    """
+    ms = time.time_ns() // 1_000_000
+    cached = _NOW[0]
+    if cached[0] == ms:
+        return cached[1]
+    sec, frac = divmod(ms, 1000)
+    head = _SECOND[0]
+    if head[0] != sec:
+        head = _SECOND[0] = (sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)))
+    text = f"{head[1]}{frac:03d}Z"
+    _NOW[0] = (ms, text)
+    return text
 
 
 def parse_iso(value: str) -> datetime:
