@@ -37,6 +37,7 @@ from ._errors import (
     RetryLater,
     TLSHandshakeError,
 )
+from ._groups import GroupPeer, group_peers
 from ._guard import RedisEffect, apply_once, effect_marker_key, redis_effect
 from ._inspect import BusStatus, ConsumerStatus, GroupStatus, StreamStatus
 from ._keys import (
@@ -95,6 +96,7 @@ __all__ = [
     "Delivery",
     "EventBus",
     "GroupMissingError",
+    "GroupPeer",
     "GroupStatus",
     "Handler",
     "HandlerError",
@@ -125,6 +127,7 @@ __all__ = [
     "create_client",
     "default_consumer_name",
     "effect_marker_key",
+    "group_peers",
     "install_log_redaction",
     "new_event_id",
     "now_iso",

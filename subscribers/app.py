@@ -23,7 +23,7 @@ triggers in the reference's group ``workflow-runtime-v2`` would take entries awa
 reference's workflow runtime. ``all`` runs email and notifications, plus whatever of the
 workflow side is configured.
 
-Your own handlers, for ``bus run myapp:app``::
+Your own handlers, for ``bus run myapp:app`` (consumer group ``billing``: its own)::
 
     app = App("billing")
 
@@ -57,6 +57,7 @@ from bus import (
 from bus.loader import ImportStringError, load_object
 from schemas import REGISTRY, SchemaError
 
+from ._groups import check_group
 from .email import (
     ConsoleSender,
     EmailSettings,
@@ -388,10 +389,18 @@ def all_services(environ: Mapping[str, str] | None = None) -> list[Service]:
 
 
 class App:
-    """Your own handlers as one service: ``bus run myapp:app`` subscribes them and runs the consume loop."""
+    """Your own handlers as one service: ``bus run myapp:app`` subscribes them and runs the consume loop.
 
-    def __init__(self, name: str = "app") -> None:
+    It consumes in its own consumer group, ``group`` (default: the app's ``name``), so it sees
+    every event of its streams and never takes entries from another service (a group splits
+    the entries between its consumers; ``REDIS_EVENT_CONSUMER_GROUP`` is for the built-in
+    services). Name a shared group only to split the work on purpose, e.g. between replicas.
+    At start it logs a warning when other running consumers are found in its group.
+    """
+
+    def __init__(self, name: str = "app", *, group: str | None = None) -> None:
         self.name = name
+        self.group = group or name
         self._subscriptions: list[tuple[str, Handler, str, str | None]] = []
 
     @overload
@@ -422,9 +431,13 @@ class App:
         return add
 
     async def run(self, bus: EventBus, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Subscribe every handler on ``bus`` and consume until cancelled."""
+        """Subscribe every handler on ``bus`` and consume in the app's group until cancelled."""
         for event_type, handler, channel, subscriber_id in self._subscriptions:
             bus.subscribe(event_type, handler, channel=channel, subscriber_id=subscriber_id)
+        if bus.settings.consumer_group != self.group:
+            # The group is a bus setting today: this bus is the app's own (the runner gives each service one).
+            bus.settings = msgspec.structs.replace(bus.settings, consumer_group=self.group)
+        await check_group(bus, self.name)
         await bus.run(task_status=task_status)
 
 

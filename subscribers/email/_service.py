@@ -30,6 +30,7 @@ from publishers import Actor, PublishContext
 from schemas import EMAIL_PATTERN, is_uuid, utc_now_iso
 
 from .._emit import emit
+from .._groups import check_group
 from .._keys import SubscriberKeys
 from .._payload import get_str
 from ._audience import Audience, Party, resolve_audience
@@ -295,4 +296,5 @@ class EmailSubscriber:
     async def run(self, bus: EventBus, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Subscribe, then run the bus consume loop until cancelled (``task_status`` once the groups exist)."""
         self.subscribe(bus)
+        await check_group(bus, self.name, shared_by_design=True)  # the reference's group, on purpose
         await bus.run(task_status=task_status)

@@ -31,6 +31,7 @@ from publishers import Actor, PublishContext
 from schemas import utc_now_iso
 
 from .._emit import emit
+from .._groups import check_group
 from .._keys import SubscriberKeys
 from ..email._audience import Audience, Party, resolve_audience
 from ..email._directory import Directory
@@ -216,4 +217,5 @@ class NotificationSubscriber:
     async def run(self, bus: EventBus, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Subscribe, then run the bus consume loop until cancelled (``task_status`` once the groups exist)."""
         self.subscribe(bus)
+        await check_group(bus, self.name, shared_by_design=True)  # the reference's group, on purpose
         await bus.run(task_status=task_status)
