@@ -26,11 +26,21 @@ from ._sender import (
     SmtpSettings,
     send_with_retry,
 )
-from ._service import EMAIL_EVENT_TYPES, EmailOutcome, EmailSettings, EmailSubscriber, SentEmail
+from ._service import (
+    EMAIL_EVENT_TYPES,
+    NOT_MAILED_EVENT_TYPES,
+    OFF_ROUTE_EVENT_TYPES,
+    EmailOutcome,
+    EmailSettings,
+    EmailSubscriber,
+    SentEmail,
+)
 from ._templates import ChangeRow, EmailTemplates, RenderedEmail, format_money, format_value, normalize_changes
 
 __all__ = [
     "EMAIL_EVENT_TYPES",
+    "NOT_MAILED_EVENT_TYPES",
+    "OFF_ROUTE_EVENT_TYPES",
     "ChangeRow",
     "ConsoleSender",
     "Contact",

@@ -101,8 +101,7 @@ def test_publishers_lists_are_the_table() -> None:
 
 def test_email_subscriber_set_names_its_differences() -> None:
     """The email subscriber mails the email set less appointments (no templates) plus TASK_COMMENT_ADDED."""
-    from subscribers.email import EMAIL_EVENT_TYPES, EmailTemplates
-    from subscribers.email._service import NOT_MAILED_EVENT_TYPES, OFF_ROUTE_EVENT_TYPES
+    from subscribers.email import EMAIL_EVENT_TYPES, NOT_MAILED_EVENT_TYPES, OFF_ROUTE_EVENT_TYPES, EmailTemplates
 
     assert {t for t in REFERENCE_EMAIL_SET if t.startswith("APPOINTMENT_REQUEST_")} == NOT_MAILED_EVENT_TYPES
     assert {"TASK_COMMENT_ADDED"} == OFF_ROUTE_EVENT_TYPES
