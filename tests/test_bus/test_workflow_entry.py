@@ -51,7 +51,7 @@ def test_fast_path_packs_the_schema_values(payload: dict[str, Any], channels: tu
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_struct_follows_the_same_rules(payload: dict[str, Any]) -> None:
     """WorkflowEvent.from_bus_event is workflow_values as a Struct: the same fields, the same errors."""
-    hooks = {"execution_id": UUID, "from_state": "a"}
+    hooks: dict[str, Any] = {"execution_id": UUID, "from_state": "a"}
     args = (UUID, "T", TS, payload, DATA)
     got = _outcome(lambda: list(WorkflowEvent.from_bus_event(*args, **hooks).to_fields().items()))
     expected = _outcome(lambda: list(zip(WORKFLOW_FIELDS, workflow_values(*args, **hooks), strict=True)))
