@@ -7,6 +7,7 @@ from typing import Any
 from schemas import REGISTRY
 
 from .._keys import CHANNEL_GLOBAL, WORKFLOW_DLQ, WORKFLOW_STREAM, Keys
+from .._text import text
 
 __all__ = ["DEAD_LETTER_SUFFIX", "WORKFLOW_DLQ_SUFFIX", "dead_letter_stream_of", "event_type_of", "stream_of"]
 
@@ -18,7 +19,7 @@ WORKFLOW_DLQ_SUFFIX = ":dlq"
 
 def s(value: Any) -> str:
     """A reply value as text (bytes decoded leniently)."""
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return text(value, errors="replace")
 
 
 def b(value: Any) -> bytes:
