@@ -25,6 +25,7 @@ from typing import Any
 from schemas import REGISTRY, WORKFLOW_FIELDS, Registry, payload_components
 
 from ._keys import CHANNEL_GLOBAL, WORKFLOW_DLQ, WORKFLOW_GROUP, WORKFLOW_STREAM, Keys
+from .routing import fanout_sets
 
 __all__ = ["ASYNCAPI_VERSION", "asyncapi_document"]
 
@@ -43,13 +44,15 @@ def _slug(channel: str) -> str:
 
 def asyncapi_document(
     *,
-    fanout: Mapping[str, Collection[str]],
+    fanout: Mapping[str, Collection[str]] | None = None,
     keys: Keys | None = None,
     registry: Registry = REGISTRY,
     version: str = "0.0.0",
     server: str = "127.0.0.1:6379",
 ) -> dict[str, Any]:
-    """The document; ``fanout`` maps each channel besides ``global`` to the types a default publish copies there."""
+    """The document; ``fanout`` maps each channel besides ``global`` to the types a default publish copies
+    there (default: the :mod:`bus.routing` table)."""
+    fanout = fanout_sets() if fanout is None else fanout
     keys = keys or Keys()
     per_type, schemas = payload_components(registry=registry)
     doc: dict[str, Any] = {

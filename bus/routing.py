@@ -24,6 +24,7 @@ __all__ = [
     "ChannelRule",
     "event_types_on",
     "fanout_channels",
+    "fanout_sets",
     "markdown_table",
 ]
 
@@ -127,6 +128,11 @@ def event_types_on(channel: str) -> frozenset[str]:
         if rule.channel == channel:
             return rule.event_types
     return frozenset()
+
+
+def fanout_sets() -> dict[str, frozenset[str]]:
+    """``{channel: the types copied there}`` for every channel besides ``global``, in write order."""
+    return {rule.channel: rule.event_types for rule in FANOUT}
 
 
 def markdown_table() -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from bus import WORKFLOW_STREAM, Keys
 from bus._asyncapi import asyncapi_document
-from publishers import EMAIL_EVENT_TYPES, NOTIFICATION_EVENT_TYPES
+from bus.routing import EMAIL_EVENT_TYPES, NOTIFICATION_EVENT_TYPES
 from schemas import REGISTRY, example_payload
 
 SCHEMA = Path(__file__).parents[1] / "fixtures" / "asyncapi" / "asyncapi-3.0.0.schema.json"
@@ -21,7 +21,7 @@ FANOUT = {"internal-notifications": NOTIFICATION_EVENT_TYPES, "emailservice::v7"
 
 @cache
 def document() -> dict[str, Any]:
-    return asyncapi_document(fanout=FANOUT, version="1.2.3")
+    return asyncapi_document(version="1.2.3")  # the fan-out of bus.routing
 
 
 def test_the_document_validates_against_the_asyncapi_3_schema() -> None:
@@ -82,3 +82,8 @@ def test_the_embedded_schemas_accept_each_types_example_and_refuse_a_bad_one(eve
     assert list(catalog.iter_errors(example_payload(event_type, shape="catalog"))) == []
     if "tenantId" in bus_example:
         assert list(bus_shape.iter_errors({**bus_example, "tenantId": 7}))
+
+
+def test_default_fanout_is_the_routing_table() -> None:
+    """Without ``fanout`` the document routes by bus.routing: the same as passing its two sets."""
+    assert document() == asyncapi_document(fanout=FANOUT, version="1.2.3")
