@@ -8,7 +8,6 @@ for a checkout); a user's own app is named by an import string, as uvicorn and C
     email = "subscribers.app:email"
     [project.entry-points."psa_event_bus.commands"]     # a callable register(subparsers) -> None
     demo = "subscribers.demo:register_command"
-    [project.entry-points."psa_event_bus.routing"]      # fanout(event_type, channel) -> channels
     fanout = "publishers:fanout_channels"
 
 Any installed distribution may add names to these groups. ``bus`` never imports ``publishers``
@@ -27,7 +26,6 @@ from ._errors import BusError
 
 __all__ = [
     "COMMANDS_GROUP",
-    "ROUTING_GROUP",
     "SERVICES_GROUP",
     "ImportStringError",
     "entry_point_names",
@@ -41,7 +39,6 @@ SERVICES_GROUP = "psa_event_bus.services"
 #: Extra ``bus`` sub-commands: ``register(subparsers)`` adding a parser whose ``handler`` returns an exit code.
 COMMANDS_GROUP = "psa_event_bus.commands"
 #: Routing functions; ``fanout``: ``(event_type, channel | None) -> tuple of channels`` (``bus publish --fanout``).
-ROUTING_GROUP = "psa_event_bus.routing"
 
 _DISTRIBUTION = "psa-event-bus"
 

@@ -5,7 +5,7 @@ receives the parsed namespace and returns an exit code:
 
 - ``_catalog``: ``catalog list|show|schema|export``, ``validate`` (``schemas``);
 - ``_status``, ``_dlq``, ``_tail``: ``status``, ``dlq list|show|replay|purge``, ``tail`` (:mod:`bus.ops`);
-- ``_publish``: ``publish`` (:class:`~bus.EventBus`, fan-out from the ``psa_event_bus.routing`` entry point);
+- ``_publish``: ``publish`` (:class:`~bus.EventBus`, fan-out from :mod:`bus.routing`);
 - ``_run``: ``run`` (:class:`~bus.Runner`; services from ``psa_event_bus.services`` or ``module:attr``);
 - ``_acl``: ``acl`` (:mod:`bus._acl`); ``_bench``: ``bench`` (``benchmarks/run_all.py`` of a checkout);
 - ``_dashboard``: ``dashboard`` (:mod:`bus.dashboard`).

@@ -30,6 +30,8 @@ from schemas import (
     json_schemas,
 )
 
+from .._asyncapi import asyncapi_document
+from ..loader import package_version
 from ._common import table
 
 __all__ = ["register"]
@@ -162,6 +164,10 @@ def _export(args: argparse.Namespace) -> int:
         data = catalog_json(rows)
     elif args.format == "sql":
         data = catalog_sql(rows).encode()
+    elif args.format == "asyncapi":
+        doc = asyncapi_document(version=package_version())
+        data = msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\n"
+        count, what = len(doc["components"]["messages"]) - 1, "event types (AsyncAPI 3.0)"
     else:
         schemas = json_schemas()
         if not args.all:
@@ -270,9 +276,16 @@ def register(sub: Any) -> None:
         "export",
         help="export the catalog rows (JSON, SQL upserts) or every JSON Schema",
         description="Export the system_event_catalog rows (event_type, name, description, category, "
-        "payload_schema_ref) as JSON or as idempotent SQL upserts, or every ref's JSON Schema.",
+        "payload_schema_ref) as JSON or as idempotent SQL upserts, every ref's JSON Schema, or the AsyncAPI 3.0 "
+        "document of the bus (every type, always).",
     )
-    export.add_argument("--format", choices=["json", "sql", "jsonschema"], default="json", help="default: json")
+    export.add_argument(
+        "--format",
+        choices=["json", "sql", "jsonschema", "asyncapi"],
+        default="json",
+        help="default: json; asyncapi: one AsyncAPI 3.0 document of every channel stream, the workflow stream, "
+        "each type's message (bus and catalog payload schemas), the fan-out and the consumer groups",
+    )
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     export.add_argument("--all", action="store_true", help="include the bus-only types too")
     export.set_defaults(handler=_guarded("catalog export", _export))

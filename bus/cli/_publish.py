@@ -1,16 +1,14 @@
 """``bus publish``: validate and publish one event (one channel, or the reference fan-out).
 
-``--fanout`` takes the channels from the ``fanout`` function of the ``psa_event_bus.routing``
-entry-point group (``publishers.fanout_channels`` in this distribution; see :mod:`bus.loader`),
-so ``bus`` imports nothing above it; the publish itself is :meth:`EventBus.prepare` and
-:meth:`EventBus.write`. The payload is validated before connecting.
+``--fanout`` takes the channels from the routing table (:func:`bus.routing.fanout_channels`, the
+one the publishers use); the publish itself is :meth:`EventBus.prepare` and :meth:`EventBus.write`.
+The payload is validated before connecting.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,15 +17,13 @@ import orjson
 from .. import ops
 from .._errors import PayloadValidationError, PublishOutcomeUnknownError
 from .._keys import CHANNEL_GLOBAL
-from ..loader import ROUTING_GROUP, ImportStringError, load_entry_point
+from ..routing import fanout_channels
 from ._common import EXIT_OK, EXIT_USAGE, CommandError, command, connection_parent, write_json
 
 if TYPE_CHECKING:
     from .._bus import EventBus
 
 __all__ = ["register"]
-
-Fanout = Callable[[str, "str | None"], "tuple[str, ...]"]
 
 
 def _read_payload(spec: str) -> bytes:
@@ -39,14 +35,6 @@ def _read_payload(spec: str) -> bytes:
         except OSError as exc:
             raise CommandError(f"cannot read {spec[1:]}: {exc.strerror or exc}", EXIT_USAGE) from None
     return spec.encode()
-
-
-def _fanout() -> Fanout:
-    try:
-        fanout: Fanout = load_entry_point(ROUTING_GROUP, "fanout")
-    except ImportStringError as exc:
-        raise CommandError(f"--fanout needs the routing table: {exc}", EXIT_USAGE) from None
-    return fanout
 
 
 def _retry_advice(args: argparse.Namespace, event_id: str) -> str:
@@ -69,7 +57,7 @@ async def _publish(bus: EventBus, args: argparse.Namespace) -> int:
         raise CommandError(f"{event_type}: invalid $.payload: Expected `object`, got `{type(payload).__name__}`")
     if args.tenant is not None:
         payload["tenantId"] = args.tenant
-    channels = _fanout()(event_type, args.channel) if args.fanout else (args.channel or CHANNEL_GLOBAL)
+    channels = fanout_channels(event_type, args.channel) if args.fanout else (args.channel or CHANNEL_GLOBAL)
     try:
         prepared = bus.prepare(
             event_type,
@@ -128,7 +116,7 @@ def register(sub: Any) -> None:
         "--fanout",
         action="store_true",
         help="reference fan-out (global + internal-notifications/emailservice::v7 copies by type), "
-        "from the psa_event_bus.routing entry point",
+        "from the routing table (bus.routing)",
     )
     p.add_argument("--force", action="store_true", help="mark as a recovery re-publish (force=1)")
     p.add_argument("--idempotency-key", help="write at most once per tenant and key within the window")

@@ -87,3 +87,16 @@ def test_the_embedded_schemas_accept_each_types_example_and_refuse_a_bad_one(eve
 def test_default_fanout_is_the_routing_table() -> None:
     """Without ``fanout`` the document routes by bus.routing: the same as passing its two sets."""
     assert document() == asyncapi_document(fanout=FANOUT, version="1.2.3")
+
+
+def test_the_cli_writes_the_document(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``bus catalog export --format asyncapi -o FILE`` writes the same valid document (282 types)."""
+    from bus.cli import main
+
+    out = tmp_path / "asyncapi.json"
+    assert main(["catalog", "export", "--format", "asyncapi", "-o", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert "282 event types" in capsys.readouterr().err
+    assert written["asyncapi"] == "3.0.0" and len(written["components"]["messages"]) == 283
+    validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+    assert list(validator.iter_errors(written)) == []

@@ -22,7 +22,6 @@ from bus.cli._publish import _retry_advice
 from bus.cli._run import _environ
 from bus.loader import (
     COMMANDS_GROUP,
-    ROUTING_GROUP,
     SERVICES_GROUP,
     ImportStringError,
     entry_point_names,
@@ -61,12 +60,11 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, 
 # --- the layer: entry points, one loader ------------------------------------------------------
 
 
-def test_builtin_services_demo_and_fanout_come_from_entry_points() -> None:
-    """pyproject registers the built-in services, ``bus demo`` and the fan-out; the loader resolves them."""
+def test_builtin_services_and_demo_come_from_entry_points() -> None:
+    """pyproject registers the built-in services and ``bus demo``; the loader resolves them."""
     assert {"email", "notifications", "workflow", "all"} <= set(entry_point_names(SERVICES_GROUP))
     assert load_entry_point(SERVICES_GROUP, "all") is load_object("subscribers.app:all_services")
     assert "demo" in entry_point_names(COMMANDS_GROUP)
-    assert load_entry_point(ROUTING_GROUP, "fanout") is load_object("publishers:fanout_channels")
     assert "    demo " in build_parser().format_help()
     with pytest.raises(ImportStringError, match="no entry point 'nope'"):
         load_entry_point(SERVICES_GROUP, "nope")
