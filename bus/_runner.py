@@ -71,6 +71,8 @@ class Runner:
         self.signals = tuple(signals)
         self.buses: list[EventBus] = []
         self.stopped_by: signal.Signals | None = None
+        #: True from the moment every service reported ready until the runner stops.
+        self.started = False
         self._scope: anyio.CancelScope | None = None
 
     def _settings_for(self, service: Service, index: int) -> BusSettings:
@@ -105,6 +107,7 @@ class Runner:
                         len(self.services),
                         ", ".join(_service_name(s, i) for i, s in enumerate(self.services)),
                     )
+                    self.started = True
                     task_status.started()
         except BaseExceptionGroup as group:
             error = single_error(group)
@@ -113,6 +116,7 @@ class Runner:
             raise
         finally:
             self._scope = None
+            self.started = False
         log.info("all services stopped%s", f" ({self.stopped_by.name})" if self.stopped_by else "")
 
     async def _watch_signals(

@@ -44,6 +44,7 @@ from .._runner import Runner, Service
 from .._settings import BusSettings
 from ..loader import SERVICES_GROUP, ImportStringError, entry_point_names, load_entry_point
 from ..loader import load_object as _load_object
+from ..observability import BusMetrics, Health, probe_app, runner_health, serve_http
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -208,11 +209,34 @@ def load_services(spec: str, environ: Mapping[str, str]) -> list[Service]:
 
 
 class _Stop:
-    """What happened at shutdown."""
+    """What happened at shutdown (and the probes' health, marked draining at the first signal)."""
 
     def __init__(self) -> None:
         self.signal: signal.Signals | None = None
         self.at: float | None = None
+        self.health: Health | None = None
+
+
+class _Http:
+    """Where the probe server listens (``--http-port`` / ``BUS_HTTP_PORT``) and what it exports."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.metrics = BusMetrics()
+
+
+def _http_from(args: argparse.Namespace, env: Mapping[str, str]) -> _Http | None:
+    raw = args.http_port if args.http_port is not None else env.get("BUS_HTTP_PORT") or None
+    if raw is None:
+        return None
+    try:
+        port = int(raw)
+        if not 0 <= port <= 65535:
+            raise ValueError(raw)
+    except ValueError:
+        raise ConfigurationError("BUS_HTTP_PORT", f"{raw!r} is not a port number (0-65535)") from None
+    return _Http(args.http_host or env.get("BUS_HTTP_HOST") or "0.0.0.0", port)
 
 
 def _exit_now(code: int) -> None:
@@ -246,6 +270,8 @@ async def _watch_signals(
             name = signal.Signals(signum).name
             if stop.signal is None:
                 stop.signal, stop.at = signal.Signals(signum), time.monotonic()
+                if stop.health is not None:
+                    stop.health.set_draining()
                 log.warning(
                     "%s received: stopping; in-flight handlers get %.1fs (send it again to exit at once)", name, grace_s
                 )
@@ -256,10 +282,14 @@ async def _watch_signals(
                 _exit_now(EXIT_FORCED)
 
 
-async def _serve(services: Sequence[Service], settings: BusSettings, stop: _Stop) -> None:
+async def _serve(services: Sequence[Service], settings: BusSettings, stop: _Stop, http: _Http | None = None) -> None:
     runner = Runner(services, settings, signals=())
     try:
         async with anyio.create_task_group() as tg:
+            if http is not None:
+                stop.health = runner_health(runner, http.metrics)
+                port = await tg.start(serve_http, probe_app(stop.health, http.metrics), http.host, http.port)
+                log.info("serving /metrics, /healthz and /readyz on %s:%d", http.host, port)
             with anyio.CancelScope() as run_scope:
                 await tg.start(_watch_signals, run_scope, stop, settings.shutdown_grace_s, tg)
                 await runner.run()
@@ -339,7 +369,11 @@ def _run_services(args: argparse.Namespace, env: Mapping[str, str], settings: Bu
     )
     stop = _Stop()
     try:
-        anyio.run(_serve, services, settings, stop)
+        http = _http_from(args, env)
+    except ConfigurationError as exc:
+        return fail("run", str(exc), EXIT_USAGE)
+    try:
+        anyio.run(_serve, services, settings, stop, http)
     except KeyboardInterrupt:
         return 130
     except (BusError, rex.RedisError) as exc:
@@ -380,6 +414,13 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--grace-s", type=float, metavar="SECONDS", help="BUS_SHUTDOWN_GRACE_S (default 10)")
     run.add_argument("--log-level", choices=_LEVELS, help="BUS_LOG_LEVEL (default info)")
     run.add_argument("--log-format", choices=("json", "text"), help="BUS_LOG_FORMAT (default text)")
+    run.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        help="BUS_HTTP_PORT: serve /metrics (Prometheus), /healthz and /readyz on PORT (default: no server)",
+    )
+    run.add_argument("--http-host", metavar="HOST", help="BUS_HTTP_HOST: address of that server (default 0.0.0.0)")
     mail = p.add_argument_group("email and notifications")
     mail.add_argument("--directory", metavar="FILE", help="BUS_DIRECTORY_FILE: users, contacts, tickets (JSON/YAML)")
     mail.add_argument("--templates", metavar="DIR", help="BUS_EMAIL_TEMPLATES: template overrides")

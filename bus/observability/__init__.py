@@ -11,8 +11,9 @@ async with anyio.create_task_group() as tg:
 
 from __future__ import annotations
 
+from ._daemon import runner_health
 from ._metrics import METRICS, BusMetrics, MetricSpec
 from ._probes import Check, Health
 from ._server import probe_app, serve_http
 
-__all__ = ["METRICS", "BusMetrics", "Check", "Health", "MetricSpec", "probe_app", "serve_http"]
+__all__ = ["METRICS", "BusMetrics", "Check", "Health", "MetricSpec", "probe_app", "runner_health", "serve_http"]
