@@ -38,7 +38,7 @@ from _harness import command_line, load_average, machine, markdown_table, write_
 from _workload import EVENT_TYPE, PAYLOAD, Target, envelope_bytes, prefill_command
 
 from bus import CHANNEL_GLOBAL, EventBus
-from bus._resp import read_replies
+from bus.wire import read_replies
 
 HEADING = "Profile (where the time goes)"
 
@@ -47,7 +47,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("bus/_codec.py", "bus._codec (envelope, RESP packing)"),
     ("bus/_publish.py", "bus._publish (prepare, write, outcomes)"),
     ("bus/_batch.py", "bus._batch (auto-batching)"),
-    ("bus/_resp.py", "bus._resp (reply reading)"),
+    ("bus/wire/_hiredis.py", "bus.wire (reply reading)"),
     ("bus/_bus.py", "bus._bus (EventBus API)"),
     ("bus/_consume.py", "bus._consume (reader, dispatch, workers, acker)"),
     ("bus/_markers.py", "bus._markers (marker lookup)"),
@@ -75,12 +75,12 @@ def _in(needle: str, *functions: str) -> tuple[tuple[str, str], ...]:
 PUBLISH_STAGES: tuple[Stage, ...] = (
     ("validation (Registry.validate/decode_payload, msgspec)", _in("schemas/_registry.py")),
     ("ids and timestamps (new_event_id, now_iso)", _in("bus/_codec.py", "new_event_id", "now_iso")),
-    ("envelope, workflow entry, RESP packing", _in("bus/_codec.py") + _in("bus/_resp.py", "header", "bulk")),
+    ("envelope, workflow entry, RESP packing", _in("bus/_codec.py") + _in("bus/wire/_resp.py", "header", "bulk")),
     (
         "Publisher.prepare itself (checks, copies, PreparedEvent)",
         _in("bus/_publish.py", "prepare", "_channels", "<listcomp>", "__init__", "stream") + _in("bus/_bus.py"),
     ),
-    ("write: round trip and results (Publisher._exchange, ...)", _in("bus/_publish.py") + _in("bus/_resp.py")),
+    ("write: round trip and results (Publisher._exchange, ...)", _in("bus/_publish.py") + _in("bus/wire/")),
     ("auto-batching (bus._batch)", _in("bus/_batch.py")),
     ("redis-py (connection, reply parsing)", _in("redis/")),
     ("asyncio/anyio: tasks, futures, events, transports", _in("asyncio/") + _in("anyio/")),

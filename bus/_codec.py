@@ -20,7 +20,7 @@ import msgspec
 from schemas import WORKFLOW_FIELDS, EventValidationError, Payload, encode_bus_event, is_uuid
 
 from ._keys import CHANNEL_GLOBAL, WORKFLOW_STREAM
-from ._resp import bulk, header
+from .wire import bulk, header
 
 __all__ = [
     "Route",

@@ -57,12 +57,11 @@ from ._errors import (
 from ._inspect import group_trimmed_unread
 from ._jsoncheck import event_problem
 from ._keys import Keys
-from ._markers import Markers, pack_command, round_trip
+from ._markers import Markers
 from ._reclaim import PendingEntry, claim_idle, keep_alive, read_own_pending, trim_safely
 from ._redis import redis_errors, translate_error
-from ._resp import EXEC, MULTI, pack
 from ._tenant import tenant_id_problem
-from ._xread import Fields, GroupReader, RawEntry, event_of, fields_dict
+from .wire import EXEC, MULTI, Fields, GroupReader, RawEntry, event_of, fields_dict, pack, pack_command, round_trip
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -268,7 +267,7 @@ class Consumer:
         self._stop_requested = False
         self._feed_scope: anyio.CancelScope | None = None
         self._pool_scope: anyio.CancelScope | None = None
-        self._reader_client: aioredis.Redis | None = None
+        self._own_read_client: aioredis.Redis | None = None
         self._trim_seen: dict[str, int] = {}
         self._last_nogroup_log = 0.0
         self._timeout = settings.handler_timeout_s
@@ -356,7 +355,7 @@ class Consumer:
                         await self._read_loop(batches)
         finally:
             self._begin_drain()
-            await self._close_reader()
+            await self._close_read_client()
 
     def _begin_drain(self) -> None:
         self._stopping = True
@@ -393,35 +392,41 @@ class Consumer:
 
     # ----------------------------------------------------------------- reading
 
-    def _reader(self) -> aioredis.Redis:
+    def _read_client(self) -> aioredis.Redis:
         """The dedicated connection for blocking reads (same server and options, no socket timeout:
         the hard read timeout governs it)."""
-        if self._reader_client is None:
+        if self._own_read_client is None:
             pool = self.client.connection_pool
             kwargs = dict(pool.connection_kwargs)
             kwargs["socket_timeout"] = None
             own = type(pool)(connection_class=pool.connection_class, **kwargs)
-            self._reader_client = aioredis.Redis(connection_pool=own, single_connection_client=True)
-        return self._reader_client
+            self._own_read_client = aioredis.Redis(connection_pool=own, single_connection_client=True)
+        return self._own_read_client
 
-    async def _close_reader(self) -> None:
-        client, self._reader_client = self._reader_client, None
+    async def _close_read_client(self) -> None:
+        client, self._own_read_client = self._own_read_client, None
         if client is not None:
             with anyio.move_on_after(1.0, shield=True), contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)  # a broken socket may complain
 
     async def _read_once(self) -> list[tuple[bytes, list[RawEntry]]] | None:
-        """One XREADGROUP (pre-packed, raw reply: see :mod:`bus._xread`) under the hard read timeout."""
+        """One XREADGROUP (pre-packed, raw reply: see :mod:`bus.wire`) under the hard read timeout.
+
+        A new connection connects and authenticates first, under the client's connect timeout:
+        on a slow link the handshake plus a full BLOCK could exceed the read's hard timeout.
+        """
         try:
+            with redis_errors("connect for XREADGROUP"):
+                conn = await self._xread.connection(self._read_client())
             with anyio.fail_after(self.settings.read_timeout_s), redis_errors("XREADGROUP"):
-                return await self._xread.read(self._reader())
+                return await self._xread.read(conn)
         except AuthenticationError:
             raise
         except GroupMissingError as exc:
             await self._on_nogroup(exc)
             return None
         except (TimeoutError, BackendError) as exc:
-            await self._close_reader()
+            await self._close_read_client()
             if isinstance(exc, BusError):
                 raise
             raise BackendTimeoutError(
@@ -1123,7 +1128,8 @@ class Consumer:
                 commands.append(self.markers.add_command(key_of(tenant), members))
         commands.append(EXEC)
         what = "ack flush (MULTI/EXEC)"
-        replies = await round_trip(self.client, b"".join(commands), len(commands), self.settings.socket_timeout_s, what)
+        with redis_errors(what):
+            replies = await round_trip(self.client, b"".join(commands), len(commands), self.settings.socket_timeout_s)
         results = replies[-1]
         if not isinstance(results, list):  # EXECABORT (a command was refused: nothing ran) or an error
             refused = next((r for r in replies if isinstance(r, Exception)), None)
