@@ -42,7 +42,7 @@ async def test_consumer_resumes_after_a_restart_that_lost_the_group(
     async with EventBus(settings) as bus:
         recorder = Recorder()
         bus.subscribe("TICKET_CREATED", recorder)
-        with caplog.at_level(logging.WARNING, logger="bus._consume"), anyio.fail_after(20):
+        with caplog.at_level(logging.WARNING, logger="bus.consume"), anyio.fail_after(20):
             async with anyio.create_task_group() as tg:
                 await tg.start(bus.run)
                 first = await publish(server.url, bus)

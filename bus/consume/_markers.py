@@ -40,9 +40,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ._keys import Keys
-from ._redis import redis_errors
-from .wire import pack_command, round_trip
+from .._keys import Keys
+from .._redis import redis_errors
+from ..wire import pack_command, round_trip
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
