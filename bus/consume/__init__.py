@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._deadletter import DeadLetter, DeadLetterFormat, PerTypeDeadLetters, WorkflowDeadLetters
 from ._delivery import Delivery, Handler, Subscription
 from ._engine import Consumer
+from ._entry import Failure
 from ._retry import single_error
 from ._stats import ConsumerStats
 from ._subscription import EntryHandler, StreamEntry, StreamSubscription
@@ -22,6 +23,7 @@ __all__ = [
     "DeadLetterFormat",
     "Delivery",
     "EntryHandler",
+    "Failure",
     "Handler",
     "PerTypeDeadLetters",
     "StreamEntry",

@@ -133,7 +133,7 @@ async def test_duplicate_event_id_triggers_once(any_bus: EventBus, test_prefix: 
         await any_bus.client.xadd(settings.stream, fields)
         assert consumer.loop is not None
         loop = consumer.loop
-        await wait_until(lambda: _true(loop.stats["acked"] == 2))
+        await wait_until(lambda: _true(loop.stats.acked == 2))
     assert len(calls) == 1
 
 
@@ -237,7 +237,7 @@ async def test_succeeded_trigger_not_rerun_on_redelivery(fake_bus: EventBus, tes
         await wait_until(lambda: _true(len(second_calls) == 2))
         assert consumer.loop is not None
         loop = consumer.loop
-        await wait_until(lambda: _true(loop.stats["acked"] == 1))
+        await wait_until(lambda: _true(loop.stats.acked == 1))
     assert len(first_calls) == 1 and second_calls == [1, 2]
 
 
