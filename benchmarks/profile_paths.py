@@ -90,7 +90,7 @@ CONSUME_STAGES: tuple[Stage, ...] = (
     ("validation: envelope + payload (decode_bus_event, decode_payload)", _in("schemas/")),
     (
         "reading: XREADGROUP and its reply parsing (redis-py parsers)",
-        _in("redis/_parsers/") + _in("bus/consume/_reader.py") + _in("bus/consume/_retry.py") + _in("bus/wire/"),
+        _in("redis/_parsers/") + _in("bus/consume/_reading.py") + _in("bus/consume/_retry.py") + _in("bus/wire/"),
     ),
     ("commands: packing and sending (redis-py)", _in("redis/")),
     (

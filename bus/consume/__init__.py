@@ -1,6 +1,6 @@
 """The consume engine: a :class:`StreamSubscription` says what to consume, :class:`Consumer` runs it.
 
-Modules along the loop's seams: ``_reader`` (XREADGROUP, own pending), ``_dispatch`` (decode ->
+Modules along the loop's seams: ``_reading`` (XREADGROUP, own pending), ``_dispatch`` (decode ->
 delivery or dead-letter reason, marker lookup), ``_workers`` (handlers, timeouts, in-process
 retries), ``_acker`` (one ack buffer, one MULTI/EXEC per flush), ``_maintenance`` (reclaim,
 keep-alive, trimming, NOGROUP), ``_markers``, ``_deadletter``; ``_engine`` wires them.

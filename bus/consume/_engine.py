@@ -8,7 +8,7 @@ Data flow::
                                                                                                  v
                               acker: one MULTI/EXEC per flush (XADD dead letters, XACK, markers)
 
-Each piece is its own module (``_reader``, ``_dispatch``, ``_workers``, ``_acker``,
+Each piece is its own module (``_reading``, ``_dispatch``, ``_workers``, ``_acker``,
 ``_maintenance``); this one wires them for a :class:`StreamSubscription` and owns the lifecycle.
 Shutdown (cancel or :meth:`Consumer.stop`): stop reading, let in-flight handlers finish within
 ``shutdown_grace_s``, flush the acks (shielded, time-boxed), leave the rest pending.
@@ -30,7 +30,7 @@ from ._entry import Entry, InFlight
 from ._groups import Groups
 from ._maintenance import Maintenance
 from ._markers import Markers
-from ._reader import Reader
+from ._reading import Reader
 from ._retry import TransportRetry, single_error
 from ._stats import ConsumerStats, StatsBoard
 from ._workers import Workers
