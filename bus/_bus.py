@@ -331,7 +331,7 @@ class EventBus:
         """The auto-batcher behind ``batch=True`` (groups written so far)."""
         return self._batcher
 
-    # -- consuming (bus/_consume.py, _reclaim.py, _deadletter.py, _inspect.py) ----------
+    # -- consuming (bus/consume/, _inspect.py) ---------------------------------------------
 
     @overload
     def subscribe(
