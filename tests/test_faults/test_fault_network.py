@@ -201,8 +201,12 @@ async def test_reads_resume_after_a_reset_on_a_slow_link(fault_redis: FaultRedis
             with anyio.fail_after(20):  # reconnect (a handshake of several 400 ms round trips), then read
                 ids.append(await publish(bus))
                 await recorder.wait(2)
+            consumer = bus.consumer
+            assert consumer is not None
             ids.append(await publish(bus))
-            with anyio.fail_after(read_timeout_s):
+            with anyio.fail_after(read_timeout_s):  # read (not yet handled) within one read timeout
+                await consumer.wait_until(lambda s: s.read >= 3)
+            with anyio.fail_after(20):
                 await recorder.wait(3)
             tg.cancel_scope.cancel()
     assert recorder.event_ids == ids
