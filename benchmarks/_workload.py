@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 from bus import WORKFLOW_STREAM, BusSettings, Keys
 from bus._codec import encode_envelope, new_event_id, now_iso
-from bus._resp import bulk, header
+from bus.wire import bulk, header
 from schemas import WorkflowEvent
 
 __all__ = [

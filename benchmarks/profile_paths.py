@@ -38,7 +38,7 @@ from _harness import command_line, load_average, machine, markdown_table, write_
 from _workload import EVENT_TYPE, PAYLOAD, Target, envelope_bytes, prefill_command
 
 from bus import CHANNEL_GLOBAL, EventBus
-from bus._resp import read_replies
+from bus.wire import read_replies
 
 HEADING = "Profile (where the time goes)"
 
@@ -47,10 +47,10 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("bus/_codec.py", "bus._codec (envelope, RESP packing)"),
     ("bus/_publish.py", "bus._publish (prepare, write, outcomes)"),
     ("bus/_batch.py", "bus._batch (auto-batching)"),
-    ("bus/_resp.py", "bus._resp (reply reading)"),
+    ("bus/wire/_hiredis.py", "bus.wire (reply reading)"),
     ("bus/_bus.py", "bus._bus (EventBus API)"),
-    ("bus/_consume.py", "bus._consume (reader, dispatch, workers, acker)"),
-    ("bus/_markers.py", "bus._markers (marker lookup)"),
+    ("bus/consume/", "bus.consume (reader, dispatch, workers, acker)"),
+    ("bus/consume/_markers.py", "bus.consume._markers (marker lookup)"),
     ("bus/", "bus (other modules)"),
     ("redis/", "redis-py (commands, connections, parsing)"),
     ("anyio/", "anyio (cancel scopes, events, streams)"),
@@ -75,12 +75,12 @@ def _in(needle: str, *functions: str) -> tuple[tuple[str, str], ...]:
 PUBLISH_STAGES: tuple[Stage, ...] = (
     ("validation (Registry.validate/decode_payload, msgspec)", _in("schemas/_registry.py")),
     ("ids and timestamps (new_event_id, now_iso)", _in("bus/_codec.py", "new_event_id", "now_iso")),
-    ("envelope, workflow entry, RESP packing", _in("bus/_codec.py") + _in("bus/_resp.py", "header", "bulk")),
+    ("envelope, workflow entry, RESP packing", _in("bus/_codec.py") + _in("bus/wire/_resp.py", "header", "bulk")),
     (
         "Publisher.prepare itself (checks, copies, PreparedEvent)",
         _in("bus/_publish.py", "prepare", "_channels", "<listcomp>", "__init__", "stream") + _in("bus/_bus.py"),
     ),
-    ("write: round trip and results (Publisher._exchange, ...)", _in("bus/_publish.py") + _in("bus/_resp.py")),
+    ("write: round trip and results (Publisher._exchange, ...)", _in("bus/_publish.py") + _in("bus/wire/")),
     ("auto-batching (bus._batch)", _in("bus/_batch.py")),
     ("redis-py (connection, reply parsing)", _in("redis/")),
     ("asyncio/anyio: tasks, futures, events, transports", _in("asyncio/") + _in("anyio/")),
@@ -90,36 +90,21 @@ CONSUME_STAGES: tuple[Stage, ...] = (
     ("validation: envelope + payload (decode_bus_event, decode_payload)", _in("schemas/")),
     (
         "reading: XREADGROUP and its reply parsing (redis-py parsers)",
-        _in("redis/_parsers/") + _in("bus/_consume.py", "_read_loop", "_read_once", "_retry", "<lambda>"),
+        _in("redis/_parsers/") + _in("bus/consume/_reading.py") + _in("bus/consume/_retry.py") + _in("bus/wire/"),
     ),
     ("commands: packing and sending (redis-py)", _in("redis/")),
     (
         "dispatch: entries, deliveries, marker lookup",
-        _in(
-            "bus/_consume.py",
-            "_admit",
-            "_admit_pending",
-            "_send_batch",
-            "_dispatcher",
-            "_dispatch",
-            "_decode",
-            "_skip_processed",
-            "_handler_members",
-            "_release",
-            "__init__",
-        )
-        + _in("bus/_markers.py")
+        _in("bus/consume/_dispatch.py")
+        + _in("bus/consume/_entry.py")
+        + _in("bus/consume/_markers.py")
         + _in("bus/_tenant.py")
-        + _in("bus/_delivery.py")
+        + _in("bus/consume/_delivery.py")
         + _in("<string>"),
     ),
-    (
-        "workers: hand-off and handler call",
-        _in("bus/_consume.py", "_worker", "_process", "_call", "_attempt", "_bounded", "__await__")
-        + _in("anyio/streams/"),
-    ),
-    ("acker: XACK + markers (Consumer._acker/_flush)", _in("bus/_consume.py", "_acker", "_flush", "_has_ops")),
-    ("bus._consume (other)", _in("bus/_consume.py")),
+    ("workers: hand-off and handler call", _in("bus/consume/_workers.py") + _in("anyio/streams/")),
+    ("acker: XACK + markers (AckBuffer.flush)", _in("bus/consume/_acker.py")),
+    ("bus.consume (other)", _in("bus/consume/")),
     ("asyncio/anyio: tasks, futures, events, transports", _in("asyncio/") + _in("anyio/")),
     ("benchmark prefill", _in("profile_paths.py") + _in("_workload.py")),
     ("idle: waiting for Redis (select)", _in("selectors.py", "select")),

@@ -67,7 +67,7 @@ from _workload import (
 
 from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, EventBus
 from bus._codec import new_event_id, now_iso
-from bus._resp import read_replies
+from bus.wire import read_replies
 from schemas import REGISTRY, decode_bus_event
 
 HEADING = "Throughput (publish and consume vs raw redis-py and FastStream)"

@@ -9,9 +9,6 @@ from ._acl import AclUser, add_password_args, remove_password_args, service_acl,
 from ._batch import AutoBatcher
 from ._bus import EventBus
 from ._codec import new_event_id, now_iso
-from ._consume import Consumer, ConsumerStats
-from ._deadletter import DeadLetter
-from ._delivery import Delivery, Handler, Subscription
 from ._errors import (
     AuthenticationError,
     BackendError,
@@ -64,6 +61,7 @@ from ._redis import create_client, redis_errors
 from ._runner import Runner, Service, run_services
 from ._settings import BusSettings, default_consumer_name
 from ._tenant import check_tenant_id, tenant_prefix
+from .consume import Consumer, ConsumerStats, DeadLetter, Delivery, Handler, Subscription
 
 __all__ = [
     "CHANNEL_EMAIL",

@@ -1,6 +1,6 @@
 """``EventBus``: the async context manager that owns the Redis client, publishing and consuming.
 
-Publishing lives in ``_publish.py`` (Publisher), consuming in ``_consume.py`` (Consumer); this
+Publishing lives in ``_publish.py`` (Publisher), consuming in ``consume/`` (Consumer); this
 class owns the lifecycle and hands both the same settings, keys and client.
 """
 
@@ -21,9 +21,6 @@ from schemas import REGISTRY, Registry
 
 from ._batch import AutoBatcher
 from ._codec import new_event_id, now_iso
-from ._consume import Consumer, ConsumerStats, make_subscription
-from ._deadletter import DeadLetter, read_dead_letters
-from ._delivery import Handler, Subscription
 from ._errors import (
     BackendRefusedError,
     BusClosedError,
@@ -39,6 +36,9 @@ from ._publish import PreparedEvent, Publisher, PublishResult
 from ._redact import register_secret
 from ._redis import create_client, redis_errors, rotate_credentials
 from ._settings import BusSettings
+from .consume import Consumer, ConsumerStats, DeadLetter, Handler, StreamSubscription, Subscription
+from .consume._deadletter import read_dead_letters
+from .consume._delivery import make_subscription
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -370,7 +370,7 @@ class EventBus:
         """The auto-batcher behind ``batch=True`` (groups written so far)."""
         return self._batcher
 
-    # -- consuming (bus/_consume.py, _reclaim.py, _deadletter.py, _inspect.py) ----------
+    # -- consuming (bus/consume/, _inspect.py) ---------------------------------------------
 
     @overload
     def subscribe(
@@ -432,15 +432,10 @@ class EventBus:
         self._check_open()
         if self._consumer is not None:
             raise ConfigurationError("run", "the consume loop of this bus is already running")
-        consumer = Consumer(
-            self._client,
-            self.settings,
-            self.keys,
-            self.registry,
-            self.consumer_name,
-            self._subscriptions,
-            self._consume_stats,
+        subscription = StreamSubscription.for_events(
+            self.settings, tuple(self._subscriptions), consumer=self.consumer_name
         )
+        consumer = Consumer(self._client, self.settings, self.keys, self.registry, subscription, self._consume_stats)
         self._consumer = consumer
         try:
             await consumer.run(task_status=task_status)

@@ -28,7 +28,7 @@ from schemas import (
 from schemas import workflow_values as workflow_entry
 
 from ._keys import CHANNEL_GLOBAL, WORKFLOW_STREAM
-from ._resp import bulk, header
+from .wire import bulk, header
 
 __all__ = [
     "Route",

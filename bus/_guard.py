@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from redis.asyncio.client import Pipeline
 
     from ._bus import EventBus
-    from ._delivery import Delivery
+    from .consume import Delivery
 
 __all__ = ["RedisEffect", "apply_once", "effect_marker_key", "redis_effect"]
 

@@ -68,10 +68,10 @@ from ._errors import (
 from ._keys import CHANNEL_GLOBAL, WORKFLOW_STREAM, Keys
 from ._options import PublishOptions, WorkflowHooks
 from ._redis import redis_errors, translate_error
-from ._resp import DISCARD, EXEC, MULTI, bulk, header, read_replies, send_packed
 from ._tenant import tenant_id_problem
 from ._text import text
 from .routing import fanout_channels
+from .wire import DISCARD, EXEC, MULTI, bulk, drop, exchange, header, read_replies, release, send_packed
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -589,7 +589,6 @@ class Publisher:
         prepared: list[PreparedEvent] = []
         timeout = self._settings.socket_timeout_s
         conn = await self._acquire()
-        pool = self._client.connection_pool
         self._in_flight += 1
         n_commands = 0
         executing = False  # EXEC went to the socket: from then on a failure leaves the outcome unknown
@@ -621,9 +620,7 @@ class Publisher:
                 replies = await read_replies(conn, n_commands + 2, timeout)
             except BaseException as exc:
                 if not isinstance(exc, PayloadValidationError | PayloadTooLargeError):  # (those were discarded)
-                    # The connection may hold unread replies or a half-queued transaction: never reuse it.
-                    with anyio.CancelScope(shield=True):
-                        await conn.disconnect(nowait=True)
+                    await drop(conn)  # it may hold unread replies or a half-queued transaction
                 if isinstance(exc, rex.RedisError | OSError | TimeoutError):
                     if executing:
                         raise self._outcome_unknown(prepared, exc) from exc
@@ -631,8 +628,7 @@ class Publisher:
                     raise error from exc
                 raise
         finally:
-            with anyio.CancelScope(shield=True):
-                await pool.release(conn)
+            await release(self._client, conn)
             self._done()
         return prepared, self._outcomes(prepared, replies, transaction=True)
 
@@ -643,8 +639,7 @@ class Publisher:
             await send_packed(conn, DISCARD, timeout_s)
             await read_replies(conn, n_queued + 2, timeout_s)  # MULTI's OK, each QUEUED, DISCARD's OK
         except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                await conn.disconnect(nowait=True)  # Redis drops the transaction with the connection
+            await drop(conn)  # Redis drops the transaction with the connection
             if not isinstance(exc, Exception):
                 raise  # a cancellation still propagates; otherwise the caller raises the invalid event's error
 
@@ -738,24 +733,14 @@ class Publisher:
 
     async def _round_trip(self, data: bytes, n_replies: int, prepared: Sequence[PreparedEvent]) -> list[Any]:
         conn = await self._acquire()
-        pool = self._client.connection_pool
         self._in_flight += 1
         try:
-            try:
-                self.round_trips += 1
-                timeout = self._settings.socket_timeout_s
-                await send_packed(conn, data, timeout)
-                return await read_replies(conn, n_replies, timeout)
-            except BaseException as exc:
-                # The connection may hold unread replies: never hand it back as is.
-                with anyio.CancelScope(shield=True):
-                    await conn.disconnect(nowait=True)
-                if isinstance(exc, rex.RedisError | OSError | TimeoutError):
-                    raise self._outcome_unknown(prepared, exc) from exc
-                raise
+            self.round_trips += 1
+            return await exchange(conn, data, n_replies, self._settings.socket_timeout_s)
+        except (rex.RedisError, OSError, TimeoutError) as exc:  # (exchange dropped the connection)
+            raise self._outcome_unknown(prepared, exc) from exc
         finally:
-            with anyio.CancelScope(shield=True):
-                await pool.release(conn)
+            await release(self._client, conn)
             self._done()
 
     @staticmethod

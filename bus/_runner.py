@@ -22,8 +22,8 @@ import anyio
 import msgspec
 
 from ._bus import EventBus
-from ._consume import single_error
 from ._settings import BusSettings
+from .consume import single_error
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus

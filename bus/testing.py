@@ -21,10 +21,9 @@ import anyio
 
 from ._bus import EventBus
 from ._codec import now_iso
-from ._consume import ConsumerStats
-from ._delivery import Delivery
 from ._keys import CHANNEL_GLOBAL, Keys
 from ._settings import BusSettings
+from .consume import ConsumerStats, Delivery
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

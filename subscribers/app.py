@@ -71,7 +71,6 @@ from .email import (
 from .notifications import NotificationSubscriber
 from .workflow import (
     ConverterSettings,
-    StreamLoop,
     WorkflowConsumer,
     WorkflowConsumerSettings,
     WorkflowConverter,
@@ -303,20 +302,6 @@ def _email_subscriber(cfg: AppSettings, directory: Directory) -> EmailSubscriber
     return EmailSubscriber(directory, _sender(cfg), settings=settings, templates=EmailTemplates(folders))
 
 
-class _StartingConsumer(WorkflowConsumer):
-    """A workflow consumer whose group, when it does not exist yet, starts at ``start_id``."""
-
-    def __init__(self, settings: WorkflowConsumerSettings, start_id: str) -> None:
-        super().__init__(settings)
-        self.start_id = start_id
-
-    def make_loop(self, bus: EventBus) -> StreamLoop:
-        """The stream loop, its group created at ``start_id``."""
-        loop = super().make_loop(bus)
-        loop.settings = msgspec.structs.replace(loop.settings, start_id=self.start_id)
-        return loop
-
-
 def _workflow_services(cfg: AppSettings, environ: Mapping[str, str] | None) -> list[Service]:
     bus = BusSettings.from_env(environ)
     loop: dict[str, Any] = {
@@ -328,11 +313,14 @@ def _workflow_services(cfg: AppSettings, environ: Mapping[str, str] | None) -> l
     services: list[Service] = []
     triggers = parse_triggers(cfg.workflow_triggers)
     if triggers:
-        consumer = _StartingConsumer(
+        consumer = WorkflowConsumer(
             WorkflowConsumerSettings(
-                stream=cfg.workflow_stream, dlq=cfg.workflow_dlq, group=cfg.workflow_group, **loop
-            ),
-            cfg.workflow_start,
+                stream=cfg.workflow_stream,
+                dlq=cfg.workflow_dlq,
+                group=cfg.workflow_group,
+                start_id=cfg.workflow_start,
+                **loop,
+            )
         )
         for event_type, trigger in triggers:
             consumer.register(event_type, trigger)

@@ -38,10 +38,10 @@ import anyio
 import orjson
 import redis.exceptions as rex
 
-from .._consume import single_error
 from .._errors import BusError, ConfigurationError
 from .._runner import Runner, Service
 from .._settings import BusSettings
+from ..consume import single_error
 from ..loader import SERVICES_GROUP, ImportStringError, entry_point_names, load_entry_point
 from ..loader import load_object as _load_object
 from ..observability import BusMetrics, Health, probe_app, runner_health, serve_http

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 import orjson
 
-from .._deadletter import DeadLetter
 from .._keys import WORKFLOW_DLQ, WORKFLOW_STREAM
 from .._redis import redis_errors
+from ..consume import DeadLetter
 from ._errors import AmbiguousDeadLetterError, DeadLetterNotFoundError, InvalidEntryIdError
 from ._streams import DEAD_LETTER_SUFFIX, b, dead_letter_stream_of, s
 

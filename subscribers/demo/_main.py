@@ -340,7 +340,7 @@ async def _await_processing(
     for stream in sorted(streams):
         dead += int(await client.xlen(Keys.dead_letter(stream)))
     for loop in (consumer.loop, converter.loop):
-        dead += loop.stats["dead_lettered"] if loop is not None else 0
+        dead += loop.stats.dead_lettered if loop is not None else 0
     report.dead_letters = dead
 
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 from ._consumer import WorkflowConsumer, WorkflowConsumerSettings, WorkflowInvocation, WorkflowTrigger, dlq_fields
 from ._converter import CONVERT_SCRIPT, ConverterSettings, WorkflowConverter
 from ._correlation import DEFAULT_CORRELATION_FIELDS, CorrelationRules
-from ._loop import LoopSettings, StreamLoop
 
 __all__ = [
     "CONVERT_SCRIPT",
     "DEFAULT_CORRELATION_FIELDS",
     "ConverterSettings",
     "CorrelationRules",
-    "LoopSettings",
-    "StreamLoop",
     "WorkflowConsumer",
     "WorkflowConsumerSettings",
     "WorkflowConverter",

@@ -9,6 +9,10 @@ failed. An entry that fails on its 3rd delivery goes to ``workflow:events:global
 reference's fields; an entry that can never succeed (unparseable, unknown type, invalid
 payload) goes there at once.
 
+It runs on the bus's consume engine (:class:`bus.consume.StreamSubscription` of flat entries,
+one entry at a time, no in-process retries: a failure is retried by redelivery, and the
+delivery count is what the reference counts).
+
 Dedupe is per consumer group: two entries with one event id (a publish-time entry and a
 converted one, or a producer's retry) trigger once. Two copies handled at the same instant by
 two consumers may both run; triggers should stay idempotent on ``event.event_id``.
@@ -24,10 +28,10 @@ from typing import Annotated, Any
 import anyio
 import anyio.abc
 import msgspec
-import orjson
 from msgspec import Meta
 
-from bus import WORKFLOW_DLQ, WORKFLOW_GROUP, WORKFLOW_STREAM, EventBus, Reject
+from bus import WORKFLOW_DLQ, WORKFLOW_GROUP, WORKFLOW_STREAM, Consumer, EventBus, Reject
+from bus.consume import Failure, StreamEntry, StreamSubscription, WorkflowDeadLetters
 from schemas import (
     REGISTRY,
     EventValidationError,
@@ -36,12 +40,10 @@ from schemas import (
     SchemaError,
     WorkflowEvent,
     schema_ref_for,
-    utc_now_iso,
 )
 
 from .._keys import SubscriberKeys
 from ._correlation import CorrelationRules
-from ._loop import LoopSettings, StreamLoop
 
 __all__ = ["WorkflowConsumer", "WorkflowConsumerSettings", "WorkflowInvocation", "WorkflowTrigger"]
 
@@ -84,22 +86,20 @@ class WorkflowConsumerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid
     count: Annotated[int, Meta(gt=0)] = 10
     dedupe_ttl_s: Annotated[int, Meta(gt=0)] = 3 * 24 * 3600
     correlation: CorrelationRules = CorrelationRules()
+    #: Where the group starts when it does not exist yet: ``0`` (retained entries) or ``$`` (new only).
+    start_id: str = "0"
 
 
 def dlq_fields(
     stream: str, entry_id: str, fields: Mapping[bytes, bytes], error: BaseException, moved_at: str
 ) -> dict[bytes, bytes]:
-    """The reference's DLQ entry: the flat fields as JSON, the error and its stack, where it came from."""
-    original = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
-    stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return {
-        b"original_message": orjson.dumps(original),
-        b"error_message": (str(error) or type(error).__name__).encode(errors="replace"),
-        b"error_stack": stack[-8000:].encode(errors="replace"),
-        b"source_stream": stream.encode(),
-        b"original_id": entry_id.encode(),
-        b"moved_at": moved_at.encode(),
-    }
+    """The reference's DLQ entry: the flat fields as JSON, the error and its stack, where it came from
+    (redacted as :class:`bus.consume.WorkflowDeadLetters` writes it; ``moved_at`` as given)."""
+    message = str(error) or type(error).__name__
+    failure = Failure("rejected", message, message, "".join(traceback.format_exception(error)))
+    _, out = WorkflowDeadLetters("").build(stream, entry_id, fields, 0, failure)
+    out[b"moved_at"] = moved_at.encode()
+    return out
 
 
 class WorkflowConsumer:
@@ -112,7 +112,8 @@ class WorkflowConsumer:
         self.settings = settings or WorkflowConsumerSettings()
         self.registry = registry
         self.triggers: dict[str, list[tuple[str, WorkflowTrigger]]] = {}
-        self.loop: StreamLoop | None = None
+        #: The consume loop of the current run (its ``stats``), once :meth:`run` started.
+        self.loop: Consumer | None = None
 
     def register(self, event_type: str, trigger: WorkflowTrigger, *, name: str | None = None) -> None:
         """Call ``trigger`` for every ``event_type`` entry (``"*"``: every type). ``name`` keys its success marker."""
@@ -124,31 +125,36 @@ class WorkflowConsumer:
     def _triggers_for(self, event_type: str) -> list[tuple[str, WorkflowTrigger]]:
         return [*self.triggers.get(event_type, ()), *self.triggers.get("*", ())]
 
-    def make_loop(self, bus: EventBus) -> StreamLoop:
-        """The stream loop this consumer runs on ``bus``'s client."""
+    def subscription(self, bus: EventBus) -> StreamSubscription:
+        """What this consumer reads on ``bus``: the workflow stream, flat entries, the workflow DLQ."""
         s = self.settings
         keys = SubscriberKeys(bus.keys.prefix)
-        client = bus.client
 
-        async def handle(stream: str, entry_id: str, fields: dict[bytes, bytes], deliveries: int) -> None:
-            await self._handle(bus, keys, stream, entry_id, fields, deliveries)
+        async def handle(entry: StreamEntry) -> None:
+            await self._handle(bus, keys, entry.stream, entry.entry_id, entry.fields, entry.delivery_count)
 
-        def dead_letter(
-            stream: str, entry_id: str, fields: dict[bytes, bytes], deliveries: int, error: BaseException
-        ) -> tuple[str, Mapping[bytes, bytes]]:
-            return s.dlq, dlq_fields(stream, entry_id, fields, error, utc_now_iso())
-
-        settings = LoopSettings(
+        return StreamSubscription(
+            streams=(s.stream,),
             group=s.group,
             consumer=s.consumer or bus.consumer_name,
-            count=s.count,
+            start_id=s.start_id,
+            batch_size=s.count,
+            concurrency=1,  # triggers see the entries in stream order
+            handler_retries=0,  # retried by redelivery: the delivery count is the reference's
+            max_deliveries=s.max_deliveries,
             block_ms=s.block_ms,
             read_timeout_s=s.read_timeout_s,
             claim_idle_ms=s.claim_idle_ms,
             reclaim_interval_s=s.reclaim_interval_s,
-            max_deliveries=s.max_deliveries,
+            entry_handler=handle,
+            entry_handler_key=f"workflow:{s.group}",
+            dead_letters=WorkflowDeadLetters(s.dlq),
+            dead_letter_stack=True,
         )
-        return StreamLoop(client, [s.stream], handle, dead_letter, settings)
+
+    def make_loop(self, bus: EventBus) -> Consumer:
+        """The consume loop this consumer runs on ``bus``'s client."""
+        return Consumer(bus.client, bus.settings, bus.keys, bus.registry, self.subscription(bus))
 
     def invocation(
         self, stream: str, entry_id: str, fields: Mapping[Any, Any], deliveries: int = 1
@@ -191,7 +197,7 @@ class WorkflowConsumer:
         keys: SubscriberKeys,
         stream: str,
         entry_id: str,
-        fields: dict[bytes, bytes],
+        fields: Mapping[bytes, bytes],
         deliveries: int,
     ) -> None:
         inv = self.invocation(stream, entry_id, fields, deliveries)

@@ -17,6 +17,10 @@ Exactly once, per event id, across both writers. One Lua script decides and writ
 
 A workflow entry already trimmed away when the converter looks is not seen by step 2; the
 workflow consumer's durable event-id dedupe still makes such a copy trigger nothing twice.
+
+It runs on the bus's consume engine (:class:`bus.consume.StreamSubscription` of flat entries,
+one at a time); an entry without a decodable envelope is dead-lettered as ``invalid`` to the
+stream's ``{stream}:dead-letter`` (with ``consumerGroup``), as the bus's own consumer does.
 """
 
 from __future__ import annotations
@@ -30,11 +34,11 @@ import anyio.abc
 import msgspec
 from msgspec import Meta
 
-from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, EventBus, Reject
-from schemas import REGISTRY, EventValidationError, WorkflowEvent, decode_bus_event, utc_now_iso
+from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, Consumer, EventBus, Reject
+from bus.consume import PerTypeDeadLetters, StreamEntry, StreamSubscription
+from schemas import REGISTRY, EventValidationError, WorkflowEvent, decode_bus_event
 
 from .._keys import SubscriberKeys
-from ._loop import LoopSettings, StreamLoop
 
 __all__ = ["CONVERT_SCRIPT", "ConverterSettings", "WorkflowConverter"]
 
@@ -101,6 +105,19 @@ class ConverterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     start_id: str = "0"
 
 
+def envelope_problem(fields: Mapping[bytes, bytes]) -> str | None:
+    """Why an entry cannot be converted at all (no ``event`` field, no decodable envelope), or None."""
+    raw = fields.get(b"event")
+    if raw is None:
+        return "the entry has no `event` field"
+    try:
+        env = decode_bus_event(raw)
+        msgspec.json.decode(bytes(env.payload))
+    except (EventValidationError, msgspec.DecodeError) as exc:
+        return f"cannot convert: {exc}"
+    return None
+
+
 def _ms_of(entry_id: str) -> int:
     head = entry_id.split("-", 1)[0]
     return int(head) if head.isdigit() else 0
@@ -118,7 +135,8 @@ class WorkflowConverter:
         for event_type in types or ():
             REGISTRY.get(event_type)  # unknown names fail at construction, with suggestions
         self.event_types: tuple[str, ...] = tuple(types) if types else REGISTRY.event_types
-        self.loop: StreamLoop | None = None
+        #: The consume loop of the current run (its ``stats``), once :meth:`run` started.
+        self.loop: Consumer | None = None
         #: Counters: entries written and skipped as already present.
         self.stats = {"written": 0, "skipped": 0}
 
@@ -160,38 +178,35 @@ class WorkflowConverter:
         self.stats["written"] += 1
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
-    def make_loop(self, bus: EventBus) -> StreamLoop:
-        """The stream loop this converter runs on ``bus``'s client."""
+    def subscription(self, bus: EventBus) -> StreamSubscription:
+        """What this converter reads on ``bus``: the per-type streams, flat entries, per-type dead letters."""
         s = self.settings
 
-        async def handle(stream: str, entry_id: str, fields: dict[bytes, bytes], deliveries: int) -> None:
-            await self.convert(bus, entry_id, fields)
+        async def handle(entry: StreamEntry) -> None:
+            await self.convert(bus, entry.entry_id, entry.fields)
 
-        def dead_letter(
-            stream: str, entry_id: str, fields: dict[bytes, bytes], deliveries: int, error: BaseException
-        ) -> tuple[str, Mapping[bytes, bytes]]:
-            out = dict(fields)
-            out[b"sourceStream"] = stream.encode()
-            out[b"sourceMessageId"] = entry_id.encode()
-            out[b"deliveries"] = str(deliveries).encode()
-            out[b"deadLetteredAt"] = utc_now_iso().encode()
-            out[b"lastError"] = str(error)[:2000].encode(errors="replace")
-            out[b"deadLetterReason"] = b"invalid" if isinstance(error, Reject) else b"max-deliveries"
-            out[b"consumerGroup"] = s.group.encode()
-            return bus.keys.dead_letter(stream), out
-
-        settings = LoopSettings(
+        return StreamSubscription(
+            streams=tuple(self.streams(bus)),
             group=s.group,
             consumer=s.consumer or bus.consumer_name,
-            count=s.count,
+            start_id=s.start_id,
+            batch_size=s.count,
+            concurrency=1,  # the workflow stream gets the entries in the order they were read
+            handler_retries=0,
+            max_deliveries=s.max_deliveries,
             block_ms=s.block_ms,
             read_timeout_s=s.read_timeout_s,
             claim_idle_ms=s.claim_idle_ms,
             reclaim_interval_s=s.reclaim_interval_s,
-            max_deliveries=s.max_deliveries,
-            start_id=s.start_id,
+            entry_handler=handle,
+            entry_handler_key=f"converter:{s.group}",
+            entry_check=envelope_problem,
+            dead_letters=PerTypeDeadLetters(group=s.group),
         )
-        return StreamLoop(bus.client, self.streams(bus), handle, dead_letter, settings)
+
+    def make_loop(self, bus: EventBus) -> Consumer:
+        """The consume loop this converter runs on ``bus``'s client."""
+        return Consumer(bus.client, bus.settings, bus.keys, bus.registry, self.subscription(bus))
 
     async def run(self, bus: EventBus, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Create the group on every stream, report started, and convert until cancelled."""

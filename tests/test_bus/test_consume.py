@@ -238,3 +238,24 @@ async def test_stop_returns_from_run(fake_client: aioredis.Redis) -> None:
                 bus.stop()
             assert bus.consumer is None
     assert len(recorder.deliveries) == 2
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        pytest.param({"streams": ()}, "subscriptions", id="no-streams"),
+        pytest.param({"entry_handler": None}, "handlers", id="no-handler"),
+        pytest.param({"block_ms": 2000, "read_timeout_s": 2.0}, "read_timeout_s", id="read-timeout"),
+    ],
+)
+def test_stream_subscription_refuses_inconsistent_settings(values: dict[str, Any], field: str) -> None:
+    """A subscription needs streams, exactly one kind of handler, and a read timeout beyond its BLOCK."""
+    from bus import ConfigurationError
+    from bus.consume import StreamEntry, StreamSubscription
+
+    async def handle(entry: StreamEntry) -> None:
+        return None
+
+    base: dict[str, Any] = {"streams": ("s",), "group": "g", "consumer": "c", "entry_handler": handle}
+    with pytest.raises(ConfigurationError, match=field):
+        StreamSubscription(**{**base, **values})

@@ -12,7 +12,6 @@ import redis.asyncio as aioredis
 from bus import CHANNEL_EMAIL, CHANNEL_GLOBAL, EventBus
 from bus._errors import GroupMissingError
 from bus._redis import redis_errors
-from bus._xread import Fields, GroupReader, event_of, fields_dict
 from bus.testing import (
     Recorder,
     fast_settings,
@@ -21,6 +20,7 @@ from bus.testing import (
     wait_for_stats,
     xadd_reference,
 )
+from bus.wire import Fields, GroupReader, event_of, fields_dict
 from schemas import EventValidationError, decode_bus_event
 from schemas._envelope import split_bus_event
 
@@ -72,13 +72,13 @@ async def test_group_reader_returns_raw_entries(backend: aioredis.Redis, test_pr
     reader = GroupReader("g", "c1", (a, b), count=10, block_ms=50)
     client = _own_client(backend)
     try:
-        got = dict(await reader.read(client))
+        got = dict(await reader.read(await reader.connection(client)))
         assert [e[0] for e in got[a.encode()]] == ids_a
         assert [list(e[1]) for e in got[a.encode()]] == [[b"event", b"e%d" % i, b"channel", b"c"] for i in range(3)]
         assert [(e[0], list(e[1])) for e in got[b.encode()]] == [
             (id_b, [b"event", b"x", b"channel", b"c", b"force", b"1"])
         ]
-        assert await reader.read(client) == []
+        assert await reader.read(await reader.connection(client)) == []
         pending: Any = await backend.xpending(a, "g")
         assert pending["pending"] == 3  # read through the group: delivered and pending
     finally:
@@ -92,7 +92,8 @@ async def test_group_reader_raises_nogroup(backend: aioredis.Redis, test_prefix:
     client = _own_client(backend)
     try:
         with pytest.raises(GroupMissingError), redis_errors("XREADGROUP"):
-            await GroupReader("missing", "c1", (stream,), count=10, block_ms=10).read(client)
+            reader = GroupReader("missing", "c1", (stream,), count=10, block_ms=10)
+            await reader.read(await reader.connection(client))
     finally:
         await client.aclose(close_connection_pool=True)
 
@@ -106,10 +107,10 @@ async def test_group_reader_cancelled_mid_read_disconnects(real_client: aioredis
     client = _own_client(real_client)
     try:
         with anyio.move_on_after(0.1):
-            await reader.read(client)
+            await reader.read(await reader.connection(client))
         assert client.connection is not None and not client.connection.is_connected
         entry_id = await real_client.xadd(stream, {"event": "x", "channel": "c"})
-        got = await reader.read(client)
+        got = await reader.read(await reader.connection(client))
         assert [e[0] for e in got[0][1]] == [entry_id]
     finally:
         await client.aclose(close_connection_pool=True)

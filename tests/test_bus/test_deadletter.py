@@ -134,3 +134,37 @@ def test_reference_fields_match_the_reference_layout() -> None:
     fields = reference_fields("TICKET_CREATED", {"a": "é"}, channel="emailservice::v7", event_id="e", timestamp=TS)
     event = '{"id":"e","eventType":"TICKET_CREATED","timestamp":"2026-01-23T10:11:12.345Z","payload":{"a":"é"}}'
     assert fields == {b"event": event.encode(), b"channel": b"emailservice::v7"}
+
+
+@pytest.mark.parametrize("fmt", ["per-type", "workflow"])
+def test_both_dead_letter_formats_redact_alike(fmt: str) -> None:
+    """A known secret in the fields or the error and a URL password in the error are masked by both
+    formats (per-type ``{stream}:dead-letter`` and the workflow DLQ); the rest is kept."""
+    from bus import register_secret
+    from bus.consume import Failure, PerTypeDeadLetters, WorkflowDeadLetters
+
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    register_secret(secret)
+    fields = {b"event_id": b"e-1", b"note": f"token {secret}".encode()}
+    error = f"boom with {secret} at redis://user:hunter2@db:6379"
+    failure = Failure("rejected", f"h: RuntimeError: {error}", error, f"Traceback ...\nRuntimeError: {error}")
+    if fmt == "per-type":
+        target, out = PerTypeDeadLetters(group="g").build("s", "1-1", fields, 2, failure)
+        assert target == "s:dead-letter" and out[b"consumerGroup"] == b"g"
+        texts = [out[b"note"], out[b"lastError"]]
+        assert out[b"event_id"] == b"e-1"
+    else:
+        target, out = WorkflowDeadLetters("dlq").build("s", "1-1", fields, 2, failure)
+        assert target == "dlq" and set(out) == {
+            b"original_message",
+            b"error_message",
+            b"error_stack",
+            b"source_stream",
+            b"original_id",
+            b"moved_at",
+        }
+        original = json.loads(out[b"original_message"])
+        assert original["event_id"] == "e-1"
+        texts = [original["note"].encode(), out[b"error_message"], out[b"error_stack"]]
+    for text in texts:
+        assert secret.encode() not in text and b"hunter2" not in text, text

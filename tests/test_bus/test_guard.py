@@ -24,7 +24,7 @@ from bus import (
     effect_marker_key,
     redis_effect,
 )
-from bus._markers import Markers
+from bus.consume._markers import Markers
 from bus.testing import Recorder, fast_settings, ticket_created_payload, wait_for_stats, xadd_reference
 
 
@@ -302,7 +302,7 @@ async def test_a_lost_group_is_reported_once_per_stream(
         for bus in (one, two):
             for channel in ("global", "internal-notifications"):
                 bus.subscribe("TICKET_CREATED", Recorder(), channel=channel)
-        with caplog.at_level(logging.WARNING, logger="bus._consume"):
+        with caplog.at_level(logging.WARNING, logger="bus.consume"):
             async with anyio.create_task_group() as tg:
                 await tg.start(one.run)
                 await tg.start(two.run)

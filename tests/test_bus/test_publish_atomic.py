@@ -22,7 +22,7 @@ from bus import (
     PublishOutcomeUnknownError,
 )
 from bus._bus import STREAM_CHUNK
-from bus._resp import EXEC, MULTI
+from bus.wire import EXEC, MULTI
 
 from ._support import SendSpy, entries, open_bus, parse_commands, prefixed_keys, ticket_created, workflow_entries
 

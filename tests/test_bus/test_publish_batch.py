@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as rex
 
-import bus._publish as publish_module
+import bus.wire._roundtrip as roundtrip_module
 from bus import PartialWriteError, PayloadValidationError, PublishOutcomeUnknownError, PublishResult
 from bus._batch import AutoBatcher
 
@@ -114,7 +114,7 @@ async def test_lost_reply_gives_each_caller_its_own_ids(
 
     errors: dict[str, PublishOutcomeUnknownError] = {}
     async with open_bus(fake_client, test_prefix) as bus:
-        monkeypatch.setattr(publish_module, "read_replies", dropped)
+        monkeypatch.setattr(roundtrip_module, "read_replies", dropped)  # the one-shot round trip
 
         async def caller() -> None:
             prepared = bus.prepare("TICKET_CREATED", ticket_created())

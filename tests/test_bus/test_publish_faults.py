@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rex
 
 import bus._publish as publish_module
+import bus.wire._roundtrip as roundtrip_module
 from bus import BackendUnavailableError, BusSettings, PublishOutcomeUnknownError, create_client
 
 from ._support import SendSpy, entries, open_bus, ticket_created
@@ -141,7 +142,7 @@ async def test_lost_reply_on_fakeredis(
         raise rex.ConnectionError("Connection reset by peer")
 
     async with open_bus(fake_client, test_prefix) as bus:
-        monkeypatch.setattr(publish_module, "read_replies", dropped)
+        monkeypatch.setattr(roundtrip_module, "read_replies", dropped)  # the one-shot round trip
         spy = SendSpy(fake_client, monkeypatch)
         prepared = [bus.prepare("TICKET_CREATED", ticket_created()) for _ in range(3)]
         with anyio.fail_after(5), pytest.raises(PublishOutcomeUnknownError) as info:

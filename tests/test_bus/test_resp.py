@@ -27,7 +27,7 @@ from bus._codec import (
     workflow_entry,
     workflow_pairs,
 )
-from bus._resp import EXEC, MULTI, bulk, header, pack, pack_many, read_replies
+from bus.wire import EXEC, MULTI, bulk, header, pack, pack_many, read_replies
 from schemas import WORKFLOW_FIELDS, WorkflowEvent, encode_bus_event
 from schemas.events.tickets import TicketCreated
 
@@ -298,19 +298,19 @@ async def test_fast_reader_is_used_on_real_sockets_only(
 ) -> None:
     """Real redis-py connections (RESP2 or RESP3) are read through their parser; fakeredis keeps its own reader."""
     from bus import BusSettings, create_client
-    from bus._resp import _fast_reader
+    from bus.wire._hiredis import fast_reader
 
     bus_client = create_client(BusSettings(host="127.0.0.1"))  # the bus's own factory (RESP3 on redis-py 8)
     for client in (real_client, bus_client):
         conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            assert _fast_reader(conn) is conn._parser
+            assert fast_reader(conn) is conn._parser
         finally:
             await client.connection_pool.release(conn)
     await bus_client.aclose()
     conn = await fake_client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
     try:
-        assert _fast_reader(conn) is None
+        assert fast_reader(conn) is None
     finally:
         await fake_client.connection_pool.release(conn)
 
@@ -340,7 +340,7 @@ class _StubHiredisParser:
 async def test_hiredis_fast_path_reads_split_replies_and_skips_pushes() -> None:
     """Replies split across socket reads come back whole and in order; errors are values; a RESP3 push is
     handed to the parser's push handler and not counted as a reply."""
-    from bus._resp import _drain_hiredis
+    from bus.wire._hiredis import _drain_hiredis
 
     data = b"+OK\r\n+QUEUED\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n-ERR bad\r\n*2\r\n$3\r\n1-1\r\n:7\r\n"
     parser = _StubHiredisParser([data[i : i + 7] for i in range(0, len(data), 7)])
@@ -356,7 +356,7 @@ async def test_send_packed_writes_to_the_stream_of_a_stock_connection(
 ) -> None:
     """A stock redis-py connection is written directly (no wait_for task per send); an instance with its
     own send_packed_command, and fakeredis, go through send_packed_command."""
-    from bus._resp import send_packed
+    from bus.wire import send_packed
 
     ping = pack(b"PING")
     conn = await real_client.connection_pool.get_connection()  # type: ignore[no-untyped-call]

@@ -41,7 +41,7 @@ async def test_entries_trimmed_while_no_consumer_ran_are_counted(
         before = await bus.status()
         assert [g.trimmed_unread for s in before.streams for g in s.groups] == [15]
         assert before.streams[0].groups[0].lag == 5
-        with caplog.at_level(logging.ERROR, logger="bus._consume"):
+        with caplog.at_level(logging.ERROR, logger="bus.consume"):
             async with anyio.create_task_group() as tg:
                 await tg.start(bus.run)
                 with anyio.fail_after(5):

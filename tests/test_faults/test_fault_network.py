@@ -6,6 +6,7 @@ import time
 
 import anyio
 import pytest
+import redis.asyncio as aioredis
 from faultlib import FaultProxy, FaultRedis, Ledger, Procs
 from faultlib.cluster import (
     BLOCK_S,
@@ -27,7 +28,7 @@ from bus import Keys
 pytestmark = pytest.mark.fault
 
 STREAM = Keys().stream("global", EVENT_TYPE)
-#: The consume loop's reconnect backoff cap (bus/_consume.py RECONNECT_MAX_S).
+#: The consume loop's reconnect backoff cap (bus/consume/_retry.py RECONNECT_MAX_S).
 RECONNECT_MAX_S = 2.0
 
 
@@ -159,3 +160,54 @@ async def test_lost_publish_replies_are_republished_and_handled_once(
     assert verdict.ok, verdict
     with fault_redis.client() as r:
         assert r.xlen(STREAM) == 25  # every lost reply left an entry that was written twice
+
+
+async def test_reads_resume_after_a_reset_on_a_slow_link(fault_redis: FaultRedis, proxy: FaultProxy) -> None:
+    """Behind a proxy adding 200 ms each way (BLOCK 1 s, read timeout 1.6 s, which settings accept), a reset
+    reader reconnects outside its read timeout and reads new entries again: each handled once, none by
+    reclaim, and an entry written once it is back is read within one read timeout."""
+    from bus import EventBus
+    from bus.testing import Recorder, fast_settings, ticket_created_payload, xadd_reference
+
+    read_timeout_s = 1.6
+    settings = fast_settings(
+        proxy.url,
+        block_ms=1000,
+        read_timeout_s=read_timeout_s,
+        socket_timeout_s=5.0,
+        connect_timeout_s=5.0,
+        claim_idle_ms=120_000,  # nothing reaches the handler through reclaim during the test
+        reclaim_interval_s=60.0,
+    )
+
+    async def publish(bus: EventBus) -> str:
+        """XADD one TICKET_CREATED straight to Redis (not through the proxy); returns the event id."""
+        client = aioredis.Redis(port=fault_redis.port)
+        try:
+            return (await xadd_reference(client, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys))[1]
+        finally:
+            await client.aclose()
+
+    async with EventBus(settings) as bus:
+        recorder = Recorder()
+        bus.subscribe("TICKET_CREATED", recorder)
+        async with anyio.create_task_group() as tg:
+            with anyio.fail_after(20):
+                await tg.start(bus.run)
+                ids = [await publish(bus)]
+                await recorder.wait(1)
+            proxy.delay(200)
+            proxy.reset()
+            with anyio.fail_after(20):  # reconnect (a handshake of several 400 ms round trips), then read
+                ids.append(await publish(bus))
+                await recorder.wait(2)
+            consumer = bus.consumer
+            assert consumer is not None
+            ids.append(await publish(bus))
+            with anyio.fail_after(read_timeout_s):  # read (not yet handled) within one read timeout
+                await consumer.wait_until(lambda s: s.read >= 3)
+            with anyio.fail_after(20):
+                await recorder.wait(3)
+            tg.cancel_scope.cancel()
+    assert recorder.event_ids == ids
+    assert bus.stats.reclaimed == 0 and bus.stats.reconnects >= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -133,7 +134,7 @@ async def test_duplicate_event_id_triggers_once(any_bus: EventBus, test_prefix: 
         await any_bus.client.xadd(settings.stream, fields)
         assert consumer.loop is not None
         loop = consumer.loop
-        await wait_until(lambda: _true(loop.stats["acked"] == 2))
+        await wait_until(lambda: _true(loop.stats.acked == 2))
     assert len(calls) == 1
 
 
@@ -237,7 +238,7 @@ async def test_succeeded_trigger_not_rerun_on_redelivery(fake_bus: EventBus, tes
         await wait_until(lambda: _true(len(second_calls) == 2))
         assert consumer.loop is not None
         loop = consumer.loop
-        await wait_until(lambda: _true(loop.stats["acked"] == 1))
+        await wait_until(lambda: _true(loop.stats.acked == 1))
     assert len(first_calls) == 1 and second_calls == [1, 2]
 
 
@@ -333,3 +334,40 @@ async def test_converted_then_consumed_end_to_end(any_bus: EventBus, test_prefix
         eid = await publish_without_workflow_entry(any_bus, "TICKET_UPDATED", domain(ticketId=TICKET))
         await wait_until(lambda: _true(bool(calls)))
     assert calls[0].event.event_id == eid and calls[0].correlation_key == TICKET
+
+
+# --- idle -------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+async def test_idle_workflow_consumer_and_converter_log_no_warning(
+    real_client: Any, test_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``bus run workflow --trigger ... --converter`` idle on the real Redis (socket timeout 5 s, the CLI's
+    default, equal to the 5,000 ms blocking read) logs no warning for 15 s and never reconnects."""
+    from bus import BusSettings
+    from subscribers.app import workflow
+
+    environ = {
+        "REDIS_PREFIX": test_prefix,
+        "BUS_SOCKET_TIMEOUT_S": "5",
+        "BUS_WORKFLOW_TRIGGERS": "TICKET_CREATED=subscribers.app:log_trigger",
+        "BUS_WORKFLOW_STREAM": f"{test_prefix}workflow:events:global",
+        "BUS_WORKFLOW_CONVERTER": "1",
+        "BUS_CONVERTER_EVENT_TYPES": "TICKET_CREATED,TICKET_UPDATED",
+    }
+    settings = BusSettings.from_env(environ)
+    assert (settings.socket_timeout_s, settings.block_ms) == (5.0, 5000)
+    consumer, converter = workflow(environ)
+    assert isinstance(consumer, WorkflowConsumer) and isinstance(converter, WorkflowConverter)
+    async with EventBus(settings) as bus, anyio.create_task_group() as tg:
+        with caplog.at_level(logging.WARNING):
+            await tg.start(consumer.run, bus)
+            await tg.start(converter.run, bus)
+            await anyio.sleep(15)  # the condition under test: 15 s of idle, three blocking reads each
+            tg.cancel_scope.cancel()
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [], [r.getMessage() for r in warnings]
+    assert consumer.loop is not None and converter.loop is not None
+    assert consumer.loop.stats.reconnects == converter.loop.stats.reconnects == 0

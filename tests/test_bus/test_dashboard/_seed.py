@@ -8,7 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bus import EventBus, Keys
-from bus._deadletter import dead_letter_fields
+from bus.consume._deadletter import dead_letter_fields
 
 SECRET = "hunter2-secret-value"
 GROUP = "billing-app"

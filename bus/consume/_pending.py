@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
-from ._redis import redis_errors
+from .._redis import redis_errors
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

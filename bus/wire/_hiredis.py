@@ -1,10 +1,9 @@
-"""RESP2 packing and reply reading for the publish fast path.
+"""Sending and reading on a redis-py connection: the only code that touches redis-py internals.
 
-redis-py's pipeline machinery costs ~11 us of client CPU per queued command (argument
-normalisation, one Python object per command, response callbacks). The publish path instead
-packs its commands straight into RESP bytes, sends them with one ``send_packed_command`` on a
-connection from the client's pool, and reads the replies back. redis-py stays the connection,
-reconnection and parsing layer.
+redis-py stays the connection, reconnection and parsing layer; this module reaches into it in
+exactly three places, each checked by ``tests/test_bus/test_wire.py`` (:func:`check_internals`):
+``redis._parsers.hiredis._AsyncHiredisParser`` (its ``_reader`` is drained directly),
+``Connection._parser`` and ``Connection._writer`` (an ``asyncio.StreamWriter`` written directly).
 
 Reading: ``Connection.read_response()`` costs ~6 us per reply (a timeout context and error
 formatting per call), which dominates a 1,000-entry MULTI/EXEC (1,000 ``QUEUED`` replies).
@@ -17,7 +16,6 @@ connections without a parser it knows. Either way error replies come back as
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from typing import Any
 
 import anyio
@@ -34,55 +32,10 @@ except ImportError:  # pragma: no cover - another redis-py layout: the parser's 
     _NOT_ENOUGH_DATA = None
 _STOCK_SEND = AbstractConnection.send_packed_command
 
-__all__ = [
-    "DISCARD",
-    "EXEC",
-    "MULTI",
-    "bulk",
-    "header",
-    "pack",
-    "pack_many",
-    "read_replies",
-    "send_packed",
-]
-
-MULTI = b"*1\r\n$5\r\nMULTI\r\n"
-EXEC = b"*1\r\n$4\r\nEXEC\r\n"
-DISCARD = b"*1\r\n$7\r\nDISCARD\r\n"
-
-_HEADERS = [b"*%d\r\n" % n for n in range(64)]
-_LENGTHS = [b"$%d\r\n" % n for n in range(256)]
+__all__ = ["check_internals", "connect", "fast_reader", "read_replies", "send_packed"]
 
 
-def header(count: int) -> bytes:
-    """The array header of a command with ``count`` arguments: ``*3\\r\\n``."""
-    return _HEADERS[count] if count < 64 else b"*%d\r\n" % count
-
-
-def bulk(value: bytes) -> bytes:
-    """One bulk string: ``$5\\r\\nhello\\r\\n``."""
-    n = len(value)
-    return (_LENGTHS[n] if n < 256 else b"$%d\r\n" % n) + value + b"\r\n"
-
-
-def pack(*args: bytes | str | int) -> bytes:
-    """A whole command from its arguments (str is UTF-8 encoded, int written in decimal)."""
-    parts = [header(len(args))]
-    for arg in args:
-        if isinstance(arg, str):
-            arg = arg.encode()
-        elif isinstance(arg, int):
-            arg = b"%d" % arg
-        parts.append(bulk(arg))
-    return b"".join(parts)
-
-
-def pack_many(commands: Iterable[tuple[bytes | str | int, ...]]) -> bytes:
-    """Several commands back to back."""
-    return b"".join(pack(*command) for command in commands)
-
-
-def _fast_reader(conn: Any) -> Any:
+def fast_reader(conn: Any) -> Any:
     """The connection's parser (hiredis or Python, RESP2 or RESP3), else None.
 
     Only for connections that read with redis-py's own ``read_response`` (plain and TLS sockets).
@@ -105,7 +58,7 @@ async def read_replies(conn: Any, count: int, timeout_s: float | None, *, fast: 
     connection drops. The caller must disconnect the connection on any exception: it may hold
     unread replies.
     """
-    parser = _fast_reader(conn) if fast else None
+    parser = fast_reader(conn) if fast else None
     out: list[Any] = []
     append = out.append
     with anyio.fail_after(timeout_s):
@@ -176,3 +129,50 @@ async def send_packed(conn: Any, data: bytes, timeout_s: float | None) -> None:
             await writer.drain()  # raises at once if the connection was lost
         return
     await conn.send_packed_command(data, check_health=False)
+
+
+async def connect(conn: Any) -> None:
+    """Connect (and authenticate) ``conn`` unless it is connected; a no-op on a live connection.
+
+    Lets a caller run the handshake under its own budget, before a read whose hard timeout
+    should cover the read alone.
+    """
+    if not getattr(conn, "is_connected", False):
+        await conn.connect()
+
+
+def check_internals(conn: Any = None) -> list[str]:
+    """What this module relies on in redis-py that is missing or changed shape (empty: all present).
+
+    Without ``conn`` the module-level names are checked; with a connected real connection also
+    its parser and writer.
+    """
+    problems: list[str] = []
+    for cls, name in ((AbstractConnection, "read_response"), (AbstractConnection, "send_packed_command")):
+        if not callable(getattr(cls, name, None)):
+            problems.append(f"redis.asyncio.connection.AbstractConnection.{name} is gone")
+    if _AsyncHiredisParser is None or _NOT_ENOUGH_DATA is None:
+        problems.append("redis._parsers.hiredis no longer exports _AsyncHiredisParser and NOT_ENOUGH_DATA")
+    else:
+        for name in ("read_from_socket", "handle_push_response", "read_response"):
+            if not callable(getattr(_AsyncHiredisParser, name, None)):
+                problems.append(f"redis._parsers.hiredis._AsyncHiredisParser.{name} is gone")
+    if conn is None:
+        return problems
+    parser = getattr(conn, "_parser", None)
+    if type(parser) is not _AsyncHiredisParser:
+        problems.append(f"a connected Connection's _parser is {type(parser).__name__}, not _AsyncHiredisParser")
+    else:
+        if not callable(getattr(getattr(parser, "_reader", None), "gets", None)):
+            problems.append("_AsyncHiredisParser._reader has no gets() (the hiredis reader moved)")
+        for name in ("_connected", "_hiredis_PushNotificationType"):
+            if not hasattr(parser, name):
+                problems.append(f"_AsyncHiredisParser has no {name} attribute")
+    if type(getattr(conn, "_writer", None)) is not asyncio.StreamWriter:
+        problems.append(
+            f"a connected Connection's _writer is {type(getattr(conn, '_writer', None)).__name__}, "
+            "not asyncio.StreamWriter"
+        )
+    if fast_reader(conn) is not parser:
+        problems.append("Connection.read_response is overridden: the parser is no longer read directly")
+    return problems

@@ -12,31 +12,57 @@ violation: after one attempt) and ``rejected`` (a handler raised :class:`bus.Rej
 Secrets: ``lastError`` is redacted (``_redact.py``: known secrets, URL passwords, credentials,
 secret-named keys), and a value this process knows as a secret (the Redis password, registered
 ones) is masked in the copied fields too; nothing else of the original is changed.
+
+Two formats (a subscription picks one): :class:`PerTypeDeadLetters` above, and
+:class:`WorkflowDeadLetters`, the reference's workflow DLQ entry (``original_message``: the flat
+fields as JSON, ``error_message``, ``error_stack``, ``source_stream``, ``original_id``,
+``moved_at``) in one configured stream, with the same redaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import msgspec
+import orjson
 
 from schemas import utc_now_iso
 
-from ._keys import Keys
-from ._redact import redact_bytes, redact_text
-from ._redis import redis_errors
+from .._keys import Keys
+from .._redact import redact_bytes, redact_text
+from .._redis import redis_errors
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-__all__ = ["DeadLetter", "DeadLetterReason", "dead_letter_fields", "read_dead_letters"]
+    from ._entry import Failure
+
+__all__ = [
+    "DeadLetter",
+    "DeadLetterFormat",
+    "DeadLetterReason",
+    "PerTypeDeadLetters",
+    "WorkflowDeadLetters",
+    "dead_letter_fields",
+    "read_dead_letters",
+]
 
 DeadLetterReason = Literal["max-deliveries", "invalid", "rejected"]
 
-_META = (b"sourceStream", b"sourceMessageId", b"deliveries", b"deadLetteredAt", b"lastError", b"deadLetterReason")
+_META = (
+    b"sourceStream",
+    b"sourceMessageId",
+    b"deliveries",
+    b"deadLetteredAt",
+    b"lastError",
+    b"deadLetterReason",
+    b"consumerGroup",
+)
 #: Longest ``lastError`` kept (a handler's message could be huge).
 MAX_ERROR_CHARS = 2000
+#: Longest ``error_stack`` kept in a workflow DLQ entry (its tail: the innermost frames).
+MAX_STACK_CHARS = 8000
 
 
 def dead_letter_fields(
@@ -57,6 +83,56 @@ def dead_letter_fields(
     out[b"lastError"] = redact_text(error)[:MAX_ERROR_CHARS].encode(errors="replace")
     out[b"deadLetterReason"] = reason.encode()
     return out
+
+
+class DeadLetterFormat(Protocol):
+    """Where a dead letter goes and what it holds."""
+
+    def build(
+        self, stream: str, entry_id: str, fields: Mapping[bytes, bytes], deliveries: int, failure: Failure
+    ) -> tuple[str, dict[bytes, bytes]]:
+        """The dead-letter stream and the entry's fields."""
+        ...
+
+
+class PerTypeDeadLetters(msgspec.Struct, frozen=True):
+    """``{stream}:dead-letter`` with the original fields and the metadata fields above;
+    ``group`` (when set) is recorded as ``consumerGroup``."""
+
+    group: str = ""
+
+    def build(
+        self, stream: str, entry_id: str, fields: Mapping[bytes, bytes], deliveries: int, failure: Failure
+    ) -> tuple[str, dict[bytes, bytes]]:
+        """The per-type dead letter of one entry."""
+        reason: Any = failure.reason
+        out = dead_letter_fields(
+            fields, stream=stream, entry_id=entry_id, deliveries=deliveries, error=failure.text, reason=reason
+        )
+        if self.group:
+            out[b"consumerGroup"] = self.group.encode()
+        return Keys.dead_letter(stream), out
+
+
+class WorkflowDeadLetters(msgspec.Struct, frozen=True):
+    """The reference's workflow DLQ entry in ``dlq`` (redacted as the per-type format is)."""
+
+    dlq: str
+
+    def build(
+        self, stream: str, entry_id: str, fields: Mapping[bytes, bytes], deliveries: int, failure: Failure
+    ) -> tuple[str, dict[bytes, bytes]]:
+        """The workflow DLQ entry of one entry."""
+        original = {k.decode(errors="replace"): redact_bytes(v).decode(errors="replace") for k, v in fields.items()}
+        message = redact_text(failure.message or failure.text)[:MAX_ERROR_CHARS]
+        return self.dlq, {
+            b"original_message": orjson.dumps(original),
+            b"error_message": message.encode(errors="replace"),
+            b"error_stack": redact_text(failure.stack or message)[-MAX_STACK_CHARS:].encode(errors="replace"),
+            b"source_stream": stream.encode(),
+            b"original_id": entry_id.encode(),
+            b"moved_at": utc_now_iso().encode(),
+        }
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

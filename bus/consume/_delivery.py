@@ -14,14 +14,21 @@ delivered twice (a crash before the ack, a frozen consumer whose entries a peer 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import msgspec
 
 from schemas import TypedPayload
 
-__all__ = ["Delivery", "Handler", "Subscription", "handler_key_of"]
+from .._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from schemas import Registry
+
+    from .._keys import Keys
+
+__all__ = ["Delivery", "Handler", "Subscription", "handler_key_of", "make_subscription"]
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -96,3 +103,25 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     stream: str
     handler_key: str
     handler: Handler
+
+
+def make_subscription(
+    registry: Registry,
+    keys: Keys,
+    existing: Sequence[Subscription],
+    event_type: str,
+    handler: Handler,
+    channel: str,
+    subscriber_id: str | None,
+) -> Subscription:
+    """Validate one subscription: a known event type and a handler key unique on its stream."""
+    spec = registry.get(event_type)  # unknown types raise with suggestions
+    if not channel:
+        raise ConfigurationError("channel", "must be a non-empty channel name")
+    key = subscriber_id or handler_key_of(handler)
+    stream = keys.stream(channel, spec.event_type)
+    if any(s.stream == stream and s.handler_key == key for s in existing):
+        raise ConfigurationError(
+            "subscriber_id", f"{key!r} already handles {spec.event_type} on {channel}; pass a distinct subscriber_id"
+        )
+    return Subscription(event_type=spec.event_type, channel=channel, stream=stream, handler_key=key, handler=handler)

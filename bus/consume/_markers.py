@@ -38,18 +38,16 @@ at most two TTLs' worth of events. Only our own keys rotate.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import anyio
-
-from ._keys import Keys
-from ._redis import redis_errors
-from ._resp import bulk, header, read_replies
+from .._keys import Keys
+from .._redis import redis_errors
+from ..wire import pack_command, round_trip
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-__all__ = ["ADD_SCRIPT", "MarkerCheck", "Markers", "pack_command", "round_trip"]
+__all__ = ["ADD_SCRIPT", "MarkerCheck", "Markers"]
 
 #: KEYS: current set, previous set, its birth marker; ARGV: TTL seconds, then the members.
 #: Rotates the current set to the previous one once the birth marker has expired, then adds.
@@ -64,45 +62,6 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
-
-
-async def round_trip(client: aioredis.Redis, data: bytes, replies: int, timeout_s: float, what: str) -> list[Any]:
-    """Send pre-packed RESP on one pooled connection and read ``replies`` replies (error replies
-    come back as values), translating failures to bus errors.
-
-    redis-py's per-argument encoding costs ~1 us; a 1,000-member SMISMEMBER or SADD packed with
-    ``_resp`` costs a fraction of that. A connection that failed mid-way may hold unread replies,
-    so it is disconnected, never returned as is.
-    """
-    pool = client.connection_pool
-    with redis_errors(what):
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            try:
-                await conn.send_packed_command(data, check_health=False)
-                return await read_replies(conn, replies, timeout_s)
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await conn.disconnect(nowait=True)
-                raise
-        finally:
-            with anyio.CancelScope(shield=True):
-                await pool.release(conn)
-
-
-def pack_command(head: Sequence[bytes | str], args: Sequence[bytes]) -> bytes:
-    """RESP for ``head`` + ``args``; the many ``args`` (members, entry ids) are packed in one
-    ``join`` when they share a length, as a batch of uuid members or stream ids usually does."""
-    parts = [header(len(head) + len(args))]
-    parts.extend(bulk(h.encode() if isinstance(h, str) else h) for h in head)
-    if args:
-        lengths = set(map(len, args))
-        if len(lengths) == 1:
-            size = b"$%d\r\n" % lengths.pop()
-            parts += (size, (b"\r\n" + size).join(args), b"\r\n")
-        else:
-            parts += [b"$%d\r\n%b\r\n" % (len(a), a) for a in args]
-    return b"".join(parts)
 
 
 class MarkerCheck:
@@ -168,7 +127,8 @@ class Markers:
         if not order:
             return out
         what = "SMISMEMBER (processed markers)"
-        replies = await round_trip(client, b"".join(data), len(order), self.timeout_s, what)
+        with redis_errors(what):
+            replies = await round_trip(client, b"".join(data), len(order), self.timeout_s)
         for (target, asked), flags in zip(order, replies, strict=True):
             if isinstance(flags, Exception):
                 with redis_errors(what):

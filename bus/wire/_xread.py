@@ -3,14 +3,14 @@
 redis-py's ``xreadgroup`` encodes its arguments on every call and runs its response callbacks on
 the reply (``parse_stream_list`` and ``pairs_to_dict`` per entry, about 1 us per entry at
 COUNT 1000). The reader sends the very same command every time, so :class:`GroupReader` packs it
-once (:func:`bus._resp.pack`), sends it with ``send_packed_command`` and takes the reply straight
-from the connection's parser (:func:`bus._resp.read_replies`): nested lists of bytes, with the
+once (:func:`bus.wire.pack`), sends it with :func:`bus.wire.exchange` and takes the reply straight
+from the connection's parser (:func:`bus.wire.read_replies`): nested lists of bytes, with the
 streams in a map under RESP3. Entries keep their fields as the flat ``[field, value, ...]`` list
 Redis sent; :func:`event_of` and :func:`fields_dict` read them with the semantics of a dict built
 from the pairs (a repeated field name: the last value wins).
 
 Connections without a parser we know (fakeredis) go through redis-py's own ``read_response()``
-(see :func:`bus._resp.read_replies`), which returns the same raw shapes.
+(see :func:`bus.wire.read_replies`), which returns the same raw shapes.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-import anyio
-
-from ._resp import pack, read_replies
+from ._hiredis import connect
+from ._resp import pack
+from ._roundtrip import drop, exchange
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -67,24 +67,32 @@ class GroupReader:
             "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", block_ms, "STREAMS", *streams, *ids
         )
 
-    async def read(self, client: aioredis.Redis) -> list[tuple[bytes, list[RawEntry]]]:
-        """One read on ``client``'s single connection: ``[(stream key, [[id, fields], ...]), ...]``.
+    @staticmethod
+    async def connection(client: aioredis.Redis) -> Any:
+        """``client``'s single connection, connected and authenticated (a no-op when it is).
 
-        An empty list when BLOCK expired. An error reply is raised as redis-py raises it (the
-        caller translates it); any failure, cancellation included, disconnects the connection,
-        which may hold an unread reply (redis-py reconnects it on the next send).
+        Separate from :meth:`read` so that the handshake of a new connection is not charged to
+        the read's hard timeout (on a slow link the two together can exceed it every time).
         """
         conn: Any = client.connection
         if conn is None:
             await client.initialize()
             conn = client.connection
         try:
-            await conn.send_packed_command(self.command, check_health=False)
-            reply = (await read_replies(conn, 1, None))[0]
+            await connect(conn)
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await conn.disconnect(nowait=True)
+            await drop(conn)
             raise
+        return conn
+
+    async def read(self, conn: Any) -> list[tuple[bytes, list[RawEntry]]]:
+        """One read on a connection from :meth:`connection`: ``[(stream key, [[id, fields], ...]), ...]``.
+
+        An empty list when BLOCK expired. An error reply is raised as redis-py raises it (the
+        caller translates it); any failure, cancellation included, disconnects the connection,
+        which may hold an unread reply (redis-py reconnects it on the next send).
+        """
+        reply = (await exchange(conn, self.command, 1, None))[0]
         if isinstance(reply, Exception):
             raise reply
         if not reply:

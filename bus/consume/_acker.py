@@ -1,0 +1,183 @@
+"""The acker: one buffer of finished entries, flushed as one MULTI/EXEC (group commit).
+
+Workers, the dispatcher and the reader put entries whose outcome is known (``Entry.outcome``)
+into the :class:`AckBuffer`; the acker flushes whatever finished since its last flush: the dead
+letters, one XACK per stream, and the event and handler markers with their TTL, in one
+transaction. Outcomes are counted once Redis confirmed them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .._errors import AuthenticationError, BackendError, GroupMissingError
+from .._redis import redis_errors, translate_error
+from ..wire import EXEC, MULTI, fields_dict, pack, pack_command, round_trip
+from ._entry import DEAD, DUPLICATE, HANDLED, MARKS, PROGRESS, Entry
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from ._deadletter import DeadLetterFormat
+    from ._entry import InFlight
+    from ._markers import Markers
+    from ._stats import StatsBoard
+
+__all__ = ["AckBuffer"]
+
+log = logging.getLogger("bus.consume")
+
+
+class AckBuffer:
+    """Entries with a known outcome, waiting for the next flush, and the flush itself."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        group: str,
+        markers: Markers | None,
+        dead_letters: DeadLetterFormat,
+        in_flight: InFlight,
+        board: StatsBoard,
+        timeout_s: float,
+    ) -> None:
+        self.client = client
+        self.group = group
+        self.markers = markers
+        self.dead_letters = dead_letters
+        self.in_flight = in_flight
+        self.board = board
+        self.timeout_s = timeout_s
+        self.entries: list[Entry] = []
+        self.wakeup = anyio.Event()
+        #: Called with a GroupMissingError met in a flush (the entries' group is gone: nothing to ack).
+        self.on_nogroup: Callable[[BaseException], None] = _ignore
+
+    def put(self, entry: Entry, outcome: int) -> None:
+        """Queue ``entry`` with its outcome and wake the acker."""
+        entry.outcome = outcome
+        self.entries.append(entry)
+        if not self.wakeup.is_set():
+            self.wakeup.set()
+
+    def put_all(self, entries: list[Entry], outcome: int) -> None:
+        """:meth:`put` of several entries."""
+        if entries:
+            for entry in entries:
+                entry.outcome = outcome
+            self.entries += entries
+            self.wakeup.set()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    async def wait(self) -> None:
+        """Until something was queued."""
+        await self.wakeup.wait()
+        self.wakeup = anyio.Event()
+
+    async def flush(self) -> None:
+        """One MULTI/EXEC: dead letters, one XACK per stream, markers with their TTL."""
+        batch = self.entries[:]
+        ids: dict[str, list[bytes]] = {}
+        event_members: dict[str, list[bytes]] = {}
+        handler_members: dict[str, list[bytes]] = {}
+        commands: list[bytes] = [MULTI]
+        stream, tenant = "", ""
+        stream_ids: list[bytes] = []
+        members: list[bytes] = []
+        n_dead = n_invalid = n_handled = n_dups = n_dropped = 0
+        for entry in batch:
+            outcome = entry.outcome
+            if outcome == HANDLED:  # runs of one stream and of one tenant: one dict lookup per run
+                n_handled += 1
+                if entry.stream != stream:
+                    stream = entry.stream
+                    stream_ids = ids.setdefault(stream, [])
+                stream_ids.append(entry.entry_id)
+                if entry.event_member:
+                    if entry.delivery.tenant_id != tenant:
+                        tenant = entry.delivery.tenant_id
+                        members = event_members.setdefault(tenant, [])
+                    members.append(entry.event_member)
+                continue
+            if outcome == DEAD:
+                n_dead += 1
+                failure = entry.failure
+                assert entry.fields is not None and failure is not None
+                n_invalid += failure.reason == "invalid"
+                target, fields = self.dead_letters.build(
+                    entry.stream, entry.entry_id.decode(), fields_dict(entry.fields), entry.deliveries, failure
+                )
+                commands.append(pack("XADD", target, "*", *itertools.chain(*fields.items())))
+            elif outcome in (MARKS, PROGRESS):
+                handler_members.setdefault(entry.delivery.tenant_id, []).extend(entry.members or ())
+                continue
+            elif outcome == DUPLICATE:
+                n_dups += 1
+            else:
+                n_dropped += 1
+            ids.setdefault(entry.stream, []).append(entry.entry_id)
+        for stream, stream_ids in ids.items():
+            commands.append(pack_command((b"XACK", stream, self.group), stream_ids))
+        if self.markers is not None:
+            for members_by_tenant, key_of in (
+                (event_members, self.markers.events_key),
+                (handler_members, self.markers.handlers_key),
+            ):
+                for tenant, members in members_by_tenant.items():
+                    commands.append(self.markers.add_command(key_of(tenant), members))
+        commands.append(EXEC)
+        await self._send(commands)
+        # Done: drop exactly what was flushed (workers may have appended meanwhile).
+        del self.entries[: len(batch)]
+        stats = self.board.stats
+        stats.handled += n_handled
+        stats.duplicates += n_dups
+        stats.dead_lettered += n_dead
+        stats.invalid += n_invalid
+        stats.trimmed_pending += n_dropped
+        stats.acked += n_handled + n_dups + n_dead + n_dropped
+        if n_dropped:
+            log.error("%d pending entries were trimmed or deleted before they were processed", n_dropped)
+        if n_handled == len(batch):
+            self.in_flight.release_all(batch)
+        else:
+            self.in_flight.release_all(e for e in batch if e.outcome != PROGRESS)
+        self.board.notify()
+
+    async def _send(self, commands: list[bytes]) -> None:
+        what = "ack flush (MULTI/EXEC)"
+        with redis_errors(what):
+            replies = await round_trip(self.client, b"".join(commands), len(commands), self.timeout_s)
+        results = replies[-1]
+        if not isinstance(results, list):  # EXECABORT (a command was refused: nothing ran) or an error
+            refused = next((r for r in replies if isinstance(r, Exception)), None)
+            if refused is None:
+                raise BackendError(f"{what}: unexpected EXEC reply {results!r}")
+            raise translate_error(refused, what) from refused
+        for reply in results:
+            if isinstance(reply, Exception):
+                failure = translate_error(reply, "ack flush")
+                if isinstance(failure, AuthenticationError):
+                    raise failure from reply
+                if isinstance(failure, GroupMissingError):
+                    self.on_nogroup(failure)  # after a restart without persistence: nothing left to ack
+                else:
+                    log.warning("ack flush: %s", failure)
+
+    def release_unflushed(self) -> int:
+        """Forget what could not be flushed (it stays pending in Redis); how many entries that was."""
+        left = [e for e in self.entries if e.outcome != PROGRESS]
+        self.in_flight.release_all(left)
+        self.entries.clear()
+        return len(left)
+
+
+def _ignore(exc: BaseException) -> None:
+    return None

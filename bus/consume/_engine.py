@@ -1,0 +1,207 @@
+"""The consume loop: reader, dispatcher, N workers and one acker per subscription, in one anyio task group.
+
+Data flow::
+
+    reader (XREADGROUP; own pending first) --+                 dispatcher: decode, poison,
+                                             +--[1 batch]-->   marker lookup  --[bounded]--> N workers
+    maintenance (reclaim, keep-alive, trim) -+                                                   |
+                                                                                                 v
+                              acker: one MULTI/EXEC per flush (XADD dead letters, XACK, markers)
+
+Each piece is its own module (``_reading``, ``_dispatch``, ``_workers``, ``_acker``,
+``_maintenance``); this one wires them for a :class:`StreamSubscription` and owns the lifecycle.
+Shutdown (cancel or :meth:`Consumer.stop`): stop reading, let in-flight handlers finish within
+``shutdown_grace_s``, flush the acks (shielded, time-boxed), leave the rest pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .._errors import BusError, ConfigurationError
+from ._acker import AckBuffer
+from ._dispatch import Dispatcher
+from ._entry import Entry, InFlight
+from ._groups import Groups
+from ._maintenance import Maintenance
+from ._markers import Markers
+from ._reading import Reader
+from ._retry import TransportRetry, single_error
+from ._stats import ConsumerStats, StatsBoard
+from ._workers import Workers
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from schemas import Registry
+
+    from .._keys import Keys
+    from .._settings import BusSettings
+    from ._subscription import StreamSubscription
+
+__all__ = ["FINAL_FLUSH_TIMEOUT_S", "Consumer"]
+
+log = logging.getLogger("bus.consume")
+
+#: Time box of the final, shielded ack flush at shutdown.
+FINAL_FLUSH_TIMEOUT_S = 5.0
+
+
+class Consumer:
+    """One run of the consume loop for one :class:`StreamSubscription` (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        settings: BusSettings,
+        keys: Keys,
+        registry: Registry,
+        subscription: StreamSubscription,
+        stats: ConsumerStats | None = None,
+    ) -> None:
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ConfigurationError("client", "a redis client with decode_responses=True cannot read entries")
+        spec = subscription
+        self.client = client
+        self.settings = settings
+        self.subscription = spec
+        self.name = spec.consumer
+        self.group = spec.group
+        self.streams = spec.streams
+        self.board = StatsBoard(stats)
+        self.stats = self.board.stats
+        self.markers = Markers(keys, spec.group, settings.marker_ttl_s, settings.socket_timeout_s)
+        markers = self.markers if spec.is_typed else None
+        self.in_flight = InFlight(spec.streams)
+        self.groups = Groups(client, spec.group, spec.streams, spec.start_id, self.board)
+        retry = TransportRetry(self.stats)
+        self._retry = retry
+        self.acks = AckBuffer(
+            client, spec.group, markers, spec.dead_letters, self.in_flight, self.board, settings.socket_timeout_s
+        )
+        self.acks.on_nogroup = self.groups.log_missing
+        self.reader = Reader(
+            client,
+            spec,
+            self.groups,
+            self.in_flight,
+            retry,
+            self.board,
+            connect_timeout_s=settings.connect_timeout_s + settings.socket_timeout_s,
+        )
+        self.dispatcher = Dispatcher(spec, settings, registry, markers, self.acks, self.in_flight, retry, client)
+        self.workers = Workers(
+            settings,
+            spec.handler_retries,
+            spec.max_deliveries,
+            self.acks,
+            self.in_flight,
+            markers,
+            self.board,
+            with_stack=spec.dead_letter_stack,
+        )
+        self.maintenance = Maintenance(client, spec, settings, self.groups, self.in_flight, self.board)
+        self._workers_done = False
+        self._stop_requested = False
+        self._feed_scope: anyio.CancelScope | None = None
+        self._pool_scope: anyio.CancelScope | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def stop(self) -> None:
+        """Ask for a graceful stop: :meth:`run` drains and returns."""
+        self._stop_requested = True
+        if self._feed_scope is not None:
+            self._feed_scope.cancel()
+
+    async def wait_until(self, predicate: Callable[[ConsumerStats], bool]) -> ConsumerStats:
+        """Wait until ``predicate(stats)`` holds (re-checked whenever the counters change)."""
+        return await self.board.wait_until(predicate)
+
+    async def ensure_groups(self) -> list[str]:
+        """Create the group on every stream where it is missing; the streams where this call created it."""
+        return await self.groups.ensure()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Create the groups, signal ``task_status``, then consume until cancelled or stopped."""
+        await self.groups.ensure()
+        send, recv = anyio.create_memory_object_stream[Entry](max_buffer_size=self.subscription.batch_size)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._pool, recv)
+                task_status.started()
+                # In this task, not a child: its ``finally`` (close the workers' stream, start the
+                # drain) must run even when the cancellation arrives before a child would start.
+                await self._feed(send)
+        except BaseExceptionGroup as group:
+            error = single_error(group)
+            if error is not None:
+                raise error from None
+            raise
+
+    async def _feed(self, send: MemoryObjectSendStream[Entry]) -> None:
+        """Reader, dispatcher and maintenance; their end (cancel, stop, error) starts the drain.
+
+        The reader hands whole batches to the dispatcher (decode, marker lookup, hand-off to the
+        workers) through a one-batch buffer, so the next XREADGROUP overlaps the marker lookup.
+        """
+        batches, batches_out = anyio.create_memory_object_stream[list[Entry]](max_buffer_size=1)
+        try:
+            with send, batches_out, anyio.CancelScope() as self._feed_scope:
+                if self._stop_requested:
+                    self._feed_scope.cancel()
+                await self.maintenance.check_trimming_safely()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self.dispatcher.run, batches_out, send)
+                    async with batches:
+                        await self.reader.drain_own_pending(batches)
+                        tg.start_soon(self.maintenance.run, batches.clone())
+                        await self.reader.run(batches)
+        finally:
+            self._begin_drain()
+            await self.reader.aclose()
+
+    def _begin_drain(self) -> None:
+        self.workers.stopping = True
+        if self._pool_scope is not None:
+            self._pool_scope.deadline = min(
+                self._pool_scope.deadline, anyio.current_time() + self.settings.shutdown_grace_s
+            )
+
+    async def _pool(self, recv: MemoryObjectReceiveStream[Entry]) -> None:
+        """Workers and acker, shielded from outside cancellation: shutdown is time-boxed instead."""
+        with anyio.CancelScope(shield=True) as self._pool_scope:
+            if self.workers.stopping:
+                self._begin_drain()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._acker)
+                async with recv, anyio.create_task_group() as workers:
+                    for _ in range(self.subscription.concurrency):
+                        workers.start_soon(self.workers.run, recv.clone())
+                self._workers_done = True
+                self.acks.wakeup.set()
+        with anyio.CancelScope(shield=True) as final:
+            final.deadline = anyio.current_time() + FINAL_FLUSH_TIMEOUT_S
+            try:
+                while self.acks.entries:
+                    await self.acks.flush()
+            except BusError as exc:
+                log.error("final ack flush failed; %d entries stay pending: %s", self.acks.release_unflushed(), exc)
+        self.acks.release_unflushed()
+        self.in_flight.clear()
+
+    async def _acker(self) -> None:
+        acks = self.acks
+        while True:
+            if not acks.entries:
+                if self._workers_done:
+                    return
+                await acks.wait()
+                continue
+            await self._retry("ack flush", acks.flush)

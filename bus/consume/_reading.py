@@ -1,0 +1,138 @@
+"""The reader: this consumer's own pending entries first (a crash), then XREADGROUP on its own
+connection, each read under a hard timeout that resets the connection.
+
+The connection is set up (connect, authenticate) before the read and outside its hard timeout,
+under its own budget (connect plus one socket timeout for the handshake replies): on a slow
+link a new connection's handshake plus a full BLOCK could otherwise exceed the read timeout on
+every attempt after a reset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import TYPE_CHECKING
+
+import anyio
+import redis.asyncio as aioredis
+
+from .._errors import AuthenticationError, BackendError, BackendTimeoutError, BusError, GroupMissingError
+from .._redis import redis_errors
+from ..wire import GroupReader, RawEntry
+from ._dispatch import send_batch
+from ._pending import PendingEntry, read_own_pending
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectSendStream
+
+    from ._entry import Entry, InFlight
+    from ._groups import Groups
+    from ._retry import TransportRetry
+    from ._stats import StatsBoard
+    from ._subscription import StreamSubscription
+
+__all__ = ["Reader"]
+
+
+class Reader:
+    """Reads batches for the dispatcher (through a one-batch buffer)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        spec: StreamSubscription,
+        groups: Groups,
+        in_flight: InFlight,
+        retry: TransportRetry,
+        board: StatsBoard,
+        connect_timeout_s: float,
+    ) -> None:
+        self.client = client
+        self.connect_timeout_s = connect_timeout_s
+        self.spec = spec
+        self.groups = groups
+        self.in_flight = in_flight
+        self.retry = retry
+        self.board = board
+        self._command = GroupReader(spec.group, spec.consumer, spec.streams, spec.batch_size, spec.block_ms)
+        self._own: aioredis.Redis | None = None
+        self._stream_of: dict[bytes | str, str] = {}
+        for stream in spec.streams:
+            self._stream_of[stream] = stream
+            self._stream_of[stream.encode()] = stream
+
+    def _read_client(self) -> aioredis.Redis:
+        """The dedicated connection for blocking reads (same server and options, no socket timeout:
+        the hard read timeout governs it)."""
+        if self._own is None:
+            pool = self.client.connection_pool
+            kwargs = dict(pool.connection_kwargs)
+            kwargs["socket_timeout"] = None
+            own = type(pool)(connection_class=pool.connection_class, **kwargs)
+            self._own = aioredis.Redis(connection_pool=own, single_connection_client=True)
+        return self._own
+
+    async def aclose(self) -> None:
+        """Close the read connection (it is reopened on the next read)."""
+        client, self._own = self._own, None
+        if client is not None:
+            with anyio.move_on_after(1.0, shield=True), contextlib.suppress(Exception):
+                await client.aclose(close_connection_pool=True)  # a broken socket may complain
+
+    async def read_once(self) -> list[tuple[bytes, list[RawEntry]]] | None:
+        """One XREADGROUP (pre-packed, raw reply: see :mod:`bus.wire`) under the hard read timeout."""
+        timeout_s = self.spec.read_timeout_s
+        try:
+            with anyio.fail_after(self.connect_timeout_s), redis_errors("connect for XREADGROUP"):
+                conn = await self._command.connection(self._read_client())
+            with anyio.fail_after(timeout_s), redis_errors("XREADGROUP"):
+                return await self._command.read(conn)
+        except AuthenticationError:
+            raise
+        except GroupMissingError as exc:
+            await self.groups.recover(exc)
+            return None
+        except (TimeoutError, BackendError) as exc:
+            await self.aclose()
+            if isinstance(exc, BusError):
+                raise
+            raise BackendTimeoutError(
+                f"XREADGROUP did not answer within {timeout_s}s; the connection was reset"
+            ) from exc
+
+    async def run(self, batches: MemoryObjectSendStream[list[Entry]]) -> None:
+        """Read until cancelled; each batch goes to the dispatcher as one list."""
+        early_s = self.spec.block_ms / 2000
+        stream_of = self._stream_of
+        stats = self.board.stats
+        while True:
+            started = anyio.current_time()
+            reply = await self.retry("XREADGROUP", self.read_once)
+            if reply:
+                batch: list[Entry] = []
+                for key, entries in reply:
+                    batch.extend(self.in_flight.admit(stream_of[key], entries))
+                stats.read += len(batch)
+                self.board.notify()
+                await send_batch(batches, batch, self.in_flight)
+                await anyio.lowlevel.checkpoint()  # let the dispatcher, workers and acker in between
+            elif anyio.current_time() - started < early_s:
+                # An empty BLOCK read that returned early (fakeredis ignores BLOCK when COUNT is
+                # given; a recreated group) must not become a busy loop: poll gently instead.
+                await anyio.sleep(min(0.01, early_s))
+
+    async def drain_own_pending(self, batches: MemoryObjectSendStream[list[Entry]]) -> None:
+        """Entries this consumer name read but never acked (a crash): first, before new ones."""
+        after = dict.fromkeys(self.spec.streams, b"0")
+        while after:
+            page, after = await self.retry("reading own pending entries", functools.partial(self._own_page, after))
+            self.board.stats.read += len(page)
+            await send_batch(batches, self.in_flight.admit_pending(page), self.in_flight)
+
+    async def _own_page(self, after: dict[str, bytes]) -> tuple[list[PendingEntry], dict[str, bytes]]:
+        spec = self.spec
+        try:
+            return await read_own_pending(self.client, spec.group, spec.consumer, after, spec.batch_size)
+        except GroupMissingError as exc:
+            await self.groups.recover(exc)
+            return [], {}

@@ -1,0 +1,280 @@
+"""Workers: run the handlers of one entry in order, each under ``handler_timeout_s``, retrying a
+failure in-process (tenacity, short capped backoff) before leaving the entry pending.
+
+A handler is started eagerly (:func:`start`: ``coro.send(None)`` runs it to its first await):
+one that finishes without suspending (a no-op, a cache write) costs neither a timer nor a
+scope; one that suspends is awaited on through :class:`_Resume`, in the same task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+import types
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from .._errors import Reject, RetryLater
+from ._entry import DEAD, HANDLED, MARKS, PROGRESS, Entry, Failure
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream
+
+    from .._settings import BusSettings
+    from ._acker import AckBuffer
+    from ._delivery import Subscription
+    from ._entry import InFlight
+    from ._markers import Markers
+    from ._stats import StatsBoard
+
+__all__ = ["Workers", "start"]
+
+log = logging.getLogger("bus.consume")
+
+
+class _Resume:
+    """Awaits a coroutine that already ran up to its first suspension (``first`` is what it yielded),
+    exactly as ``await coro`` would."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, value = self._coro, self._first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation included: hand it to the handler
+                try:
+                    value = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration:
+                    return
+
+
+def start(awaitable: Awaitable[None]) -> Awaitable[None] | None:
+    """Run a handler's coroutine to its first suspension: None when it finished, else what to await.
+
+    Raises what the handler raised before its first await. Other awaitables are returned as they are.
+    """
+    if type(awaitable) is not types.CoroutineType:
+        return awaitable
+    try:
+        return _Resume(awaitable, awaitable.send(None))
+    except StopIteration:
+        return None
+
+
+class Workers:
+    """The handler side of the loop: N tasks taking entries from one bounded stream."""
+
+    def __init__(
+        self,
+        settings: BusSettings,
+        handler_retries: int,
+        max_deliveries: int,
+        acks: AckBuffer,
+        in_flight: InFlight,
+        markers: Markers | None,
+        board: StatsBoard,
+        *,
+        with_stack: bool = False,
+    ) -> None:
+        self.acks = acks
+        self.in_flight = in_flight
+        self.markers = markers
+        self.board = board
+        self.stopping = False
+        self._with_stack = with_stack
+        self._timeout = settings.handler_timeout_s
+        self._retries = handler_retries
+        self._max_deliveries = max_deliveries
+        self._retry_wait: Any = None
+        if settings.retry_backoff_max_s > 0:
+            self._retry_wait = wait_exponential_jitter(
+                multiplier=settings.retry_backoff_s, max=settings.retry_backoff_max_s, jitter=settings.retry_backoff_s
+            )
+
+    async def run(self, recv: MemoryObjectReceiveStream[Entry]) -> None:
+        """One worker: entries until the stream ends; after the drain began, leave them pending."""
+        async with recv:
+            while True:
+                try:
+                    entry = recv.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        entry = await recv.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
+                if self.stopping:
+                    self.in_flight.release(entry)  # not started: leave it pending
+                    continue
+                await self._process(entry)
+
+    async def _process(self, entry: Entry) -> None:
+        shared = entry.delivery
+        delivery = shared
+        succeeded: list[str] = []
+        subs = entry.subs
+        many = len(subs) > 1
+        marked = 0  # handlers in ``succeeded`` whose success markers are queued already
+        for sub in subs:
+            if entry.done and sub.handler_key in entry.done:
+                continue
+            if many:  # each handler gets its own handler_key (effect_key); a lone one's is preset
+                delivery = msgspec.structs.replace(shared, handler_key=sub.handler_key)
+            # Fast path, inlined: a handler that finishes without suspending needs nothing else.
+            started: Awaitable[None]
+            try:
+                started = awaitable = sub.handler(delivery)
+                if type(awaitable) is types.CoroutineType:
+                    started = _Resume(awaitable, awaitable.send(None))
+            except StopIteration:
+                error = None  # done without suspending
+            except Exception as exc:  # raised before its first await: retried like any failure
+                if len(succeeded) > marked:
+                    marked = self._mark_progress(entry, succeeded, marked)
+                error = await self._call(sub, delivery, None, exc)
+            else:
+                if len(succeeded) > marked:
+                    # This handler takes time: the earlier ones' markers ride the next flush now,
+                    # so a crash while it runs does not repeat them (not only when it fails).
+                    marked = self._mark_progress(entry, succeeded, marked)
+                error = await self._call(sub, delivery, started)
+            if error is not None:
+                self._on_failure(entry, sub, error, succeeded)
+                return
+            if many:
+                succeeded.append(sub.handler_key)
+        self.acks.put(entry, HANDLED)
+
+    def _mark_progress(self, entry: Entry, succeeded: list[str], marked: int) -> int:
+        """Queue the success markers of ``succeeded[marked:]``; returns how many are queued now."""
+        done = [s for s in entry.subs if s.handler_key in succeeded[marked:]]
+        progress = Entry(entry.stream, entry.entry_id, None, entry.deliveries, entry.delivery)
+        progress.members = self.handler_members(entry.delivery, done)
+        self.acks.put(progress, PROGRESS)
+        return len(succeeded)
+
+    def handler_members(self, delivery: Any, subs: Any) -> list[bytes]:
+        """The handler markers of ``subs`` for ``delivery``."""
+        assert self.markers is not None
+        member = self.markers.handler_member
+        return [member(delivery.channel, delivery.event_id, s.handler_key).encode() for s in subs]
+
+    def _on_failure(self, entry: Entry, sub: Subscription, error: BaseException, succeeded: list[str]) -> None:
+        self.board.stats.failed += 1
+        text = f"{sub.handler_key}: {type(error).__name__}: {error}"
+        where = _where(entry)
+        if isinstance(error, Reject):
+            log.error("handler rejected %s: %s", where, text)
+            entry.failure = self._failure("rejected", text, error)
+            self.acks.put(entry, DEAD)
+        elif entry.deliveries >= self._max_deliveries:
+            log.error("dead-lettering %s after %d deliveries: %s", where, entry.deliveries, text)
+            entry.failure = self._failure("max-deliveries", text, error)
+            self.acks.put(entry, DEAD)
+        else:
+            log.warning("handler failed on %s, delivery %d; left pending: %s", where, entry.deliveries, text)
+            if succeeded:
+                done = [s for s in entry.subs if s.handler_key in succeeded]
+                entry.members = self.handler_members(entry.delivery, done)
+                self.acks.put(entry, MARKS)
+            else:
+                self.in_flight.release(entry)
+                self.board.notify()
+
+    def _failure(self, reason: str, text: str, error: BaseException) -> Failure:
+        message = str(error) or type(error).__name__
+        stack = "".join(traceback.format_exception(error)) if self._with_stack else ""
+        return Failure(reason, text, message, stack)
+
+    async def _call(
+        self, sub: Subscription, delivery: Any, started: Awaitable[None] | None, failed: Exception | None = None
+    ) -> BaseException | None:
+        """Finish a handler call that suspended (``started``) or failed at once (``failed``), with its
+        timeout and in-process retries; the last error, or None."""
+        if failed is None:
+            assert started is not None
+            try:
+                await self._bounded(sub, started)
+                return None
+            except Exception as exc:
+                failed = exc
+        if isinstance(failed, (RetryLater, Reject)):
+            return failed
+        first: Exception = failed
+        if self._retries == 0 or self.stopping:
+            return first
+        replay = [first]  # attempt 1 already failed: tenacity sees it, then waits before attempt 2
+
+        def retryable(exc: BaseException) -> bool:
+            # Never a cancellation (tenacity's attempt context catches BaseException).
+            return isinstance(exc, Exception) and not isinstance(exc, (RetryLater, Reject)) and not self.stopping
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.info("retrying %s on %s after: %r", sub.handler_key, getattr(delivery, "event_id", "?"), exc)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._retries + 1),
+            retry=retry_if_exception(retryable),
+            sleep=anyio.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+            **({"wait": self._retry_wait} if self._retry_wait is not None else {}),
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if replay:
+                        raise replay.pop()
+                    self.board.stats.retries += 1
+                    started = start(sub.handler(delivery))
+                    if started is not None:
+                        await self._bounded(sub, started)
+            return None
+        except Exception as exc:
+            return exc
+
+    async def _bounded(self, sub: Subscription, awaitable: Awaitable[None]) -> None:
+        """Await a started handler under ``handler_timeout_s``.
+
+        ``asyncio.timeout`` is entered only now, after the eager first step: unlike an anyio cancel
+        scope it need not enclose the scopes the handler already opened, and it turns only its own
+        expiry into TimeoutError (an outer cancellation, e.g. the end of the shutdown grace
+        period, passes through as cancellation).
+        """
+        timeout = asyncio.timeout(self._timeout)
+        try:
+            async with timeout:
+                await awaitable
+        except TimeoutError:
+            if not timeout.expired():
+                raise  # the handler's own TimeoutError
+            self.board.stats.timeouts += 1
+            raise TimeoutError(f"handler {sub.handler_key} timed out after {self._timeout}s") from None
+
+
+def _where(entry: Entry) -> str:
+    d = entry.delivery
+    at = f"{entry.stream} {entry.entry_id.decode()}"
+    event_type = getattr(d, "event_type", None)
+    return f"{event_type} {d.event_id} ({at})" if event_type else f"entry {at}"
