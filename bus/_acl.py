@@ -85,7 +85,7 @@ ACL_COMMANDS: Final[dict[AclRole, tuple[str, ...]]] = {
         "sadd",
         "smismember",
         "expire",
-        # The marker script (bus._markers.ADD_SCRIPT): SET NX, EXISTS, RENAME, SADD, EXPIRE.
+        # The marker script (bus.consume._markers.ADD_SCRIPT): SET NX, EXISTS, RENAME, SADD, EXPIRE.
         "eval",
         "rename",
         # redis_effect / apply_once: WATCH the effect marker, then MULTI/EXEC the effect + SET.
