@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
     from schemas import Payload
 
+    from .observability import BusMetrics
+
 __all__ = ["STREAM_CHUNK", "EventBus"]
 
 #: Events per chunk when ``publish_many`` streams its transaction (sends while it prepares).
@@ -112,6 +114,7 @@ class EventBus:
         *,
         client: aioredis.Redis | None = None,
         registry: Registry = REGISTRY,
+        metrics: BusMetrics | None = None,
     ) -> None:
         self.settings = settings or BusSettings()
         register_secret(self.settings.password)  # masked in every log line, error and dead letter
@@ -125,6 +128,9 @@ class EventBus:
         #: Server facts found at connect (e.g. ``{"xadd_idmp": False, "version": "7.0.15"}``).
         self.capabilities: dict[str, Any] = {}
         self._publisher = Publisher(self._client, self.settings, self.keys, self.registry, self.capabilities)
+        #: Prometheus metrics this bus updates (``bus.observability.BusMetrics``), or None.
+        self.metrics = metrics
+        self._publisher.metrics = metrics
         self._batcher = AutoBatcher(self._publisher.write_outcomes)
         self._subscriptions: list[Subscription] = []
         self._consumer: Consumer | None = None
@@ -435,7 +441,9 @@ class EventBus:
         subscription = StreamSubscription.for_events(
             self.settings, tuple(self._subscriptions), consumer=self.consumer_name
         )
-        consumer = Consumer(self._client, self.settings, self.keys, self.registry, subscription, self._consume_stats)
+        consumer = Consumer(
+            self._client, self.settings, self.keys, self.registry, subscription, self._consume_stats, self.metrics
+        )
         self._consumer = consumer
         try:
             await consumer.run(task_status=task_status)

@@ -29,6 +29,7 @@ import hashlib
 import logging
 import random
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from ._settings import BusSettings
+    from .observability import BusMetrics
 
 __all__ = [
     "IDEMPOTENT_PUBLISH_SCRIPT",
@@ -272,6 +274,9 @@ class Publisher:
         )
         #: Round trips made (for tests and metrics).
         self.round_trips = 0
+        #: Prometheus metrics when the process exports them (set by the bus; None skips them).
+        self.metrics: BusMetrics | None = None
+        self._channel_of: dict[str, str] = {}
         self._in_flight = 0
         self._idle: anyio.Event | None = None
 
@@ -565,7 +570,24 @@ class Publisher:
                 )
         if not use_sha and any(p.script is not None for p in prepared):
             self._script_loaded = True
+        if self.metrics is not None:
+            self._count(outcomes)
         return outcomes
+
+    def _count(self, outcomes: Sequence[Any]) -> None:
+        """Written entries into the ``published`` counter, by event type and channel (workflow: "workflow")."""
+        metrics, channel_of = self.metrics, self._channel_of
+        assert metrics is not None
+        for outcome in outcomes:
+            if isinstance(outcome, PublishResult) and not outcome.duplicate:
+                for stream in outcome.entries:
+                    channel = channel_of.get(stream)
+                    if channel is None:
+                        parsed = self._keys.parse_stream(stream)
+                        channel = channel_of[stream] = parsed[0] if parsed else "workflow"
+                    metrics.inc("published", (outcome.event_type, channel))
+            elif isinstance(outcome, BusError):
+                metrics.inc("publish_failed", ("",))
 
     async def _exchange(self, prepared: Sequence[PreparedEvent], *, use_sha: bool) -> list[Any]:
         n_commands = 0
@@ -736,7 +758,12 @@ class Publisher:
         self._in_flight += 1
         try:
             self.round_trips += 1
-            return await exchange(conn, data, n_replies, self._settings.socket_timeout_s)
+            if self.metrics is None:
+                return await exchange(conn, data, n_replies, self._settings.socket_timeout_s)
+            started = time.perf_counter()
+            replies = await exchange(conn, data, n_replies, self._settings.socket_timeout_s)
+            self.metrics.observe("publish_round_trip_seconds", (), time.perf_counter() - started)
+            return replies
         except (rex.RedisError, OSError, TimeoutError) as exc:  # (exchange dropped the connection)
             raise self._outcome_unknown(prepared, exc) from exc
         finally:

@@ -38,6 +38,7 @@ import anyio
 import orjson
 import redis.exceptions as rex
 
+from .._bus import EventBus
 from .._errors import BusError, ConfigurationError
 from .._runner import Runner, Service
 from .._settings import BusSettings
@@ -283,7 +284,8 @@ async def _watch_signals(
 
 
 async def _serve(services: Sequence[Service], settings: BusSettings, stop: _Stop, http: _Http | None = None) -> None:
-    runner = Runner(services, settings, signals=())
+    metrics = http.metrics if http is not None else None
+    runner = Runner(services, settings, signals=(), bus_factory=lambda s: EventBus(s, metrics=metrics))
     try:
         async with anyio.create_task_group() as tg:
             if http is not None:

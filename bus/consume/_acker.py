@@ -143,6 +143,8 @@ class AckBuffer:
         stats.invalid += n_invalid
         stats.trimmed_pending += n_dropped
         stats.acked += n_handled + n_dups + n_dead + n_dropped
+        if self.board.metrics is not None:
+            self._count(batch)
         if n_dropped:
             log.error("%d pending entries were trimmed or deleted before they were processed", n_dropped)
         if n_handled == len(batch):
@@ -150,6 +152,20 @@ class AckBuffer:
         else:
             self.in_flight.release_all(e for e in batch if e.outcome != PROGRESS)
         self.board.notify()
+
+    def _count(self, batch: list[Entry]) -> None:
+        """The flushed outcomes into the Prometheus counters (only when the process exports them)."""
+        metrics, labels = self.board.metrics, self.board.labels
+        assert metrics is not None
+        for entry in batch:
+            outcome = entry.outcome
+            if outcome == HANDLED:
+                metrics.inc("handled", labels(entry))
+            elif outcome == DUPLICATE:
+                metrics.inc("duplicates_skipped", labels(entry))
+            elif outcome == DEAD:
+                reason = entry.failure.reason if entry.failure is not None else ""
+                metrics.inc("dead_lettered", (*labels(entry), reason))
 
     async def _send(self, commands: list[bytes]) -> None:
         what = "ack flush (MULTI/EXEC)"

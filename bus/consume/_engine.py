@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from .._keys import Keys
     from .._settings import BusSettings
+    from ..observability import BusMetrics
     from ._subscription import StreamSubscription
 
 __all__ = ["FINAL_FLUSH_TIMEOUT_S", "Consumer"]
@@ -64,6 +65,7 @@ class Consumer:
         registry: Registry,
         subscription: StreamSubscription,
         stats: ConsumerStats | None = None,
+        metrics: BusMetrics | None = None,
     ) -> None:
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ConfigurationError("client", "a redis client with decode_responses=True cannot read entries")
@@ -74,13 +76,13 @@ class Consumer:
         self.name = spec.consumer
         self.group = spec.group
         self.streams = spec.streams
-        self.board = StatsBoard(stats)
+        self.board = StatsBoard(stats, metrics, spec.group)
         self.stats = self.board.stats
         self.markers = Markers(keys, spec.group, settings.marker_ttl_s, settings.socket_timeout_s)
         markers = self.markers if spec.is_typed else None
         self.in_flight = InFlight(spec.streams)
         self.groups = Groups(client, spec.group, spec.streams, spec.start_id, self.board)
-        retry = TransportRetry(self.stats)
+        retry = TransportRetry(self.stats, metrics)
         self._retry = retry
         self.acks = AckBuffer(
             client, spec.group, markers, spec.dead_letters, self.in_flight, self.board, settings.socket_timeout_s

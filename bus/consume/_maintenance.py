@@ -118,6 +118,8 @@ class Maintenance:
             if not claimed:
                 return
             self.board.stats.reclaimed += sum(1 for c in claimed if c[2] is not None)
+            if self.board.metrics is not None:
+                self.board.metrics.inc("reclaimed", ("", "", self.board.group), len(claimed))
             log.info("claimed %d idle entries", len(claimed))
             await send_batch(batches, self.in_flight.admit_pending(claimed), self.in_flight)
             if len(claimed) < spec.batch_size:

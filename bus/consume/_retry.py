@@ -13,6 +13,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from .._errors import AuthenticationError, BackendError
 
 if TYPE_CHECKING:
+    from ..observability import BusMetrics
     from ._stats import ConsumerStats
 
 __all__ = ["RECONNECT_INITIAL_S", "RECONNECT_MAX_S", "TransportRetry", "single_error"]
@@ -29,10 +30,16 @@ RECONNECT_MAX_S = 2.0
 class TransportRetry:
     """``await retry(what, call)``: retries transport failures with backoff until the call works."""
 
-    __slots__ = ("stats",)
+    __slots__ = ("metrics", "stats")
 
-    def __init__(self, stats: ConsumerStats) -> None:
+    def __init__(self, stats: ConsumerStats, metrics: BusMetrics | None = None) -> None:
         self.stats = stats
+        self.metrics = metrics
+
+    def _reconnect(self) -> None:
+        self.stats.reconnects += 1
+        if self.metrics is not None:
+            self.metrics.inc("reconnects", ("consume",))
 
     def policy(self, what: str) -> AsyncRetrying:
         """Forever, exponential backoff with jitter up to :data:`RECONNECT_MAX_S`, never on auth errors."""
@@ -41,7 +48,7 @@ class TransportRetry:
             return isinstance(exc, BackendError) and not isinstance(exc, AuthenticationError)
 
         def before_sleep(state: RetryCallState) -> None:
-            self.stats.reconnects += 1
+            self._reconnect()
             exc = state.outcome.exception() if state.outcome else None
             log.warning("%s failed (attempt %d), retrying: %s", what, state.attempt_number, exc)
 
@@ -66,7 +73,7 @@ class TransportRetry:
         except AuthenticationError:
             raise
         except BackendError as exc:
-            self.stats.reconnects += 1
+            self._reconnect()
             log.warning("%s failed, retrying: %s", what, exc)
         async for attempt in self.policy(what):
             with attempt:

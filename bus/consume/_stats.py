@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
+
+if TYPE_CHECKING:
+    from ..observability import BusMetrics
+    from ._entry import Entry
 
 __all__ = ["ConsumerStats", "StatsBoard"]
 
@@ -47,12 +52,20 @@ class ConsumerStats(msgspec.Struct, kw_only=True):
 class StatsBoard:
     """The counters plus a change signal: :meth:`notify` wakes :meth:`wait_until` callers."""
 
-    __slots__ = ("_changed", "_waiters", "stats")
+    __slots__ = ("_changed", "_waiters", "group", "metrics", "stats")
 
-    def __init__(self, stats: ConsumerStats | None = None) -> None:
+    def __init__(self, stats: ConsumerStats | None = None, metrics: BusMetrics | None = None, group: str = "") -> None:
         self.stats = stats if stats is not None else ConsumerStats()
+        #: Prometheus metrics, when the process exports them (None: the hot paths skip them).
+        self.metrics = metrics
+        self.group = group
         self._changed = anyio.Event()
         self._waiters = 0
+
+    def labels(self, entry: Entry) -> tuple[str, str, str]:
+        """``(event_type, channel, group)`` of an entry (a flat workflow entry: its type, channel "")."""
+        d = entry.delivery
+        return (getattr(d, "event_type", "") or "", getattr(d, "channel", "") or "", self.group)
 
     def notify(self) -> None:
         """The counters changed."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 import types
 from collections.abc import Awaitable, Coroutine, Generator
@@ -129,6 +130,20 @@ class Workers:
                 await self._process(entry)
 
     async def _process(self, entry: Entry) -> None:
+        metrics = self.board.metrics
+        if metrics is not None:
+            started_at = time.perf_counter()
+            await self._handle(entry)
+            if entry.outcome == HANDLED:
+                labels = self.board.labels(entry)
+                metrics.observe("handler_duration_seconds", labels, time.perf_counter() - started_at)
+                # End to end: from the entry's id (the time Redis wrote it) to handled.
+                written_ms = int(entry.entry_id.partition(b"-")[0])
+                metrics.observe("end_to_end_latency_seconds", labels, max(time.time() - written_ms / 1000, 0.0))
+            return
+        await self._handle(entry)
+
+    async def _handle(self, entry: Entry) -> None:
         shared = entry.delivery
         delivery = shared
         succeeded: list[str] = []
@@ -181,6 +196,8 @@ class Workers:
 
     def _on_failure(self, entry: Entry, sub: Subscription, error: BaseException, succeeded: list[str]) -> None:
         self.board.stats.failed += 1
+        if self.board.metrics is not None:
+            self.board.metrics.inc("failed", self.board.labels(entry))
         text = f"{sub.handler_key}: {type(error).__name__}: {error}"
         where = _where(entry)
         if isinstance(error, Reject):
@@ -214,7 +231,7 @@ class Workers:
         if failed is None:
             assert started is not None
             try:
-                await self._bounded(sub, started)
+                await self._bounded(sub, started, delivery)
                 return None
             except Exception as exc:
                 failed = exc
@@ -247,14 +264,16 @@ class Workers:
                     if replay:
                         raise replay.pop()
                     self.board.stats.retries += 1
+                    if self.board.metrics is not None:
+                        self.board.metrics.inc("retried", _labels(self.board.group, delivery))
                     started = start(sub.handler(delivery))
                     if started is not None:
-                        await self._bounded(sub, started)
+                        await self._bounded(sub, started, delivery)
             return None
         except Exception as exc:
             return exc
 
-    async def _bounded(self, sub: Subscription, awaitable: Awaitable[None]) -> None:
+    async def _bounded(self, sub: Subscription, awaitable: Awaitable[None], delivery: Any = None) -> None:
         """Await a started handler under ``handler_timeout_s``.
 
         ``asyncio.timeout`` is entered only now, after the eager first step: unlike an anyio cancel
@@ -270,7 +289,13 @@ class Workers:
             if not timeout.expired():
                 raise  # the handler's own TimeoutError
             self.board.stats.timeouts += 1
+            if self.board.metrics is not None:
+                self.board.metrics.inc("handler_timeouts", _labels(self.board.group, delivery))
             raise TimeoutError(f"handler {sub.handler_key} timed out after {self._timeout}s") from None
+
+
+def _labels(group: str, delivery: Any) -> tuple[str, str, str]:
+    return (getattr(delivery, "event_type", "") or "", getattr(delivery, "channel", "") or "", group)
 
 
 def _where(entry: Entry) -> str:

@@ -119,3 +119,72 @@ def test_probes_follow_redis_and_the_drain(redis_process: Callable[..., Any], ap
         if daemon.proc.poll() is None:
             daemon.proc.kill()
             daemon.proc.wait(5)
+
+
+def _samples(http: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    families = text_string_to_metric_families(http.get("/metrics").text)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+
+
+def _value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels`` (0 when none)."""
+    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
+
+
+@pytest.mark.integration
+def test_metrics_move_by_exactly_the_events_published(test_prefix: str, tmp_path: Path) -> None:
+    """bus run email notifications --http-port: handled and handler-duration count move by exactly the events."""
+    import anyio
+
+    from bus import BusSettings, EventBus
+    from publishers import Actor, PublishContext, publish_workflow_event
+    from subscribers.demo import DIRECTORY_FILE
+
+    redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "BUS_", "SMTP_"))}
+    env |= {"REDIS_URL": redis_url, "REDIS_PREFIX": test_prefix, "BUS_LOG_FORMAT": "json"}
+    args = ["email", "notifications", "--directory", str(DIRECTORY_FILE), "--outbox", str(tmp_path / "outbox")]
+    daemon = Daemon([*args, "--http-port", "0", "--http-host", "127.0.0.1"], env)
+    n = 7
+    try:
+        http = httpx.Client(base_url=f"http://127.0.0.1:{daemon.port()}", timeout=10)
+        until(lambda: http.get("/readyz").status_code == 200, 30, "ready")
+        before = _samples(http)
+
+        async def publish() -> None:
+            settings = BusSettings.from_url(redis_url, prefix=test_prefix)
+            async with EventBus(settings) as bus:
+                ctx = PublishContext(
+                    tenant_id=str(uuid.uuid4()), actor=Actor.user("d1d1d1d1-0000-4000-8000-000000000001")
+                )
+                for _ in range(n):
+                    payload = {"ticketId": "71717171-0000-4000-8000-000000000008"}
+                    await publish_workflow_event(bus, "TICKET_CREATED", payload, ctx)
+
+        anyio.run(publish)
+        wanted = {"emailservice::v7": n, "internal-notifications": n}
+
+        def handled() -> dict[str, float]:
+            now = _samples(http)
+            return {
+                ch: _value(now, "bus_handled_total", event_type="TICKET_CREATED", channel=ch)
+                - _value(before, "bus_handled_total", event_type="TICKET_CREATED", channel=ch)
+                for ch in wanted
+            }
+
+        until(lambda: handled() == wanted, 30, f"{n} handled per channel")
+        after = _samples(http)
+        for channel in wanted:
+            moved = _value(after, "bus_handler_duration_seconds_count", event_type="TICKET_CREATED", channel=channel)
+            moved -= _value(before, "bus_handler_duration_seconds_count", event_type="TICKET_CREATED", channel=channel)
+            assert moved == n, channel
+            assert _value(after, "bus_end_to_end_latency_seconds_count", channel=channel) >= n
+        assert handled() == wanted  # nothing more arrived
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.send_signal(signal.SIGTERM)
+            try:
+                daemon.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                daemon.proc.kill()
+                daemon.proc.wait(5)
