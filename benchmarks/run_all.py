@@ -67,6 +67,7 @@ from _workload import (
 
 from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, EventBus
 from bus._codec import new_event_id, now_iso
+from bus.observability import BusMetrics
 from bus.wire import read_replies
 from schemas import REGISTRY, decode_bus_event
 
@@ -87,6 +88,7 @@ ANALYSIS = (
     ("publish_many 1000, 1 XADD/event vs raw redis-py pipeline 1000, 1 XADD/event", "many1000-1", "raw1000-1"),
     ("share of publish_many 1000 (2 XADD/event) time spent in prepare (no I/O)", "many1000-2", "prepare-2"),
     ("consume COUNT 1000 vs raw XREADGROUP+XACK with our validation", "consume1000", "raw-consume1000-validate"),
+    ("consume COUNT 1000 with Prometheus metrics on vs off (cost: 1 - ratio)", "consume1000-metrics", "consume1000"),
     (
         "raw with our validation vs raw with msgspec.json.decode (ceiling of a validating consumer)",
         "raw-consume1000-validate",
@@ -298,11 +300,11 @@ class Bench:
         finally:
             await pool.release(conn)
 
-    async def ours_consume(self, client: Any, count: int) -> None:
-        channel = f"consume{count}"
+    async def ours_consume(self, client: Any, count: int, *, metrics: bool = False) -> None:
+        channel = f"consume{count}{'-metrics' if metrics else ''}"
         stream = self.target.stream(channel)
         n = self.sizes.consume
-        bus = EventBus(self.target.settings(batch_size=count, block_ms=1000))
+        bus = EventBus(self.target.settings(batch_size=count, block_ms=1000), metrics=BusMetrics() if metrics else None)
         await bus.connect()
         self._cleanups.append(bus)
 
@@ -331,7 +333,8 @@ class Bench:
             await client.delete(*self.target.marker_keys())
             return n, elapsed
 
-        self.add(f"consume{count}", f"ours: consume loop, no-op handler, COUNT {count}", "-", "consume", run)
+        label = f"ours: consume loop, no-op handler, COUNT {count}" + (", Prometheus metrics on" if metrics else "")
+        self.add(channel, label, "-", "consume", run)
 
     async def raw_consume(self, client: Any, count: int, *, validate: bool = False) -> None:
         channel = f"raw-consume{count}{'-validate' if validate else ''}"
@@ -395,6 +398,7 @@ class Bench:
                     await self.ours_consume(client, count)
                     await self.raw_consume(client, count)
                 await self.raw_consume(client, 1000, validate=True)
+                await self.ours_consume(client, 1000, metrics=True)
 
             def progress(index: int) -> None:
                 print(f"  round {index + 1}/{rounds} done (load {load_average()[0]:.2f})", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -154,18 +155,36 @@ class AckBuffer:
         self.board.notify()
 
     def _count(self, batch: list[Entry]) -> None:
-        """The flushed outcomes into the Prometheus counters (only when the process exports them)."""
-        metrics, labels = self.board.metrics, self.board.labels
+        """The flushed outcomes into the Prometheus metrics, once per batch: counts per label set,
+        then one add each; handler duration and end-to-end latency (from the entry id's time, when
+        Redis wrote it) per entry into series looked up once per label set."""
+        metrics, labels_of = self.board.metrics, self.board.labels
         assert metrics is not None
+        now = time.time()
+        handled: dict[tuple[str, str, str], list[Entry]] = {}
         for entry in batch:
             outcome = entry.outcome
             if outcome == HANDLED:
-                metrics.inc("handled", labels(entry))
+                d = entry.delivery
+                key = (getattr(d, "event_type", ""), getattr(d, "channel", ""), self.group)
+                group = handled.get(key)
+                if group is None:
+                    handled[key] = [entry]
+                else:
+                    group.append(entry)
             elif outcome == DUPLICATE:
-                metrics.inc("duplicates_skipped", labels(entry))
+                metrics.inc("duplicates_skipped", labels_of(entry))
             elif outcome == DEAD:
                 reason = entry.failure.reason if entry.failure is not None else ""
-                metrics.inc("dead_lettered", (*labels(entry), reason))
+                metrics.inc("dead_lettered", (*labels_of(entry), reason))
+        observe = metrics.observe_into
+        for key, entries in handled.items():
+            metrics.inc("handled", key, len(entries))
+            duration = metrics.histogram("handler_duration_seconds", key)
+            latency = metrics.histogram("end_to_end_latency_seconds", key)
+            for entry in entries:
+                observe(duration, entry.took)
+                observe(latency, max(now - int(entry.entry_id.partition(b"-")[0]) / 1000, 0.0))
 
     async def _send(self, commands: list[bytes]) -> None:
         what = "ack flush (MULTI/EXEC)"

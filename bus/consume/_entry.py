@@ -52,6 +52,8 @@ class Entry(msgspec.Struct, eq=False, gc=False):
     outcome: int = 0
     failure: Failure | None = None
     members: list[bytes] | None = None
+    #: Seconds its handlers took (recorded only when the process exports metrics).
+    took: float = 0.0
 
 
 class InFlight:

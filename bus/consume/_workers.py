@@ -130,16 +130,10 @@ class Workers:
                 await self._process(entry)
 
     async def _process(self, entry: Entry) -> None:
-        metrics = self.board.metrics
-        if metrics is not None:
+        if self.board.metrics is not None:
             started_at = time.perf_counter()
             await self._handle(entry)
-            if entry.outcome == HANDLED:
-                labels = self.board.labels(entry)
-                metrics.observe("handler_duration_seconds", labels, time.perf_counter() - started_at)
-                # End to end: from the entry's id (the time Redis wrote it) to handled.
-                written_ms = int(entry.entry_id.partition(b"-")[0])
-                metrics.observe("end_to_end_latency_seconds", labels, max(time.time() - written_ms / 1000, 0.0))
+            entry.took = time.perf_counter() - started_at  # recorded by the acker's flush, per batch
             return
         await self._handle(entry)
 
