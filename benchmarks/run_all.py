@@ -89,6 +89,7 @@ ANALYSIS = (
     ("share of publish_many 1000 (2 XADD/event) time spent in prepare (no I/O)", "many1000-2", "prepare-2"),
     ("consume COUNT 1000 vs raw XREADGROUP+XACK with our validation", "consume1000", "raw-consume1000-validate"),
     ("consume COUNT 1000 with Prometheus metrics on vs off (cost: 1 - ratio)", "consume1000-metrics", "consume1000"),
+    ("consume at all defaults vs tuned (COUNT 1000)", "consume-defaults", "consume1000"),
     (
         "raw with our validation vs raw with msgspec.json.decode (ceiling of a validating consumer)",
         "raw-consume1000-validate",
@@ -300,11 +301,13 @@ class Bench:
         finally:
             await pool.release(conn)
 
-    async def ours_consume(self, client: Any, count: int, *, metrics: bool = False) -> None:
-        channel = f"consume{count}{'-metrics' if metrics else ''}"
+    async def ours_consume(self, client: Any, count: int | None, *, metrics: bool = False) -> None:
+        """Our consume loop at COUNT ``count`` (None: every consume setting at its default)."""
+        channel = f"consume{count or '-defaults'}{'-metrics' if metrics else ''}"
         stream = self.target.stream(channel)
         n = self.sizes.consume
-        bus = EventBus(self.target.settings(batch_size=count, block_ms=1000), metrics=BusMetrics() if metrics else None)
+        tuned = {"batch_size": count} if count is not None else {}
+        bus = EventBus(self.target.settings(block_ms=1000, **tuned), metrics=BusMetrics() if metrics else None)
         await bus.connect()
         self._cleanups.append(bus)
 
@@ -333,7 +336,8 @@ class Bench:
             await client.delete(*self.target.marker_keys())
             return n, elapsed
 
-        label = f"ours: consume loop, no-op handler, COUNT {count}" + (", Prometheus metrics on" if metrics else "")
+        label = "ours: consume loop, no-op handler, " + (f"COUNT {count}" if count else "all defaults")
+        label += ", Prometheus metrics on" if metrics else ""
         self.add(channel, label, "-", "consume", run)
 
     async def raw_consume(self, client: Any, count: int, *, validate: bool = False) -> None:
@@ -394,6 +398,8 @@ class Bench:
                     broker = RedisBroker(self.target.url, logger=None)
                     await self.faststream_publish(broker)
             if consume:
+                await self.ours_consume(client, None)
+                await self.ours_consume(client, 10)
                 for count in (100, 1000):
                     await self.ours_consume(client, count)
                     await self.raw_consume(client, count)

@@ -133,7 +133,7 @@ class Consumer:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Create the groups, signal ``task_status``, then consume until cancelled or stopped."""
         await self.groups.ensure()
-        send, recv = anyio.create_memory_object_stream[Entry](max_buffer_size=self.subscription.batch_size)
+        send, recv = anyio.create_memory_object_stream[Entry](max_buffer_size=self.subscription.count)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._pool, recv)

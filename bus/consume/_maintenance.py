@@ -112,7 +112,7 @@ class Maintenance:
                 spec.consumer,
                 spec.streams,
                 min_idle_ms=spec.claim_idle_ms,
-                count=spec.batch_size,
+                count=spec.count,
                 skip=self.in_flight.keys(),
             )
             if not claimed:
@@ -122,7 +122,7 @@ class Maintenance:
                 self.board.metrics.inc("reclaimed", ("", "", self.board.group), len(claimed))
             log.info("claimed %d idle entries", len(claimed))
             await send_batch(batches, self.in_flight.admit_pending(claimed), self.in_flight)
-            if len(claimed) < spec.batch_size:
+            if len(claimed) < spec.count:
                 return
 
     async def check_trimming_safely(self) -> None:

@@ -54,7 +54,7 @@ class Reader:
         self.in_flight = in_flight
         self.retry = retry
         self.board = board
-        self._command = GroupReader(spec.group, spec.consumer, spec.streams, spec.batch_size, spec.block_ms)
+        self._command = GroupReader(spec.group, spec.consumer, spec.streams, spec.count, spec.block_ms)
         self._own: aioredis.Redis | None = None
         self._stream_of: dict[bytes | str, str] = {}
         for stream in spec.streams:
@@ -132,7 +132,7 @@ class Reader:
     async def _own_page(self, after: dict[str, bytes]) -> tuple[list[PendingEntry], dict[str, bytes]]:
         spec = self.spec
         try:
-            return await read_own_pending(self.client, spec.group, spec.consumer, after, spec.batch_size)
+            return await read_own_pending(self.client, spec.group, spec.consumer, after, spec.count)
         except GroupMissingError as exc:
             await self.groups.recover(exc)
             return [], {}

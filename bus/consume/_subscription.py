@@ -51,6 +51,10 @@ EntryHandler = Callable[[StreamEntry], Awaitable[None]]
 EntryCheck = Callable[[Mapping[bytes, bytes]], "str | None"]
 
 
+#: The smallest derived COUNT per stream (the reference's COUNT).
+MIN_COUNT = 10
+
+
 class StreamSubscription(msgspec.Struct, frozen=True, kw_only=True):
     """What one consume loop reads, as whom, how, and where its failures go (see the module docstring)."""
 
@@ -58,7 +62,9 @@ class StreamSubscription(msgspec.Struct, frozen=True, kw_only=True):
     group: Annotated[str, Meta(min_length=1)]
     consumer: Annotated[str, Meta(min_length=1)]
     start_id: str = "0"
-    batch_size: PosInt = 10
+    #: XREADGROUP COUNT per stream; None: ``max(10, read_budget // len(streams))``.
+    batch_size: PosInt | None = None
+    read_budget: PosInt = 1000
     concurrency: PosInt = 16
     handler_retries: Annotated[int, Meta(ge=0)] = 2
     max_deliveries: PosInt = 10
@@ -79,12 +85,20 @@ class StreamSubscription(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if not self.streams:
             raise ConfigurationError("subscriptions", "nothing is subscribed: call bus.subscribe(...) before run()")
+        if self.batch_size is None:
+            msgspec.structs.force_setattr(self, "batch_size", max(MIN_COUNT, self.read_budget // len(self.streams)))
         if (self.entry_handler is None) == (not self.handlers):
             raise ConfigurationError("handlers", "give either per-type handlers or one entry handler")
         if self.read_timeout_s * 1000 <= self.block_ms:
             raise ConfigurationError(
                 "read_timeout_s", f"must exceed block_ms ({self.block_ms} ms) of group {self.group!r}"
             )
+
+    @property
+    def count(self) -> int:
+        """The XREADGROUP COUNT per stream (``batch_size``, derived when it was not given)."""
+        assert self.batch_size is not None  # resolved in __post_init__
+        return self.batch_size
 
     @property
     def is_typed(self) -> bool:
@@ -98,6 +112,7 @@ class StreamSubscription(msgspec.Struct, frozen=True, kw_only=True):
             "group": settings.consumer_group,
             "consumer": settings.resolved_consumer_name,
             "batch_size": settings.batch_size,
+            "read_budget": settings.read_budget,
             "concurrency": settings.concurrency,
             "handler_retries": settings.handler_retries,
             "max_deliveries": settings.max_deliveries,

@@ -13,11 +13,13 @@ from bus import (
     CHANNEL_EMAIL,
     CHANNEL_GLOBAL,
     CHANNEL_NOTIFICATIONS,
+    BusSettings,
     ConfigurationError,
     Delivery,
     EventBus,
     Handler,
 )
+from bus.consume import StreamSubscription
 from bus.testing import (
     Recorder,
     fast_settings,
@@ -259,3 +261,25 @@ def test_stream_subscription_refuses_inconsistent_settings(values: dict[str, Any
     base: dict[str, Any] = {"streams": ("s",), "group": "g", "consumer": "c", "entry_handler": handle}
     with pytest.raises(ConfigurationError, match=field):
         StreamSubscription(**{**base, **values})
+
+
+@pytest.mark.parametrize(
+    ("streams", "batch_size", "expected"),
+    [
+        pytest.param(1, None, 1000, id="one-stream-reads-the-budget"),
+        pytest.param(19, None, 52, id="email-service-shares-it"),
+        pytest.param(282, None, 10, id="converter-keeps-the-reference-count"),
+        pytest.param(1, 10, 10, id="reference-count-when-set"),
+    ],
+)
+def test_read_count_is_derived_from_the_budget(streams: int, batch_size: int | None, expected: int) -> None:
+    """Unset REDIS_STREAM_BATCH_SIZE: COUNT = max(10, BUS_READ_BUDGET // streams); a set one is used as is."""
+    settings = BusSettings(batch_size=batch_size)
+    spec = StreamSubscription.from_settings(
+        settings, streams=tuple(f"s{i}" for i in range(streams)), entry_handler=_noop_entry
+    )
+    assert spec.count == expected
+
+
+async def _noop_entry(entry: object) -> None:
+    return None

@@ -14,11 +14,12 @@ from bus import BusClosedError, BusSettings, ConfigurationError, EventBus, creat
 
 
 def test_defaults_match_the_reference() -> None:
-    """Unset variables give the reference's defaults (keys, group, stream limits)."""
+    """Unset variables give the reference's defaults (keys, group, stream limits), except the read count."""
     s = BusSettings.from_env({})
     assert (s.host, s.port, s.db, s.username, s.password) == ("localhost", 6379, 0, None, None)
     assert (s.prefix, s.stream_prefix, s.consumer_group) == ("alga-psa:", "event-stream:", "event-processors")
-    assert (s.max_len, s.block_ms, s.claim_idle_ms, s.batch_size, s.max_deliveries) == (1000, 5000, 30000, 10, 10)
+    assert (s.max_len, s.block_ms, s.claim_idle_ms, s.max_deliveries) == (1000, 5000, 30000, 10)
+    assert (s.batch_size, s.read_budget) == (None, 1000)  # COUNT derived per subscription (tests/test_bus/...)
     assert s.trim_policy == "approx" and not s.uses_tls
 
 

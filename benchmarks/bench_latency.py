@@ -1,0 +1,115 @@
+"""Latency of single events at low load: publish one event every ``1/rate`` seconds, measure from
+just before the publish to the handler, for two consumer read counts, alternating.
+
+At 10 events/s every read returns one entry, so the read count should not matter; this checks
+that a larger default COUNT costs nothing at low load. Reported: p50, p90, p99 per setting (ms).
+
+Run: ``python benchmarks/bench_latency.py [--rate 10] [--events 100] [--alternations 3]
+[--counts 10,250] [--url redis://127.0.0.1:6379/11] [--no-write]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from statistics import quantiles
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import anyio
+from _harness import command_line, load_average, machine, markdown_table, write_section
+from _workload import EVENT_TYPE, PAYLOAD, Target
+
+from bus import EventBus
+
+HEADING = "Latency of single events at low load (bench_latency.py)"
+
+
+async def one_run(target: Target, count: int, rate: float, events: int) -> list[float]:
+    """Latencies (s) of ``events`` events published at ``rate``/s to a consumer reading COUNT ``count``."""
+    channel = f"latency-{count}"
+    sent: dict[str, float] = {}
+    got: list[float] = []
+    done = anyio.Event()
+    consumer = EventBus(target.settings(batch_size=count))
+    producer = EventBus(target.settings())
+
+    async def handler(delivery: Any) -> None:
+        started = sent.get(delivery.event_id)
+        if started is not None:
+            got.append(time.perf_counter() - started)
+            if len(got) == events:
+                done.set()
+
+    consumer.subscribe(EVENT_TYPE, handler, channel=channel, subscriber_id="latency")
+    async with consumer, producer, anyio.create_task_group() as tg:
+        await tg.start(consumer.run)
+        for _ in range(events):
+            prepared = producer.prepare(EVENT_TYPE, PAYLOAD, channel=channel)
+            sent[prepared.event_id] = time.perf_counter()
+            await producer.write((prepared,))
+            await anyio.sleep(1 / rate)
+        with anyio.fail_after(30):
+            await done.wait()
+        consumer.stop()
+    return got
+
+
+def _ms(values: list[float]) -> tuple[str, str, str]:
+    q = quantiles(values, n=100)
+    return (f"{q[49] * 1000:.2f}", f"{q[89] * 1000:.2f}", f"{q[98] * 1000:.2f}")
+
+
+async def amain(args: argparse.Namespace) -> int:
+    counts = [int(c) for c in args.counts.split(",")]
+    load = load_average()
+    target = Target(url=args.url)
+    await target.check_free()
+    results: dict[int, list[float]] = {c: [] for c in counts}
+    try:
+        for i in range(args.alternations):
+            for count in counts:
+                print(f"round {i + 1}/{args.alternations}: COUNT {count}", file=sys.stderr)
+                results[count] += await one_run(target, count, args.rate, args.events)
+    finally:
+        await target.cleanup()
+    rows = [(f"COUNT {c}", str(len(v)), *_ms(v)) for c, v in results.items()]
+    table = markdown_table(["consumer read count", "events", "p50 ms", "p90 ms", "p99 ms"], rows)
+    print(table)
+    info = machine(["redis", "hiredis", "msgspec", "anyio"])
+    body = "\n".join(
+        [
+            f"Command: `{command_line()}`",
+            "",
+            "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + "; Redis on 127.0.0.1",
+            "",
+            f"Load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; at the end: "
+            + " ".join(f"{x:.2f}" for x in load_average()),
+            "",
+            f"{args.events} events at {args.rate:g}/s per run, {args.alternations} alternating runs per read count; "
+            "latency from just before the publish's write to the handler's call.",
+            "",
+            table,
+        ]
+    )
+    if not args.no_write:
+        write_section(HEADING, body)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rate", type=float, default=10.0, help="events per second (default 10)")
+    parser.add_argument("--events", type=int, default=100, help="events per run (default 100)")
+    parser.add_argument("--alternations", type=int, default=3, help="runs per read count, alternating")
+    parser.add_argument("--counts", default="10,250", help="read counts to compare (default 10,250)")
+    parser.add_argument("--url", default="redis://127.0.0.1:6379/11", help="Redis database of the run (own db)")
+    parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
+    return anyio.run(amain, parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
