@@ -78,6 +78,10 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: quarter of the throughput is lost at COUNT 10); many streams share the budget, so a
     #: backlog on all of them cannot land in one read (the converter reads every type's stream).
     read_budget: PosInt = 1000
+    #: Bytes one read should return at most: the read count starts at 10 and adapts, doubling
+    #: while replies stay small and shrinking to what this holds when entries are large (a
+    #: writer's multi-MB entries cannot make one read return a gigabyte).
+    read_bytes: PosInt = 4 * 1024 * 1024
     concurrency: PosInt = 16
     handler_timeout_s: PosFloat = 30.0
     handler_retries: NonNegInt = 2
@@ -115,6 +119,7 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_CONSUMER_NAME": "consumer_name",
         "BUS_READ_TIMEOUT_S": "read_timeout_s",
         "BUS_READ_BUDGET": "read_budget",
+        "BUS_READ_BYTES": "read_bytes",
         "BUS_CONCURRENCY": "concurrency",
         "BUS_HANDLER_TIMEOUT_S": "handler_timeout_s",
         "BUS_HANDLER_RETRIES": "handler_retries",
@@ -167,6 +172,11 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "REDIS_STREAM_BATCH_SIZE": (
             "consume",
             "XREADGROUP COUNT per stream (reference variable; the reference uses 10); unset: from BUS_READ_BUDGET",
+        ),
+        "BUS_READ_BYTES": (
+            "consume",
+            "bytes one read should return at most: the count starts at 10, doubles while replies stay small, "
+            "shrinks for large entries",
         ),
         "BUS_READ_BUDGET": (
             "consume",

@@ -54,7 +54,10 @@ class Reader:
         self.in_flight = in_flight
         self.retry = retry
         self.board = board
-        self._command = GroupReader(spec.group, spec.consumer, spec.streams, spec.count, spec.block_ms)
+        # The read count starts at the reference's 10 and adapts (see _adapt): up to spec.count
+        # while replies stay small, down when entries are large, so that one reply stays near
+        # spec.read_bytes whatever a writer put in the stream.
+        self._command = GroupReader(spec.group, spec.consumer, spec.streams, min(spec.count, 10), spec.block_ms)
         self._own: aioredis.Redis | None = None
         self._stream_of: dict[bytes | str, str] = {}
         for stream in spec.streams:
@@ -110,8 +113,12 @@ class Reader:
             reply = await self.retry("XREADGROUP", self.read_once)
             if reply:
                 batch: list[Entry] = []
+                size = 0
                 for key, entries in reply:
                     batch.extend(self.in_flight.admit(stream_of[key], entries))
+                    for entry in entries:
+                        size += sum(map(len, entry[1])) if entry[1] else 0
+                self._adapt(len(batch), size)
                 stats.read += len(batch)
                 self.board.notify()
                 await send_batch(batches, batch, self.in_flight)
@@ -120,6 +127,16 @@ class Reader:
                 # An empty BLOCK read that returned early (fakeredis ignores BLOCK when COUNT is
                 # given; a recreated group) must not become a busy loop: poll gently instead.
                 await anyio.sleep(min(0.01, early_s))
+
+    def _adapt(self, n: int, size: int) -> None:
+        """The next read's count: double while replies stay under half of ``read_bytes`` (up to
+        ``spec.count``), else as many average entries as ``read_bytes`` holds (at least 1)."""
+        budget = self.spec.read_bytes
+        count = self._command.count
+        wanted = count * 2 if size * 2 < budget else budget * n // max(size, 1)
+        wanted = max(1, min(wanted, self.spec.count))
+        if wanted != count:
+            self._command.set_count(wanted)
 
     async def drain_own_pending(self, batches: MemoryObjectSendStream[list[Entry]]) -> None:
         """Entries this consumer name read but never acked (a crash): first, before new ones."""

@@ -65,6 +65,9 @@ class StreamSubscription(msgspec.Struct, frozen=True, kw_only=True):
     #: XREADGROUP COUNT per stream; None: ``max(10, read_budget // len(streams))``.
     batch_size: PosInt | None = None
     read_budget: PosInt = 1000
+    #: Bytes one read should return at most: the count adapts to the entries' size (entries larger
+    #: than a whole budget are still read, one at a time).
+    read_bytes: PosInt = 4 * 1024 * 1024
     concurrency: PosInt = 16
     handler_retries: Annotated[int, Meta(ge=0)] = 2
     max_deliveries: PosInt = 10
@@ -113,6 +116,7 @@ class StreamSubscription(msgspec.Struct, frozen=True, kw_only=True):
             "consumer": settings.resolved_consumer_name,
             "batch_size": settings.batch_size,
             "read_budget": settings.read_budget,
+            "read_bytes": settings.read_bytes,
             "concurrency": settings.concurrency,
             "handler_retries": settings.handler_retries,
             "max_deliveries": settings.max_deliveries,

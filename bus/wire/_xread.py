@@ -57,15 +57,28 @@ def event_of(fields: Fields) -> tuple[bytes | None, bool]:
 
 
 class GroupReader:
-    """``XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS s... > ...``, packed once."""
+    """``XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS s... > ...``, packed once per count."""
 
-    __slots__ = ("command",)
+    __slots__ = ("_args", "_commands", "command", "count")
 
     def __init__(self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int) -> None:
-        ids = (">",) * len(streams)
-        self.command = pack(
-            "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", block_ms, "STREAMS", *streams, *ids
-        )
+        self._args = (group, consumer, block_ms, tuple(streams))
+        self._commands: dict[int, bytes] = {}
+        self.set_count(count)
+
+    def set_count(self, count: int) -> None:
+        """Read ``count`` entries per stream from now on (each count's command is packed once)."""
+        command = self._commands.get(count)
+        if command is None:
+            group, consumer, block_ms, streams = self._args
+            ids = (">",) * len(streams)
+            command = pack(
+                "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", block_ms, "STREAMS", *streams, *ids
+            )
+            if len(self._commands) < 64:
+                self._commands[count] = command
+        self.command = command
+        self.count = count
 
     @staticmethod
     async def connection(client: aioredis.Redis) -> Any:

@@ -283,3 +283,24 @@ def test_read_count_is_derived_from_the_budget(streams: int, batch_size: int | N
 
 async def _noop_entry(entry: object) -> None:
     return None
+
+
+def test_read_count_adapts_to_the_entries_size() -> None:
+    """The count starts at 10, doubles while replies stay under half of read_bytes (up to COUNT), and
+    shrinks to what read_bytes holds when entries are large (at least 1)."""
+    import fakeredis
+
+    from bus.consume._reading import Reader
+
+    spec = StreamSubscription.from_settings(BusSettings(), streams=("s",), entry_handler=_noop_entry)
+    reader = Reader(fakeredis.FakeAsyncRedis(), spec, None, None, None, None, connect_timeout_s=1.0)  # type: ignore[arg-type]
+    counts = [reader._command.count]
+    for _ in range(8):
+        reader._adapt(counts[-1], counts[-1] * 300)  # 300-byte entries
+        counts.append(reader._command.count)
+    assert counts == [10, 20, 40, 80, 160, 320, 640, 1000, 1000]
+    reader._adapt(1000, 1000 * 2_000_000)  # a reply of 2 MB entries
+    assert reader._command.count == 2  # 4 MiB holds two of them
+    reader._adapt(2, 2 * 50_000_000)  # entries larger than the whole budget: one at a time
+    assert reader._command.count == 1
+    assert b"COUNT\r\n$1\r\n1\r\n" in reader._command.command
