@@ -201,7 +201,8 @@ def test_close_is_idempotent_and_frees_the_port(fault_redis: FaultRedis) -> None
 
 def test_events_show_who_closed_a_connection(proxy: FaultProxy) -> None:
     """events(): accept, reset and refuse are logged, and a client giving up during a blackhole
-    shows as client_closed (how fault tests see that a client noticed)."""
+    shows as client_closed (how fault tests see that a client noticed), after its 0.3 s timeout
+    (the upper bound is generous for a loaded machine)."""
     t0 = time.monotonic()
     with _client(proxy, timeout_s=0.3) as c:
         c.ping()
@@ -211,8 +212,8 @@ def test_events_show_who_closed_a_connection(proxy: FaultProxy) -> None:
         started = time.monotonic()
         with pytest.raises(redis.TimeoutError):
             c.ping()
-        noticed = proxy.wait_event("client_closed", started, timeout_s=2)
-        assert 0.25 <= noticed.at - started < 1.0
+        noticed = proxy.wait_event("client_closed", started, timeout_s=10)
+        assert 0.25 <= noticed.at - started < 3.0
         proxy.heal()
     proxy.refuse()
     with _client(proxy) as fresh, pytest.raises(redis.ConnectionError):
