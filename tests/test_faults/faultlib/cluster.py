@@ -87,7 +87,7 @@ class Subscribers:
         *,
         env: Mapping[str, str] | None = None,
         cli: bool = False,
-        timeout_s: float = 20,
+        timeout_s: float = 60,
     ) -> Child:
         """Spawn a subscriber named ``consumer`` on ``url``; returns once it consumes.
 
@@ -114,13 +114,13 @@ class Subscribers:
             if code is not None and code > 0:
                 raise RuntimeError(f"subscriber {child.name} crashed with exit status {code}\n{child.tail(60)}")
 
-    def restart(self, child: Child, consumer: str, timeout_s: float = 20) -> Child:
+    def restart(self, child: Child, consumer: str, timeout_s: float = 60) -> Child:
         """SIGKILL (if running) and start again under the same consumer name; waits until ready."""
         child.restart()
         self.wait_ready(child, consumer, timeout_s)
         return child
 
-    def wait_ready(self, child: Child, consumer: str, timeout_s: float = 20) -> None:
+    def wait_ready(self, child: Child, consumer: str, timeout_s: float = 60) -> None:
         """Block until ``child`` marked itself ready; fail fast (with its log) if it exits."""
         deadline = time.monotonic() + timeout_s
         pid = child.pid
