@@ -150,7 +150,7 @@ class RedisProcess:
             *self.extra,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # a wait on the server answering: generous for a loaded machine
         while time.monotonic() < deadline:
             try:
                 r = redis.Redis(port=self.port, socket_timeout=0.5)

@@ -1,8 +1,14 @@
-"""Import direction: schemas <- bus <- publishers <- subscribers."""
+"""Import direction: schemas <- bus <- publishers <- subscribers.
+
+A quick static check here; the full contracts are import-linter's (pyproject, run by .ci/run).
+"""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -43,3 +49,18 @@ def test_checker_sees_a_wrong_way_import(tmp_path: Path) -> None:
     bad = tmp_path / "m.py"
     bad.write_text("from publishers import x\nimport subscribers.email\n")
     assert _imports(bad) == {"publishers", "subscribers"}
+
+
+def test_layers_contract_matches_this_check() -> None:
+    """Pyproject's import-linter layers contract lists the packages in this check's order."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c for c in config["contracts"] if c["id"] == "layers")["layers"]
+    below = {layer: set(layers[i + 1 :]) for i, layer in enumerate(layers)}
+    assert below == ALLOWED
+
+
+def test_import_contracts_are_kept() -> None:
+    """``lint-imports`` keeps every contract in pyproject."""
+    script = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run([script, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

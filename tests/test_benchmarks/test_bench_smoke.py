@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -15,6 +17,7 @@ from bus.cli import build_parser
 from bus.cli._bench import run_all_script
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+_LOCK = "psa-event-bus:bench-smoke:lock"
 
 
 def _load_run_all() -> ModuleType:
@@ -27,18 +30,27 @@ def _load_run_all() -> ModuleType:
     return module
 
 
-def _free_db() -> str:
-    """A Redis database (12-15) without a workflow stream, so the run trims nobody's entries."""
+@pytest.fixture
+def free_db() -> Iterator[str]:
+    """A Redis database (12-15) without a workflow stream, so the run trims nobody's entries; a lock
+    key holds it for the test, so that a test run beside this one on the same Redis takes another."""
+    token = uuid.uuid4().hex.encode()
     for db in range(12, 16):
         client = redis.Redis(host="127.0.0.1", port=6379, db=db)
         try:
-            free = not client.exists("workflow:events:global")
+            if not client.set(_LOCK, token, nx=True, ex=600):
+                continue
+            try:
+                if not client.exists("workflow:events:global"):
+                    yield f"redis://127.0.0.1:6379/{db}"
+                    return
+            finally:
+                if client.get(_LOCK) == token:
+                    client.delete(_LOCK)
         except redis.ConnectionError as exc:  # pragma: no cover - CI starts Redis
             pytest.fail(f"the smoke test needs Redis on 127.0.0.1:6379: {exc}")
         finally:
             client.close()
-        if free:
-            return f"redis://127.0.0.1:6379/{db}"
     pytest.skip("no free Redis database among 12-15")
 
 
@@ -50,7 +62,7 @@ def test_bus_bench_is_registered() -> None:
 
 
 @pytest.mark.integration
-def test_run_all_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_all_prints_the_table(capsys: pytest.CaptureFixture[str], free_db: str) -> None:
     """run_all with minimal sizes and one round prints every row and the target ratios."""
     run_all = _load_run_all()
     code = run_all.main(
@@ -66,7 +78,7 @@ def test_run_all_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
             "--consume-events",
             "200",
             "--url",
-            _free_db(),
+            free_db,
         ]
     )
     out = capsys.readouterr().out

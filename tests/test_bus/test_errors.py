@@ -90,7 +90,11 @@ def test_redis_errors_raises_the_typed_error_from_the_original() -> None:
 
 
 async def _refused_publish(client: aioredis.Redis, test_prefix: str, kind: type[BackendRefusedError]) -> float:
-    """Publish once, alone and batched; both must raise ``kind``; returns the slowest call's duration."""
+    """Publish once, alone and batched; both must raise ``kind``; returns the slowest call's duration.
+
+    Callers bound it at 5 s (a refusal is raised at once, not retried until a timeout): milliseconds
+    normally, so the bound is already generous for a loaded machine.
+    """
     slowest = 0.0
     async with open_bus(client, test_prefix) as bus:
         for call in (

@@ -309,9 +309,12 @@ async def test_a_lost_group_is_reported_once_per_stream(
                 await real_client.delete(*streams)  # the state a restart without persistence leaves
                 with anyio.fail_after(10):
                     await until(lambda: one.stats.lost_groups + two.stats.lost_groups >= 2)
-                    await anyio.sleep(0.3)  # a second report would show by now
-                    await xadd_reference(real_client, "TICKET_CREATED", ticket_created_payload(), keys=one.keys)
-                    await until(lambda: one.stats.handled + two.stats.handled >= 1)
+                    # Until each has handled an entry of the recreated group: any NOGROUP of theirs is behind them.
+                    published = 0
+                    while not (one.stats.handled and two.stats.handled):
+                        await xadd_reference(real_client, "TICKET_CREATED", ticket_created_payload(), keys=one.keys)
+                        published += 1
+                        await until(lambda n=published: one.stats.handled + two.stats.handled >= n)
                 tg.cancel_scope.cancel()
     assert one.stats.lost_groups + two.stats.lost_groups == 2
     lost = [r.getMessage() for r in caplog.records if "was lost" in r.getMessage()]

@@ -155,14 +155,17 @@ def test_factory_gets_the_environment_with_flags(capsys: pytest.CaptureFixture[s
 
 
 def test_unreachable_redis_exits_3_fast(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """Nothing listening on the port: exit 3 within a couple of seconds, no retry loop, no traceback."""
+    """Nothing listening on the port: exit 3 at once, no retry loop, no traceback.
+
+    The time bound is the behaviour (a retry loop never ends); it is generous for a loaded machine.
+    """
     url = f"redis://127.0.0.1:{free_port()}/0"
     started = time.monotonic()
     code, _, err = run_main(
         capsys, "run", "all", "--directory", str(DIRECTORY_FILE), "--outbox", str(tmp_path), "--redis-url", url
     )
     assert code == 3
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 20
     assert "cannot reach Redis" in err
     assert "Traceback" not in err
 
@@ -300,7 +303,7 @@ class Daemon:
         for line in self.proc.stderr:
             self.lines.append(line)
 
-    def wait_for(self, text: str, timeout: float = 20.0) -> dict[str, Any]:
+    def wait_for(self, text: str, timeout: float = 60.0) -> dict[str, Any]:
         """The first JSON log line containing ``text`` (waits for it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -338,8 +341,12 @@ def daemon_env(test_prefix: str, **extra: str) -> dict[str, str]:
 async def test_bus_run_all_processes_events_and_stops_cleanly_on_sigterm(
     real_client: aioredis.Redis, test_prefix: str, tmp_path: Path, daemons: list[Daemon]
 ) -> None:
-    """``bus run all`` (a subprocess) handles events published here; on SIGTERM it exits 0 within the grace."""
-    grace = 5.0
+    """``bus run all`` (a subprocess) handles events published here; on SIGTERM it exits 0 within the grace.
+
+    Exit 0 says the drain ended within the grace by the daemon's own clock; the grace is generous so
+    that a loaded machine does not turn a clean stop into exit 4.
+    """
+    grace = 30.0
     group = f"{test_prefix}workflow"
     outbox = tmp_path / "outbox"
     tenant = str(uuid.uuid4())
@@ -356,16 +363,21 @@ async def test_bus_run_all_processes_events_and_stops_cleanly_on_sigterm(
             created = await publish_workflow_event(producer, "TICKET_CREATED", {"ticketId": TICKET}, ctx)
             await publish_workflow_event(producer, "TICKET_ASSIGNED", {"ticketId": TICKET, "newAssigneeId": ALICE}, ctx)
             store = NotificationStore(producer.client, SubscriberKeys(test_prefix))
-            with anyio.fail_after(20):
-                while True:
-                    if len(list(outbox.glob("*.eml"))) >= 3 and await store.unread_count(tenant, ALICE) >= 2:
+            sent_stream = Keys(test_prefix).stream("global", "OUTBOUND_EMAIL_SENT")
+            with anyio.fail_after(60):
+                while True:  # OUTBOUND_EMAIL_SENT is published after the .eml file is written
+                    if (
+                        len(list(outbox.glob("*.eml"))) >= 3
+                        and await store.unread_count(tenant, ALICE) >= 2
+                        and await real_client.xlen(sent_stream) >= 3
+                    ):
                         break
                     await anyio.sleep(0.05)
             fired = await anyio.to_thread.run_sync(
                 daemon.wait_for, f"workflow trigger: TICKET_CREATED {created.event_id}"
             )
             assert fired["tenant"] == tenant and fired["correlation_key"] == TICKET
-            sent = await real_client.xlen(Keys(test_prefix).stream("global", "OUTBOUND_EMAIL_SENT"))
+            sent = await real_client.xlen(sent_stream)
             assert sent == 3  # contact + assignee for the new ticket, the assignee for the assignment
 
         started = time.monotonic()
@@ -385,8 +397,11 @@ async def test_bus_run_all_processes_events_and_stops_cleanly_on_sigterm(
 
 @pytest.mark.integration
 def test_second_signal_exits_at_once_with_4(apps: str, test_prefix: str, tmp_path: Path, daemons: list[Daemon]) -> None:
-    """A service still draining after SIGTERM: a second SIGTERM exits at once with 4."""
-    env = daemon_env(test_prefix, PYTHONPATH=str(tmp_path), BUS_SHUTDOWN_GRACE_S="30")
+    """A service still draining after SIGTERM: a second SIGTERM exits at once with 4.
+
+    The time bound is the behaviour ("at once", not after the 60 s grace); it is generous for a loaded machine.
+    """
+    env = daemon_env(test_prefix, PYTHONPATH=str(tmp_path), BUS_SHUTDOWN_GRACE_S="60")
     daemon = Daemon([f"{apps}:hanging"], env)
     daemons.append(daemon)
     daemon.wait_for("running 1 service(s)")
@@ -394,8 +409,8 @@ def test_second_signal_exits_at_once_with_4(apps: str, test_prefix: str, tmp_pat
     daemon.wait_for("SIGTERM received")
     started = time.monotonic()
     daemon.proc.send_signal(signal.SIGTERM)
-    assert daemon.proc.wait(10) == 4
-    assert time.monotonic() - started < 5
+    assert daemon.proc.wait(30) == 4
+    assert time.monotonic() - started < 20
     assert any("second SIGTERM" in line for line in daemon.lines)
 
 

@@ -252,6 +252,10 @@ async def test_hostile_entries_are_dead_lettered_and_consumer_memory_stays_bound
     # and RSS climbs once to a high-water mark of the transient copies (measured: +10 to +27 MB over
     # a cold start, then flat, with 2 MB entries) which says nothing about growth per message.
     env = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+    # The freeze that builds each backlog can outlast the fast read timeout on a loaded machine: the
+    # read in flight must then be answered after SIGCONT, not reset (its entries would be delivered
+    # twice) nor claimed back as idle.
+    env |= {"BUS_READ_TIMEOUT_S": "120", "REDIS_STREAM_CLAIM_TIMEOUT": "120000"}
     child = start_load_subscriber(procs, "sub-hostile", server.url, status, env)
 
     def inject(count: int) -> dict[str, Hostile]:

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.fault
 
 #: Events of the big run: the spec's number, which fits: measured on this 2-core machine 14-26 s
 #: with the machine to itself, 41-48 s while other test suites ran beside it (publisher, consumer
-#: and Redis share the 2 cores). The run is time-boxed at 57 s so the test stays under 60 s.
+#: and Redis share the 2 cores), and over 57 s beside a second full CI run. The run's deadline
+#: only catches a stall, so it leaves room for a loaded machine.
 MILLION = 1_000_000
 #: The cap of the big run. ``MAXLEN ~`` trims whole radix-tree nodes only, so a stream may hold up
 #: to one node (``stream-node-max-entries`` = 100 entries, fewer when ``stream-node-max-bytes``
@@ -91,7 +92,7 @@ async def test_million_events_stream_stays_capped_and_memory_flat(
         async with fast_bus(server.url, max_len=CAP) as bus:
             items = [(EVENT_TYPE, ticket_created())] * PUBLISH_BATCH  # ids differ: one per event
             client = bus.client
-            with anyio.fail_after(57):
+            with anyio.fail_after(240):
                 for published in range(PUBLISH_BATCH, MILLION + 1, PUBLISH_BATCH):
                     await bus.publish_many(items, channel=CHANNEL)
                     while True:  # a consumer keeping up: at most half a cap outstanding
@@ -104,10 +105,10 @@ async def test_million_events_stream_stays_capped_and_memory_flat(
                         waits += 1
                         await anyio.sleep(0.005)
                     if published in (100_000, MILLION):
-                        wait_status(status, _done(published), 20, child=child, what=f"{published} handled")
+                        wait_status(status, _done(published), 60, child=child, what=f"{published} handled")
                         checkpoints[published] = _memory(r, child.pid)
         elapsed = time.monotonic() - started
-        final = wait_status(status, lambda s: s["stats"].get("acked") == MILLION, 10, child=child)
+        final = wait_status(status, lambda s: s["stats"].get("acked") == MILLION, 60, child=child)
         at_100k, at_1m = checkpoints[100_000], checkpoints[MILLION]
         cards = int(r.scard(MARKERS))
     longest = max(samples)

@@ -50,12 +50,16 @@ def test_pass_forwards_both_ways(proxy: FaultProxy, client: redis.Redis, fault_r
 
 
 def test_delay_adds_latency_in_each_direction_and_keeps_order(proxy: FaultProxy, client: redis.Redis) -> None:
-    """delay(ms, jitter): a round trip takes about 2 x ms; with jitter, replies still come in order."""
+    """delay(ms, jitter): a round trip takes about 2 x ms; with jitter, replies still come in order.
+
+    The round-trip times are the behaviour; the upper bounds are generous for a loaded machine (the
+    last one only has to tell no delay from 2 x 300 ms).
+    """
     client.ping()
-    proxy.delay(100)
+    proxy.delay(300)
     started = time.monotonic()
     client.ping()
-    assert 0.19 <= time.monotonic() - started < 0.6
+    assert 0.59 <= time.monotonic() - started < 3.0
     proxy.delay(20, jitter_ms=20)
     pipe = client.pipeline(transaction=False)
     for i in range(50):
@@ -64,24 +68,30 @@ def test_delay_adds_latency_in_each_direction_and_keeps_order(proxy: FaultProxy,
     proxy.pass_through()
     started = time.monotonic()
     client.ping()
-    assert time.monotonic() - started < 0.15
+    assert time.monotonic() - started < 0.5
 
 
-def test_reset_aborts_every_open_connection(proxy: FaultProxy, client: redis.Redis) -> None:
-    """reset: open connections get an RST (an in-flight command fails at once); new ones work."""
+def test_reset_aborts_every_open_connection(proxy: FaultProxy, client: redis.Redis, fault_redis: FaultRedis) -> None:
+    """reset: open connections get an RST (an in-flight command fails at once); new ones work.
+
+    "At once" is measured against BLPOP's own 30 s timeout, with a bound generous for a loaded machine.
+    """
     sock = _raw(proxy)
     sock.sendall(b"PING\r\n")
     assert sock.recv(64) == b"+PONG\r\n"
     client.ping()
-    with ThreadPoolExecutor(1) as pool:
-        blocked = pool.submit(client.blpop, ["nothing"], 5)  # in flight while the reset hits
+    with ThreadPoolExecutor(1) as pool, fault_redis.client() as direct:
+        blocked = pool.submit(client.blpop, ["nothing"], 30)  # in flight while the reset hits
         proxy.wait_active(2)
-        time.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while not any(c["cmd"] == "blpop" for c in direct.client_list()):  # the BLPOP reached the server
+            assert time.monotonic() < deadline, "BLPOP never reached the server"
+            time.sleep(0.01)
         started = time.monotonic()
         assert proxy.reset() == 2
         with pytest.raises(redis.ConnectionError):
-            blocked.result(timeout=5)
-        assert time.monotonic() - started < 1
+            blocked.result(timeout=30)
+        assert time.monotonic() - started < 10
     with pytest.raises(ConnectionResetError):
         sock.recv(64)
     sock.close()
@@ -191,7 +201,8 @@ def test_close_is_idempotent_and_frees_the_port(fault_redis: FaultRedis) -> None
 
 def test_events_show_who_closed_a_connection(proxy: FaultProxy) -> None:
     """events(): accept, reset and refuse are logged, and a client giving up during a blackhole
-    shows as client_closed (how fault tests see that a client noticed)."""
+    shows as client_closed (how fault tests see that a client noticed), after its 0.3 s timeout
+    (the upper bound is generous for a loaded machine)."""
     t0 = time.monotonic()
     with _client(proxy, timeout_s=0.3) as c:
         c.ping()
@@ -201,8 +212,8 @@ def test_events_show_who_closed_a_connection(proxy: FaultProxy) -> None:
         started = time.monotonic()
         with pytest.raises(redis.TimeoutError):
             c.ping()
-        noticed = proxy.wait_event("client_closed", started, timeout_s=2)
-        assert 0.25 <= noticed.at - started < 1.0
+        noticed = proxy.wait_event("client_closed", started, timeout_s=10)
+        assert 0.25 <= noticed.at - started < 3.0
         proxy.heal()
     proxy.refuse()
     with _client(proxy) as fresh, pytest.raises(redis.ConnectionError):

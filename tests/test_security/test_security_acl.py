@@ -156,19 +156,22 @@ async def test_tenant_a_is_denied_tenant_b_keys_and_admin_commands(acl_redis: Ac
 
 @pytest.mark.fault
 async def test_subscriber_misconfigured_onto_tenant_b_stream_exits_with_permission_denied(acl_redis: AclServer) -> None:
-    """A subscriber on tenant B's prefix exits with PermissionDeniedError after 1 refused command."""
+    """A subscriber on tenant B's prefix exits with PermissionDeniedError after 1 refused command.
+
+    Exiting at once (no retry loop) is the behaviour; the time bound is generous for a loaded machine.
+    """
     pw_a = secrets.token_urlsafe(16)
     await _create(acl_redis, tenant_acl("A"), pw_a)
     async with EventBus(_tenant_settings(acl_redis, "A", pw_a, prefix_of="B")) as bus:
         bus.subscribe("TICKET_CREATED", Recorder())
         await acl_redis.run("ACL", "LOG", "RESET")
         started = time.monotonic()
-        with anyio.fail_after(10), pytest.raises(PermissionDeniedError) as info:
+        with anyio.fail_after(30), pytest.raises(PermissionDeniedError) as info:
             await bus.run()
         elapsed = time.monotonic() - started
     assert "alga-psa:tenant:B:event-stream:global:TICKET_CREATED" in str(info.value)
     assert "XGROUP CREATE" in str(info.value) and "no permissions" in str(info.value)
-    assert elapsed < 2.0
+    assert elapsed < 10.0
     assert bus.stats.reconnects == 0
     log = await acl_redis.acl_log("tenant-A")
     assert [(e["reason"], int(e["count"])) for e in log] == [("key", 1)]

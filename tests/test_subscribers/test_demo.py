@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -52,11 +54,15 @@ def check_report(report: dict[str, Any], out_dir: Path) -> None:
 
 
 def test_demo_runs_on_embedded_fakeredis(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """Without Redis the demo publishes, processes everything, writes .eml files and exits 0 in seconds."""
+    """Without Redis the demo publishes, processes everything, writes .eml files and exits 0 in seconds.
+
+    The time bound is the behaviour (a demo that finishes, well inside its 30 s deadline); it is
+    generous for a loaded machine.
+    """
     started = time.monotonic()
     code, out, err = run(capsys, "--fake", "--out", str(tmp_path), "--json")
     assert code == 0, err
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 25
     report = json.loads(out)
     assert report["backend"].startswith("an embedded fakeredis server")
     check_report(report, tmp_path)
@@ -114,11 +120,14 @@ def test_demo_failed_step_exits_1_naming_it(
 
 
 def test_demo_unreachable_redis_exits_3(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """A Redis URL nobody answers: exit 3 quickly, naming the step and the fix."""
+    """A Redis URL nobody answers: exit 3 quickly, naming the step and the fix.
+
+    The time bound is the behaviour (no retry loop); it is generous for a loaded machine.
+    """
     started = time.monotonic()
     code, _, err = run(capsys, "--redis-url", f"redis://127.0.0.1:{free_port()}/0", "--out", str(tmp_path))
     assert code == 3
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 20
     assert "step 'connect' failed" in err and "REDIS_URL" in err
 
 
@@ -129,10 +138,24 @@ def test_demo_bad_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.integration
 async def test_demo_on_real_redis_cleans_up(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, real_client: aioredis.Redis, test_prefix: str
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    real_client: aioredis.Redis,
+    test_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With a Redis URL the demo runs there under its prefix, then leaves no keys, groups or workflow entries."""
     import anyio
+
+    # The demo's groups on the shared workflow stream are named after its run id (its first uuid4):
+    # record it, so that another run's demo going on meanwhile on the same Redis is not counted.
+    made: list[uuid.UUID] = []
+
+    def uuid4() -> uuid.UUID:
+        made.append(uuid.uuid4())
+        return made[-1]
+
+    monkeypatch.setattr(demo_main, "uuid", SimpleNamespace(uuid4=uuid4))
 
     def go() -> tuple[int, str, str]:
         return run(capsys, "--redis-url", REAL_REDIS_URL, "--prefix", test_prefix, "--out", str(tmp_path), "--json")
@@ -146,6 +169,7 @@ async def test_demo_on_real_redis_cleans_up(
     assert [k async for k in real_client.scan_iter(match=f"{test_prefix}*")] == []
     assert await real_client.exists(f"processed_events:{report['tenant']}") == 0  # the reference's: never written
     groups: Any = await real_client.xinfo_groups(WORKFLOW_STREAM)
-    assert not [g for g in groups if g["name"].decode().startswith("demo-")]
+    run_id = made[0].hex[:8]
+    assert not [g for g in groups if g["name"].decode().endswith(f"-{run_id}")]
     rows: Any = await real_client.xrange(WORKFLOW_STREAM)
     assert not [r for r in rows if r[1].get(b"tenant") == report["tenant"].encode()]

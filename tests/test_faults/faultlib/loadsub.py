@@ -93,7 +93,7 @@ def wait_status(
 
 
 def start_load_subscriber(
-    procs: Procs, name: str, url: str, status_path: Path, env: Mapping[str, str] | None = None, timeout_s: float = 20
+    procs: Procs, name: str, url: str, status_path: Path, env: Mapping[str, str] | None = None, timeout_s: float = 60
 ) -> Child:
     """Spawn ``python -m faultlib.loadsub`` as consumer ``name`` on ``url`` with :data:`FAST_ENV`
     (``env`` wins); returns once it consumes."""
