@@ -32,7 +32,10 @@ def _browser() -> Any:
     from selenium.webdriver.chrome.service import Service
 
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.fail("the browser test needs Debian's chromium and chromium-driver (.ci/run installs them)")
+        message = "the browser test needs Debian's chromium and chromium-driver (apt-get; .ci/run installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # in CI it must run
+        pytest.skip(message)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
