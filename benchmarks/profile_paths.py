@@ -45,7 +45,7 @@ HEADING = "Profile (where the time goes)"
 LAYERS: tuple[tuple[str, str], ...] = (
     ("schemas/", "validation and envelopes (schemas/, msgspec)"),
     ("bus/_codec.py", "bus._codec (envelope, RESP packing)"),
-    ("bus/_publish.py", "bus._publish (prepare, write, outcomes)"),
+    ("bus/publish/", "bus.publish (prepare, write, outcomes)"),
     ("bus/_batch.py", "bus._batch (auto-batching)"),
     ("bus/wire/_hiredis.py", "bus.wire (reply reading)"),
     ("bus/_bus.py", "bus._bus (EventBus API)"),
@@ -78,9 +78,9 @@ PUBLISH_STAGES: tuple[Stage, ...] = (
     ("envelope, workflow entry, RESP packing", _in("bus/_codec.py") + _in("bus/wire/_resp.py", "header", "bulk")),
     (
         "Publisher.prepare itself (checks, copies, PreparedEvent)",
-        _in("bus/_publish.py", "prepare", "_channels", "<listcomp>", "__init__", "stream") + _in("bus/_bus.py"),
+        _in("bus/publish/_prepare.py", "prepare", "_channels", "<listcomp>", "__init__", "stream") + _in("bus/_bus.py"),
     ),
-    ("write: round trip and results (Publisher._exchange, ...)", _in("bus/_publish.py") + _in("bus/wire/")),
+    ("write: round trip and results (Publisher._exchange, ...)", _in("bus/publish/_writer.py") + _in("bus/wire/")),
     ("auto-batching (bus._batch)", _in("bus/_batch.py")),
     ("redis-py (connection, reply parsing)", _in("redis/")),
     ("asyncio/anyio: tasks, futures, events, transports", _in("asyncio/") + _in("anyio/")),

@@ -47,7 +47,6 @@ from ._keys import (
     Keys,
 )
 from ._options import PublishOptions, WorkflowHooks
-from ._publish import PartialWriteError, PreparedEvent, Publisher, PublishResult
 from ._redact import (
     SECRET,
     install_log_redaction,
@@ -62,6 +61,7 @@ from ._runner import Runner, Service, run_services
 from ._settings import BusSettings, default_consumer_name
 from ._tenant import check_tenant_id, tenant_prefix
 from .consume import Consumer, ConsumerStats, DeadLetter, Delivery, Handler, Subscription
+from .publish import PartialWriteError, PreparedEvent, Publisher, PublishResult
 
 __all__ = [
     "CHANNEL_EMAIL",

@@ -31,7 +31,7 @@ import anyio
 import anyio.lowlevel
 
 from ._errors import BusError, PublishOutcomeUnknownError
-from ._publish import Outcome, PreparedEvent, PublishResult, results_or_raise
+from .publish import Outcome, PreparedEvent, PublishResult, results_or_raise
 
 __all__ = ["AutoBatcher"]
 

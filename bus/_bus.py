@@ -1,6 +1,6 @@
 """``EventBus``: the async context manager that owns the Redis client, publishing and consuming.
 
-Publishing lives in ``_publish.py`` (Publisher), consuming in ``consume/`` (Consumer); this
+Publishing lives in ``publish/`` (Publisher: Preparer + Writer), consuming in ``consume/`` (Consumer); this
 class owns the lifecycle and hands both the same settings, keys and client.
 """
 
@@ -32,13 +32,13 @@ from ._errors import (
 from ._inspect import BusStatus, discover_streams, inspect_streams
 from ._keys import CHANNEL_GLOBAL, Keys
 from ._options import PublishOptions, WorkflowHooks
-from ._publish import PreparedEvent, Publisher, PublishResult
 from ._redact import register_secret
 from ._redis import create_client, redis_errors, rotate_credentials
 from ._settings import BusSettings
 from .consume import Consumer, ConsumerStats, DeadLetter, Handler, StreamSubscription, Subscription
 from .consume._deadletter import read_dead_letters
 from .consume._delivery import make_subscription
+from .publish import PreparedEvent, Publisher, PublishResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from schemas import Payload
 
-    from .observability import BusMetrics
+    from .observability._metrics import BusMetrics
 
 __all__ = ["STREAM_CHUNK", "EventBus"]
 
@@ -222,7 +222,7 @@ class EventBus:
         if self._owns_client:
             await self._client.aclose()
 
-    # -- publishing (bus/_publish.py, bus/_batch.py) ------------------------------------
+    # -- publishing (bus/publish/, bus/_batch.py) ------------------------------------
 
     def prepare(
         self,

@@ -1,6 +1,6 @@
 """Idempotent publish: at most one write per ``(tenant, idempotency key)`` within a window.
 
-How it works (``bus._publish.IDEMPOTENT_PUBLISH_SCRIPT``): one Lua script per event, in the same
+How it works (``bus.publish.IDEMPOTENT_PUBLISH_SCRIPT``): one Lua script per event, in the same
 MULTI/EXEC as any other events of the round trip, atomically
 
 1. reads the marker ``{prefix}idempotency:{tenant}:{key}``; if present, writes nothing and

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from .._keys import Keys
     from .._settings import BusSettings
-    from ..observability import BusMetrics
+    from ..observability._metrics import BusMetrics
     from ._subscription import StreamSubscription
 
 __all__ = ["FINAL_FLUSH_TIMEOUT_S", "Consumer"]

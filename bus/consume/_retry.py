@@ -13,7 +13,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from .._errors import AuthenticationError, BackendError
 
 if TYPE_CHECKING:
-    from ..observability import BusMetrics
+    from ..observability._metrics import BusMetrics
     from ._stats import ConsumerStats
 
 __all__ = ["RECONNECT_INITIAL_S", "RECONNECT_MAX_S", "TransportRetry", "single_error"]

@@ -9,7 +9,7 @@ import anyio
 import msgspec
 
 if TYPE_CHECKING:
-    from ..observability import BusMetrics
+    from ..observability._metrics import BusMetrics
     from ._entry import Entry
 
 __all__ = ["ConsumerStats", "StatsBoard"]

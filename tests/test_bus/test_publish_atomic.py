@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as rex
 
-import bus._publish as publish_module
+import bus.publish._writer as publish_module
 from bus import (
     WORKFLOW_STREAM,
     BackendError,

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as rex
 
-import bus._publish as publish_module
+import bus.publish._writer as publish_module
 import bus.wire._roundtrip as roundtrip_module
 from bus import BackendUnavailableError, BusSettings, PublishOutcomeUnknownError, create_client
 
@@ -215,7 +215,7 @@ async def test_noscript_falls_back_to_eval_without_rewriting_others(
 
 
 def test_module_reads_replies_through_a_patchable_name() -> None:
-    """The publisher reads replies through ``bus._publish.read_replies`` (the seam the fault tests patch)."""
+    """The publisher reads replies through ``bus.publish._writer.read_replies`` (the seam the fault tests patch)."""
     assert callable(publish_module.read_replies)  # type: ignore[attr-defined]
 
 

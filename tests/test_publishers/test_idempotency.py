@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from test_bus._support import USER, entries, open_bus, parse_commands, ticket_created, workflow_entries
 
 from bus import WORKFLOW_STREAM, PublishResult
-from bus._publish import IDMP_PRODUCER
+from bus.publish import IDMP_PRODUCER
 from publishers import (
     Actor,
     PublishContext,
