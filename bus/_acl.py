@@ -82,6 +82,7 @@ ACL_COMMANDS: Final[dict[AclRole, tuple[str, ...]]] = {
         "xadd",
         "xinfo|stream",
         "xinfo|groups",
+        "xinfo|consumers",  # the shared-group check at start (bus.group_peers)
         "sadd",
         "smismember",
         "expire",

@@ -44,8 +44,8 @@ def test_service_acl_matches_the_documented_email_service_line() -> None:
         "ACL SETUSER svc-email reset on >*** resetkeys ~alga-psa:event-stream:emailservice::v7:* "
         "~alga-psa:processed:* ~alga-psa:processed-handlers:* ~alga-psa:effect:* resetchannels "
         "&alga-psa:internal-notifications:* -@all +ping +multi +exec +discard +xgroup|create +xreadgroup +xack "
-        "+xclaim +xautoclaim +xpending +xrange +xadd +xinfo|stream +xinfo|groups +sadd +smismember +expire "
-        "+eval +rename +watch +unwatch +exists +set +publish"
+        "+xclaim +xautoclaim +xpending +xrange +xadd +xinfo|stream +xinfo|groups +xinfo|consumers +sadd +smismember "
+        "+expire +eval +rename +watch +unwatch +exists +set +publish"
     )
 
 
