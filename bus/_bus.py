@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 import anyio
@@ -21,29 +21,24 @@ from schemas import REGISTRY, Registry
 
 from ._batch import AutoBatcher
 from ._codec import new_event_id, now_iso
+from ._consuming import EventConsuming
 from ._errors import (
     BackendRefusedError,
     BusClosedError,
     BusError,
-    ConfigurationError,
     PayloadTooLargeError,
     PayloadValidationError,
 )
-from ._inspect import BusStatus, discover_streams, inspect_streams
 from ._keys import CHANNEL_GLOBAL, Keys
 from ._options import PublishOptions, WorkflowHooks
 from ._redact import register_secret
 from ._redis import create_client, redis_errors, rotate_credentials
 from ._settings import BusSettings
-from .consume import Consumer, ConsumerStats, DeadLetter, Handler, StreamSubscription, Subscription
-from .consume._deadletter import read_dead_letters
-from .consume._delivery import make_subscription
+from .consume import Consumer, ConsumerStats, Subscription
 from .publish import PreparedEvent, Publisher, PublishResult
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-
-    from anyio.abc import TaskStatus
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
     from schemas import Payload
 
@@ -54,7 +49,6 @@ __all__ = ["STREAM_CHUNK", "EventBus"]
 #: Events per chunk when ``publish_many`` streams its transaction (sends while it prepares).
 STREAM_CHUNK = 100
 
-H = TypeVar("H", bound=Handler)
 
 #: The option keywords of :meth:`EventBus.prepare` at their defaults (``options=`` excludes them).
 _KEYWORD_DEFAULTS = (CHANNEL_GLOBAL, None, None, False, None, None, None, None)
@@ -116,7 +110,7 @@ class EventBus:
         registry: Registry = REGISTRY,
         metrics: BusMetrics | None = None,
     ) -> None:
-        self.settings = settings or BusSettings()
+        self._settings = settings or BusSettings()
         register_secret(self.settings.password)  # masked in every log line, error and dead letter
         self.keys = Keys(self.settings.prefix, self.settings.stream_prefix)
         self.registry = registry
@@ -132,9 +126,28 @@ class EventBus:
         self.metrics = metrics
         self._publisher.metrics = metrics
         self._batcher = AutoBatcher(self._publisher.write_outcomes)
-        self._subscriptions: list[Subscription] = []
-        self._consumer: Consumer | None = None
-        self._consume_stats = ConsumerStats()
+        #: The consuming half (subscriptions, the consume loop, status): see :class:`EventConsuming`.
+        self.consuming = EventConsuming(
+            self._client, self.settings, self.keys, self.registry, self.consumer_name, self._check_open, metrics
+        )
+        self.subscribe = self.consuming.subscribe
+        self.subscriber = self.consuming.subscriber
+        self.run = self.consuming.run
+        self.stop = self.consuming.stop
+        self.status = self.consuming.status
+        self.dead_letters = self.consuming.dead_letters
+
+    @property
+    def settings(self) -> BusSettings:
+        """The bus's settings."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: BusSettings) -> None:
+        # A service that owns its bus may re-group it before run() (App does): the consuming half follows.
+        self._settings = settings
+        if hasattr(self, "consuming"):
+            self.consuming.settings = settings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> EventBus:
@@ -376,113 +389,25 @@ class EventBus:
         """The auto-batcher behind ``batch=True`` (groups written so far)."""
         return self._batcher
 
-    # -- consuming (bus/consume/, _inspect.py) ---------------------------------------------
-
-    @overload
-    def subscribe(
-        self, event_type: str, handler: Handler, *, channel: str = ..., subscriber_id: str | None = ...
-    ) -> Subscription: ...
-
-    @overload
-    def subscribe(
-        self, event_type: str, handler: None = ..., *, channel: str = ..., subscriber_id: str | None = ...
-    ) -> Callable[[H], H]: ...
-
-    def subscribe(
-        self,
-        event_type: str,
-        handler: Handler | None = None,
-        *,
-        channel: str = CHANNEL_GLOBAL,
-        subscriber_id: str | None = None,
-    ) -> Subscription | Callable[[H], H]:
-        """Register ``async def handler(delivery: Delivery) -> None`` for an event type on a channel.
-
-        Without ``handler`` it returns a decorator. ``subscriber_id`` names the handler's success
-        markers (default ``module.qualname``); it must be unique per stream. Handlers of one
-        entry run in registration order. Subscribe before :meth:`run`.
-        """
-        if handler is None:
-
-            def decorator(fn: H) -> H:
-                self.subscribe(event_type, fn, channel=channel, subscriber_id=subscriber_id)
-                return fn
-
-            return decorator
-        if self._consumer is not None:
-            raise ConfigurationError("subscribe", "the consume loop is running; subscribe before bus.run()")
-        sub = make_subscription(
-            self.registry, self.keys, self._subscriptions, event_type, handler, channel, subscriber_id
-        )
-        self._subscriptions.append(sub)
-        return sub
-
-    def subscriber(
-        self, event_type: str, *, channel: str = CHANNEL_GLOBAL, subscriber_id: str | None = None
-    ) -> Callable[[H], H]:
-        """Decorator form of :meth:`subscribe`: ``@bus.subscriber("TICKET_CREATED")``."""
-        return self.subscribe(event_type, channel=channel, subscriber_id=subscriber_id)
+    # -- consuming (bus/_consuming.py; the methods subscribe, subscriber, run, stop, status and
+    # dead_letters are the EventConsuming's, bound in __init__) -----------------------------------
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
         """Everything subscribed so far, in registration order."""
-        return tuple(self._subscriptions)
-
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Consume until cancelled or :meth:`stop`; ``await tg.start(bus.run)`` returns once the
-        consumer groups exist. Cancelling drains gracefully (see :class:`bus.Consumer`).
-
-        Raises ``AuthenticationError`` (fatal, never retried) or ``ConfigurationError``; transport
-        errors are retried with backoff, a vanished group is recreated.
-        """
-        self._check_open()
-        if self._consumer is not None:
-            raise ConfigurationError("run", "the consume loop of this bus is already running")
-        subscription = StreamSubscription.for_events(
-            self.settings, tuple(self._subscriptions), consumer=self.consumer_name
-        )
-        consumer = Consumer(
-            self._client, self.settings, self.keys, self.registry, subscription, self._consume_stats, self.metrics
-        )
-        self._consumer = consumer
-        try:
-            await consumer.run(task_status=task_status)
-        finally:
-            self._consumer = None
-
-    def stop(self) -> None:
-        """Ask a running consume loop to stop gracefully (:meth:`run` then returns)."""
-        if self._consumer is not None:
-            self._consumer.stop()
+        return self.consuming.subscriptions
 
     @property
     def consumer(self) -> Consumer | None:
         """The running consume loop, if any."""
-        return self._consumer
+        return self.consuming.consumer
 
     @property
     def stats(self) -> ConsumerStats:
         """A snapshot of the consume counters (handled, retries, dead-lettered, trimmed, ...)."""
-        return msgspec.structs.replace(self._consume_stats)
+        return self.consuming.stats
 
     @property
     def trimmed_unread(self) -> int:
         """Entries this bus found trimmed before its group read them (also logged at error level)."""
-        return self._consume_stats.trimmed_unread
-
-    async def status(self, *, channel: str | None = None, group: str | None = None) -> BusStatus:
-        """Length, lag, pending, oldest pending age, consumers and dead letters per stream and group.
-
-        Streams are the subscribed ones plus every per-type stream found by SCAN (of ``channel``).
-        """
-        self._check_open()
-        found = await discover_streams(self._client, self.keys, channel)
-        subscribed = [s.stream for s in self._subscriptions if channel is None or s.channel == channel]
-        return await inspect_streams(self._client, self.keys, sorted({*found, *subscribed}), group=group)
-
-    async def dead_letters(
-        self, event_type: str, *, channel: str = CHANNEL_GLOBAL, count: int = 100
-    ) -> list[DeadLetter]:
-        """The oldest ``count`` dead letters of an event type on a channel."""
-        self._check_open()
-        return await read_dead_letters(self._client, self.keys.stream(channel, event_type), count=count)
+        return self.consuming.trimmed_unread
