@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from ._acl import AclUser, add_password_args, remove_password_args, service_acl, tenant_acl
 from ._batch import AutoBatcher
 from ._bus import EventBus
 from ._codec import new_event_id, now_iso
@@ -47,19 +46,9 @@ from ._keys import (
     Keys,
 )
 from ._options import PublishOptions, WorkflowHooks
-from ._redact import (
-    SECRET,
-    install_log_redaction,
-    redact,
-    redact_labels,
-    redact_text,
-    register_secret,
-    register_secrets,
-)
 from ._redis import create_client, redis_errors
 from ._runner import Runner, Service, run_services
 from ._settings import BusSettings, default_consumer_name
-from ._tenant import check_tenant_id, tenant_prefix
 from .consume import Consumer, ConsumerStats, DeadLetter, Delivery, Handler, Subscription
 from .publish import PartialWriteError, PreparedEvent, Publisher, PublishResult
 
@@ -67,11 +56,9 @@ __all__ = [
     "CHANNEL_EMAIL",
     "CHANNEL_GLOBAL",
     "CHANNEL_NOTIFICATIONS",
-    "SECRET",
     "WORKFLOW_DLQ",
     "WORKFLOW_GROUP",
     "WORKFLOW_STREAM",
-    "AclUser",
     "AuthenticationError",
     "AutoBatcher",
     "BackendError",
@@ -119,26 +106,14 @@ __all__ = [
     "Subscription",
     "TLSHandshakeError",
     "WorkflowHooks",
-    "add_password_args",
     "apply_once",
-    "check_tenant_id",
     "create_client",
     "default_consumer_name",
     "effect_marker_key",
     "group_peers",
-    "install_log_redaction",
     "new_event_id",
     "now_iso",
-    "redact",
-    "redact_labels",
-    "redact_text",
     "redis_effect",
     "redis_errors",
-    "register_secret",
-    "register_secrets",
-    "remove_password_args",
     "run_services",
-    "service_acl",
-    "tenant_acl",
-    "tenant_prefix",
 ]

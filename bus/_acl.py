@@ -20,10 +20,10 @@ Key patterns, per role (``prefix`` = REDIS_PREFIX, ``head`` = prefix + REDIS_EVE
 - notify: the pub/sub channels of in-app notifications (``&{prefix}internal-notifications:*``);
   everything else starts from ``resetchannels``.
 
-A tenant-scoped deployment gives each tenant its own prefix (:func:`bus.tenant_prefix`:
+A tenant-scoped deployment gives each tenant its own prefix (:func:`bus.security.tenant_prefix`:
 ``alga-psa:tenant:{tenant}:``), so its streams, dead letters, idempotency and processed markers and
 notification channels all live under ``~{prefix}*`` and no other tenant's user matches them.
-Tenant ids are checked first (:func:`bus.check_tenant_id`): a glob character in one would widen
+Tenant ids are checked first (:func:`bus.security.check_tenant_id`): a glob character in one would widen
 these patterns to other tenants.
 
 Passwords never appear in the rules: :meth:`AclUser.setuser_args` sends the SHA-256

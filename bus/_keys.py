@@ -1,6 +1,6 @@
 """Every Redis key, stream and group name the bus uses is built here (reference layout).
 
-Keys that embed a tenant id check it first (:func:`bus.check_tenant_id`): no glob characters,
+Keys that embed a tenant id check it first (:func:`bus.security.check_tenant_id`): no glob characters,
 hash-tag braces, separators, whitespace or control characters, at most 128 characters.
 """
 

@@ -80,7 +80,7 @@ def tenant_prefix(tenant_id: str, base_prefix: str = "alga-psa:") -> str:
 
     A bus with ``BusSettings(prefix=tenant_prefix(t))`` keeps its streams, dead letters,
     idempotency markers and notification channels under it, which the tenant's ACL user
-    (:func:`bus.tenant_acl`) may touch and no other tenant's may. The ``tenant:`` segment keeps
+    (:func:`bus.security.tenant_acl`) may touch and no other tenant's may. The ``tenant:`` segment keeps
     tenant prefixes apart from the shared ``alga-psa:event-stream:...`` keys.
     """
     return f"{base_prefix}tenant:{check_tenant_id(tenant_id)}:"

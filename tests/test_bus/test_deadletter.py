@@ -140,8 +140,8 @@ def test_reference_fields_match_the_reference_layout() -> None:
 def test_both_dead_letter_formats_redact_alike(fmt: str) -> None:
     """A known secret in the fields or the error and a URL password in the error are masked by both
     formats (per-type ``{stream}:dead-letter`` and the workflow DLQ); the rest is kept."""
-    from bus import register_secret
     from bus.consume import Failure, PerTypeDeadLetters, WorkflowDeadLetters
+    from bus.security import register_secret
 
     secret = f"s3cret-{uuid.uuid4().hex}"
     register_secret(secret)

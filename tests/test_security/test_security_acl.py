@@ -11,20 +11,9 @@ from typing import Any
 import anyio
 import pytest
 
-from bus import (
-    BusSettings,
-    EventBus,
-    Keys,
-    PermissionDeniedError,
-    Reject,
-    add_password_args,
-    redis_errors,
-    remove_password_args,
-    service_acl,
-    tenant_acl,
-    tenant_prefix,
-)
+from bus import BusSettings, EventBus, Keys, PermissionDeniedError, Reject, redis_errors
 from bus._acl import password_hash
+from bus.security import add_password_args, remove_password_args, service_acl, tenant_acl, tenant_prefix
 from bus.testing import Recorder, fast_settings, ticket_created_payload, wait_for_stats
 
 from .conftest import AclServer, command

@@ -12,8 +12,9 @@ from typing import Any
 import anyio
 import pytest
 
-from bus import EventBus, service_acl, tenant_prefix
+from bus import EventBus
 from bus.cli import main
+from bus.security import service_acl, tenant_prefix
 from bus.testing import Recorder, fast_settings, wait_for_stats
 
 TS = "2026-01-23T10:11:12.345Z"

@@ -15,21 +15,8 @@ import anyio
 import msgspec
 import pytest
 
-from bus import (
-    SECRET,
-    AuthenticationError,
-    BackendUnavailableError,
-    BusSettings,
-    Delivery,
-    EventBus,
-    PayloadValidationError,
-    redact,
-    redact_labels,
-    redact_text,
-    register_secret,
-    register_secrets,
-    service_acl,
-)
+from bus import AuthenticationError, BackendUnavailableError, BusSettings, Delivery, EventBus, PayloadValidationError
+from bus.security import SECRET, redact, redact_labels, redact_text, register_secret, register_secrets, service_acl
 from bus.testing import fast_settings, wait_for_stats, xadd_raw
 from publishers import PublishContext, publish_domain_events
 from publishers.builders import IntegrationRef, integration_webhook_received

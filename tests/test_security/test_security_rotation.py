@@ -10,13 +10,8 @@ from typing import Any
 import anyio
 import pytest
 
-from bus import (
-    AuthenticationError,
-    EventBus,
-    add_password_args,
-    remove_password_args,
-    service_acl,
-)
+from bus import AuthenticationError, EventBus
+from bus.security import add_password_args, remove_password_args, service_acl
 from bus.testing import Recorder, fast_settings, ticket_created_payload, wait_for_stats
 
 from .conftest import AclServer

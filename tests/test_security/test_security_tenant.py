@@ -10,14 +10,8 @@ from typing import Any
 import anyio
 import pytest
 
-from bus import (
-    InvalidTenantIdError,
-    Keys,
-    PayloadValidationError,
-    check_tenant_id,
-    tenant_acl,
-    tenant_prefix,
-)
+from bus import InvalidTenantIdError, Keys, PayloadValidationError
+from bus.security import check_tenant_id, tenant_acl, tenant_prefix
 from bus.testing import Recorder, fake_bus, wait_for_stats, xadd_reference
 
 TS = "2026-01-23T10:11:12.345Z"
