@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -177,14 +178,23 @@ class AckBuffer:
             elif outcome == DEAD:
                 reason = entry.failure.reason if entry.failure is not None else ""
                 metrics.inc("dead_lettered", (*labels_of(entry), reason))
-        observe = metrics.observe_into
+        bounds = metrics.buckets
         for key, entries in handled.items():
             metrics.inc("handled", key, len(entries))
             duration = metrics.histogram("handler_duration_seconds", key)
             latency = metrics.histogram("end_to_end_latency_seconds", key)
-            for entry in entries:
-                observe(duration, entry.took)
-                observe(latency, max(now - int(entry.entry_id.partition(b"-")[0]) / 1000, 0.0))
+            d_counts, l_counts = duration.counts, latency.counts
+            d_total = l_total = 0.0
+            for entry in entries:  # the histograms' observe, inlined: this runs once per handled entry
+                took = entry.took
+                d_counts[bisect_left(bounds, took)] += 1
+                d_total += took
+                age = now - int(entry.entry_id.partition(b"-")[0]) / 1000  # when Redis wrote it
+                age = age if age > 0 else 0.0
+                l_counts[bisect_left(bounds, age)] += 1
+                l_total += age
+            duration.total += d_total
+            latency.total += l_total
 
     async def _send(self, commands: list[bytes]) -> None:
         what = "ack flush (MULTI/EXEC)"
