@@ -146,8 +146,7 @@ class EventBus:
     def settings(self, settings: BusSettings) -> None:
         # A service that owns its bus may re-group it before run() (App does): the consuming half follows.
         self._settings = settings
-        if hasattr(self, "consuming"):
-            self.consuming.settings = settings
+        self.consuming.settings = settings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> EventBus:

@@ -166,18 +166,17 @@ class AckBuffer:
         for entry in batch:
             outcome = entry.outcome
             if outcome == HANDLED:
-                d = entry.delivery
-                key = (getattr(d, "event_type", ""), getattr(d, "channel", ""), self.group)
+                key = labels_of(entry.delivery)
                 group = handled.get(key)
                 if group is None:
                     handled[key] = [entry]
                 else:
                     group.append(entry)
             elif outcome == DUPLICATE:
-                metrics.inc("duplicates_skipped", labels_of(entry))
+                metrics.inc("duplicates_skipped", labels_of(entry.delivery))
             elif outcome == DEAD:
                 reason = entry.failure.reason if entry.failure is not None else ""
-                metrics.inc("dead_lettered", (*labels_of(entry), reason))
+                metrics.inc("dead_lettered", (*labels_of(entry.delivery), reason))
         bounds = metrics.buckets
         for key, entries in handled.items():
             metrics.inc("handled", key, len(entries))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
 
 if TYPE_CHECKING:
     from ..observability._metrics import BusMetrics
-    from ._entry import Entry
 
 __all__ = ["ConsumerStats", "StatsBoard"]
 
@@ -62,10 +61,9 @@ class StatsBoard:
         self._changed = anyio.Event()
         self._waiters = 0
 
-    def labels(self, entry: Entry) -> tuple[str, str, str]:
-        """``(event_type, channel, group)`` of an entry (a flat workflow entry: its type, channel "")."""
-        d = entry.delivery
-        return (getattr(d, "event_type", "") or "", getattr(d, "channel", "") or "", self.group)
+    def labels(self, delivery: Any) -> tuple[str, str, str]:
+        """``(event_type, channel, group)`` of a delivery (a flat workflow entry: its type, channel "")."""
+        return (getattr(delivery, "event_type", "") or "", getattr(delivery, "channel", "") or "", self.group)
 
     def notify(self) -> None:
         """The counters changed."""

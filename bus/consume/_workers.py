@@ -187,7 +187,7 @@ class Workers:
     def _on_failure(self, entry: Entry, sub: Subscription, error: BaseException, succeeded: list[str]) -> None:
         self.board.stats.failed += 1
         if self.board.metrics is not None:
-            self.board.metrics.inc("failed", self.board.labels(entry))
+            self.board.metrics.inc("failed", self.board.labels(entry.delivery))
         text = f"{sub.handler_key}: {type(error).__name__}: {error}"
         where = _where(entry)
         if isinstance(error, Reject):
@@ -255,7 +255,7 @@ class Workers:
                         raise replay.pop()
                     self.board.stats.retries += 1
                     if self.board.metrics is not None:
-                        self.board.metrics.inc("retried", _labels(self.board.group, delivery))
+                        self.board.metrics.inc("retried", self.board.labels(delivery))
                     started = start(sub.handler(delivery))
                     if started is not None:
                         await self._bounded(sub, started, delivery)
@@ -280,12 +280,8 @@ class Workers:
                 raise  # the handler's own TimeoutError
             self.board.stats.timeouts += 1
             if self.board.metrics is not None:
-                self.board.metrics.inc("handler_timeouts", _labels(self.board.group, delivery))
+                self.board.metrics.inc("handler_timeouts", self.board.labels(delivery))
             raise TimeoutError(f"handler {sub.handler_key} timed out after {self._timeout}s") from None
-
-
-def _labels(group: str, delivery: Any) -> tuple[str, str, str]:
-    return (getattr(delivery, "event_type", "") or "", getattr(delivery, "channel", "") or "", group)
 
 
 def _where(entry: Entry) -> str:

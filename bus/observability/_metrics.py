@@ -118,17 +118,13 @@ class BusMetrics(Collector):
         h.total += value
 
     def histogram(self, name: str, labels: tuple[str, ...]) -> _Histogram:
-        """One histogram series, for callers that record many values in a loop (see :meth:`observe_many`)."""
+        """One histogram series (its ``counts`` per bucket of :attr:`buckets`, +Inf last, and ``total``),
+        for a caller that records many values in a loop without a lookup per value."""
         series = self._histograms[name]
         h = series.get(labels)
         if h is None:
             h = series[labels] = _Histogram(len(self.buckets))
         return h
-
-    def observe_into(self, h: _Histogram, value: float) -> None:
-        """Record one value in a series from :meth:`histogram` (no name or label lookup)."""
-        h.counts[bisect_left(self.buckets, value)] += 1
-        h.total += value
 
     def set(self, name: str, value: float) -> None:
         """Set a gauge."""

@@ -15,7 +15,7 @@ from ._script import EVAL_HEAD, EVALSHA_HEAD
 __all__ = ["Outcome", "PartialWriteError", "PreparedEvent", "PublishResult", "results_or_raise"]
 
 #: The best-effort publishers' failures are logged here (the logger name users configure).
-log = logging.getLogger("bus._publish")
+log = logging.getLogger("bus.publish")
 
 
 class PreparedEvent:

@@ -114,14 +114,15 @@ class Writer:
         if not use_sha and any(p.script is not None for p in prepared):
             self._script_loaded = True
         if self.metrics is not None:
-            self._count(outcomes)
+            self._count(prepared, outcomes)
         return outcomes
 
-    def _count(self, outcomes: Sequence[Any]) -> None:
-        """Written entries into the ``published`` counter, by event type and channel (workflow: "workflow")."""
+    def _count(self, prepared: Sequence[PreparedEvent], outcomes: Sequence[Any]) -> None:
+        """Written entries into ``published`` by event type and channel (workflow: "workflow");
+        events not written into ``publish_failed`` by event type."""
         metrics, channel_of = self.metrics, self._channel_of
         assert metrics is not None
-        for outcome in outcomes:
+        for p, outcome in zip(prepared, outcomes, strict=True):
             if isinstance(outcome, PublishResult) and not outcome.duplicate:
                 for stream in outcome.entries:
                     channel = channel_of.get(stream)
@@ -130,7 +131,7 @@ class Writer:
                         channel = channel_of[stream] = parsed[0] if parsed else "workflow"
                     metrics.inc("published", (outcome.event_type, channel))
             elif isinstance(outcome, BusError):
-                metrics.inc("publish_failed", ("",))
+                metrics.inc("publish_failed", (p.event_type,))
 
     async def _exchange(self, prepared: Sequence[PreparedEvent], *, use_sha: bool) -> list[Any]:
         n_commands = 0

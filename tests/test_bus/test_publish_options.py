@@ -62,7 +62,7 @@ async def test_best_effort_options_return_the_failure(
 ) -> None:
     """``strict=False``: an invalid event comes back as a failed result, logged, nothing raised."""
     async with open_bus(fake_client, test_prefix) as bus:
-        with caplog.at_level(logging.ERROR, logger="bus._publish"):
+        with caplog.at_level(logging.ERROR, logger="bus.publish"):
             result = await bus.publish(
                 "TICKET_CREATED", ticket_created(ticketId="nope"), options=PublishOptions(strict=False)
             )
