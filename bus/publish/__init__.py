@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from ..observability._metrics import BusMetrics
+    from ..observability._tracing import Tracing
 
 __all__ = [
     "IDEMPOTENT_PUBLISH_SCRIPT",
@@ -69,9 +70,11 @@ class Publisher:
         capabilities: Mapping[str, Any],
         *,
         connect_attempts: int = 3,
+        tracing: Tracing | None = None,
     ) -> None:
-        self.preparer = Preparer(settings, keys, registry, capabilities)
+        self.preparer = Preparer(settings, keys, registry, capabilities, tracing)
         self.writer = Writer(client, settings, keys, connect_attempts=connect_attempts)
+        self.writer.tracing = tracing
         self.stream = self.preparer.stream
         self.marker_key = self.preparer.marker_key
         self.write = self.writer.write
