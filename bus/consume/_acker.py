@@ -20,7 +20,7 @@ import anyio
 from .._errors import AuthenticationError, BackendError, GroupMissingError
 from .._redis import redis_errors, translate_error
 from ..wire import EXEC, MULTI, fields_dict, pack, pack_command, round_trip
-from ._entry import DEAD, DUPLICATE, HANDLED, MARKS, PROGRESS, Entry
+from ._entry import DEAD, DROPPED, DUPLICATE, HANDLED, MARKS, PROGRESS, Entry
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -177,6 +177,8 @@ class AckBuffer:
             elif outcome == DEAD:
                 reason = entry.failure.reason if entry.failure is not None else ""
                 metrics.inc("dead_lettered", (*labels_of(entry.delivery), reason))
+            elif outcome == DROPPED:
+                metrics.inc("trimmed_pending", self.board.stream_labels(entry.stream))
         bounds = metrics.buckets
         for key, entries in handled.items():
             metrics.inc("handled", key, len(entries))

@@ -79,6 +79,7 @@ class Consumer:
         self.group = spec.group
         self.streams = spec.streams
         self.board = StatsBoard(stats, metrics, spec.group)
+        self.board.streams = {s.stream: (s.event_type, s.channel, spec.group) for s in spec.handlers}
         self.stats = self.board.stats
         self.markers = Markers(keys, spec.group, settings.marker_ttl_s, settings.socket_timeout_s)
         markers = self.markers if spec.is_typed else None

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from .._errors import AuthenticationError, BackendError, BackendTimeoutError, BusError, GroupMissingError
 from .._redis import redis_errors
-from ..wire import GroupReader, RawEntry
+from ..wire import GroupReader, RawEntry, count_connect_attempts
 from ._dispatch import send_batch
 from ._pending import PendingEntry, read_own_pending
 
@@ -72,6 +72,9 @@ class Reader:
             kwargs = dict(pool.connection_kwargs)
             kwargs["socket_timeout"] = None
             own = type(pool)(connection_class=pool.connection_class, **kwargs)
+            metrics = self.board.metrics
+            if metrics is not None:
+                count_connect_attempts(own, functools.partial(metrics.inc, "connection_attempts", ("read",)))
             self._own = aioredis.Redis(connection_pool=own, single_connection_client=True)
         return self._own
 

@@ -56,8 +56,16 @@ METRICS: Final[dict[str, MetricSpec]] = {
         MetricSpec("counter", "duplicates_skipped", "Deliveries skipped as already processed.", _CONSUMED),
         MetricSpec("counter", "reclaimed", "Pending entries claimed from idle consumers.", _CONSUMED),
         MetricSpec("counter", "trimmed_unread", "Entries trimmed before the group read them.", _CONSUMED),
-        MetricSpec("counter", "reconnects", "Connections dropped and opened again.", ("role",)),
-        MetricSpec("counter", "connection_attempts", "Attempts to open a connection to Redis.", ("role",)),
+        MetricSpec(
+            "counter", "trimmed_pending", "Pending entries trimmed or deleted before they were processed.", _CONSUMED
+        ),
+        MetricSpec("counter", "reconnects", "Transport failures of the consume loop, retried.", ("role",)),
+        MetricSpec(
+            "counter",
+            "connection_attempts",
+            "Socket connects to Redis tried (role: pool = the bus's pool, read = the blocking read connection).",
+            ("role",),
+        ),
         MetricSpec("histogram", "handler_duration_seconds", "Time the handlers of one delivery took.", _CONSUMED),
         MetricSpec("histogram", "publish_round_trip_seconds", "One publish round trip (MULTI/EXEC) to Redis."),
         MetricSpec("histogram", "end_to_end_latency_seconds", "From the envelope's timestamp to handled.", _CONSUMED),

@@ -33,6 +33,7 @@ from schemas import Payload, Registry
 from .._keys import Keys
 from .._options import PublishOptions
 from .._settings import BusSettings
+from ..wire import count_connect_attempts
 from ._prepare import Preparer
 from ._results import Outcome, PartialWriteError, PreparedEvent, PublishResult, results_or_raise
 from ._script import IDEMPOTENT_PUBLISH_SCRIPT, IDMP_PRODUCER
@@ -72,6 +73,7 @@ class Publisher:
         connect_attempts: int = 3,
         tracing: Tracing | None = None,
     ) -> None:
+        self._client = client
         self.preparer = Preparer(settings, keys, registry, capabilities, tracing)
         self.writer = Writer(client, settings, keys, connect_attempts=connect_attempts)
         self.writer.tracing = tracing
@@ -101,3 +103,5 @@ class Publisher:
     @metrics.setter
     def metrics(self, metrics: BusMetrics | None) -> None:
         self.writer.metrics = metrics
+        if metrics is not None:  # the bus's pool: publishes, acks, marker look-ups, maintenance
+            count_connect_attempts(self._client.connection_pool, lambda: metrics.inc("connection_attempts", ("pool",)))

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from ._connects import count_connect_attempts
 from ._hiredis import check_internals, connect, read_replies, send_packed
 from ._resp import DISCARD, EXEC, MULTI, bulk, header, pack, pack_command, pack_many
 from ._roundtrip import acquire, drop, exchange, release, round_trip
@@ -24,6 +25,7 @@ __all__ = [
     "bulk",
     "check_internals",
     "connect",
+    "count_connect_attempts",
     "drop",
     "event_of",
     "exchange",
