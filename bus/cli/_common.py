@@ -88,6 +88,10 @@ class CommandError(Exception):
 CLI_DOCS: dict[str, tuple[str, str]] = {
     "BUS_LOG_LEVEL": ("cli", "`bus run` log level: debug, info (default), warning, error"),
     "BUS_LOG_FORMAT": ("cli", "`bus run` log format: `text` (default) or `json` (one object per line)"),
+    "BUS_OTEL": (
+        "cli",
+        "`bus run`: `1` emits OpenTelemetry spans to the global tracer provider (needs the otel extra)",
+    ),
     "BUS_DASHBOARD_TOKEN": (
         "cli",
         "`bus dashboard` write token (16+ characters); without it the dashboard is read-only",

@@ -61,6 +61,8 @@ from ._common import (
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
 
+    from ..observability import Tracing
+
 __all__ = ["EXIT_FORCED", "JsonFormatter", "load_object", "load_services", "register"]
 
 log = logging.getLogger("bus.run")
@@ -240,6 +242,20 @@ def _http_from(args: argparse.Namespace, env: Mapping[str, str]) -> _Http | None
     return _Http(args.http_host or env.get("BUS_HTTP_HOST") or "0.0.0.0", port)
 
 
+def _tracing_from(args: argparse.Namespace, env: Mapping[str, str]) -> Tracing | None:
+    """OpenTelemetry spans when ``--otel`` or ``BUS_OTEL=1`` (they go to the global tracer provider,
+    which ``opentelemetry-instrument`` configures from the ``OTEL_*`` variables); else None."""
+    if not (args.otel or env.get("BUS_OTEL", "").strip().lower() in ("1", "true", "yes", "on")):
+        return None
+    try:
+        from ..observability import Tracing
+    except ImportError:
+        raise ConfigurationError(
+            "BUS_OTEL", "tracing needs the otel extra: pip install 'psa-event-bus[otel]'"
+        ) from None
+    return Tracing()
+
+
 def _exit_now(code: int) -> None:
     for handler in logging.getLogger().handlers:
         handler.flush()
@@ -283,9 +299,15 @@ async def _watch_signals(
                 _exit_now(EXIT_FORCED)
 
 
-async def _serve(services: Sequence[Service], settings: BusSettings, stop: _Stop, http: _Http | None = None) -> None:
+async def _serve(
+    services: Sequence[Service],
+    settings: BusSettings,
+    stop: _Stop,
+    http: _Http | None = None,
+    tracing: Tracing | None = None,
+) -> None:
     metrics = http.metrics if http is not None else None
-    runner = Runner(services, settings, signals=(), bus_factory=lambda s: EventBus(s, metrics=metrics))
+    runner = Runner(services, settings, signals=(), bus_factory=lambda s: EventBus(s, metrics=metrics, tracing=tracing))
     try:
         async with anyio.create_task_group() as tg:
             if http is not None:
@@ -372,10 +394,11 @@ def _run_services(args: argparse.Namespace, env: Mapping[str, str], settings: Bu
     stop = _Stop()
     try:
         http = _http_from(args, env)
+        tracing = _tracing_from(args, env)
     except ConfigurationError as exc:
         return fail("run", str(exc), EXIT_USAGE)
     try:
-        anyio.run(_serve, services, settings, stop, http)
+        anyio.run(_serve, services, settings, stop, http, tracing)
     except KeyboardInterrupt:
         return 130
     except (BusError, rex.RedisError) as exc:
@@ -423,6 +446,12 @@ def _add_run(sub: Any) -> None:
         help="BUS_HTTP_PORT: serve /metrics (Prometheus), /healthz and /readyz on PORT (default: no server)",
     )
     run.add_argument("--http-host", metavar="HOST", help="BUS_HTTP_HOST: address of that server (default 0.0.0.0)")
+    run.add_argument(
+        "--otel",
+        action="store_true",
+        default=None,
+        help="BUS_OTEL=1: OpenTelemetry spans per publish and handled delivery (the otel extra)",
+    )
     mail = p.add_argument_group("email and notifications")
     mail.add_argument("--directory", metavar="FILE", help="BUS_DIRECTORY_FILE: users, contacts, tickets (JSON/YAML)")
     mail.add_argument("--templates", metavar="DIR", help="BUS_EMAIL_TEMPLATES: template overrides")

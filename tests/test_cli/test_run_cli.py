@@ -7,6 +7,7 @@ as a subprocess against the real Redis under the test's prefix and send it SIGTE
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -460,3 +461,32 @@ def _still_running_after(daemon: Daemon, seconds: float) -> bool:
     except subprocess.TimeoutExpired:
         return True
     return False
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "traced"),
+    [
+        pytest.param(None, {}, False, id="off-by-default"),
+        pytest.param(None, {"BUS_OTEL": "1"}, True, id="env"),
+        pytest.param(True, {}, True, id="flag"),
+        pytest.param(None, {"BUS_OTEL": "0"}, False, id="env-off"),
+    ],
+)
+def test_otel_flag_and_variable_turn_tracing_on(flag: bool | None, env: dict[str, str], traced: bool) -> None:
+    """--otel or BUS_OTEL=1 gives the daemons' buses a Tracing (global tracer provider); else none."""
+    from bus.cli._run import _tracing_from
+    from bus.observability import Tracing
+
+    tracing = _tracing_from(argparse.Namespace(otel=flag), env)
+    assert isinstance(tracing, Tracing) if traced else tracing is None
+
+
+def test_otel_without_the_extra_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BUS_OTEL=1 without opentelemetry installed names the extra to install (ConfigurationError)."""
+    from bus import ConfigurationError
+    from bus.cli._run import _tracing_from
+
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if the extra were not installed
+    monkeypatch.delitem(sys.modules, "bus.observability._tracing", raising=False)
+    with pytest.raises(ConfigurationError, match=r"psa-event-bus\[otel\]"):
+        _tracing_from(argparse.Namespace(otel=None), {"BUS_OTEL": "1"})
