@@ -106,6 +106,43 @@ async def _one(variant: str, events: int, url: str) -> dict[str, float]:
     return {"wall_s": wall, "cpu_s": cpu, "events": events, "library": library.__file__ or ""}
 
 
+def _metrics_work_ns(repeats: int = 9) -> float:
+    """Median ns per handled entry of the metrics work alone: the acker's per-batch update of a
+    1,000-entry flush (:meth:`AckBuffer._count`) plus the worker's two clock reads."""
+    import random
+    import timeit
+
+    from bus.consume._acker import AckBuffer
+    from bus.consume._entry import HANDLED, Entry
+    from bus.consume._stats import StatsBoard
+    from bus.observability import BusMetrics
+
+    board = StatsBoard(None, BusMetrics(), "g")
+    board.streams = {"s": ("TICKET_UPDATED", "global", "g")}
+    acks = AckBuffer.__new__(AckBuffer)  # only its metrics update runs: no client needed
+    acks.board = board
+    now_ms = int(time.time() * 1000)
+    batch = []
+    for i in range(1000):  # read in id order, finished by 16 workers in a slightly shuffled order
+        entry = Entry("s", b"%d-%d" % (now_ms - 40 + i // 25, i), None, 1)  # (no delivery: not read)
+        entry.outcome, entry.took = HANDLED, random.expovariate(1 / 0.00003)
+        batch.append(entry)
+    for i in range(0, 1000, 16):
+        chunk = batch[i : i + 16]
+        random.shuffle(chunk)
+        batch[i : i + 16] = chunk
+    ids = [e.entry_id for e in batch]
+    clock = time.perf_counter
+    runs = []
+    for _ in range(repeats):
+        # CPU time, as the variants' figures (on a loaded machine wall time counts the waits too)
+        cpu = time.process_time
+        count = timeit.Timer(lambda: acks._count(batch, {"s": list(ids)}, True), timer=cpu).timeit(50) / 50 / 1000
+        clocks = timeit.Timer("clock(); clock()", globals={"clock": clock}, timer=cpu).timeit(100_000) / 100_000
+        runs.append((count + clocks) * 1e9)
+    return median(runs)
+
+
 def _measure(variant: str, tree: Path, events: int, url: str) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     name = variant.split("@")[0]
@@ -178,6 +215,17 @@ def main(argv: list[str] | None = None) -> int:
             label, a, b = f"{variant} on vs off", off, runs
         cells = [f"{cpu(a, median) / cpu(b, median):.3f}x", f"{cpu(a, min) / cpu(b, min):.3f}x"]
         ratios.append((label, *cells, f"{rate(b) / rate(a):.2f}x"))
+    if off is not None:
+        work = _metrics_work_ns()
+        share = work / (cpu(off, median) * 1e9)
+        ratios.append(
+            (
+                "metrics work alone per handled entry (acker update + clock reads), as a share of off's CPU/event",
+                f"{work:.0f} ns = {share:.1%}",
+                "-",
+                "-",
+            )
+        )
     ratio_table = markdown_table(
         [
             "ratio (throughput, 1 - cost)",
