@@ -118,8 +118,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 data[key] = value
-        if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+        # The redacting filter leaves the traceback redacted in exc_text: never format exc_info again.
+        exc = record.exc_text or (self.formatException(record.exc_info) if record.exc_info else "")
+        if exc:
+            data["exc"] = exc
         return orjson.dumps(data, default=str).decode()
 
 

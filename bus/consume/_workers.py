@@ -21,6 +21,7 @@ import msgspec
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from .._errors import Reject, RetryLater
+from .._redact import redact_text
 from ..wire import fields_dict
 from ._entry import DEAD, HANDLED, MARKS, PROGRESS, Entry, Failure
 
@@ -309,9 +310,13 @@ class Workers:
 
 def log_failure(entry: Entry, group: str, message: str, error: BaseException, level: int = logging.WARNING) -> None:
     """The one log line of a failed delivery attempt: ``message`` (it names the handler) at ``level``,
-    the handler's traceback (``exc_info``; none for RetryLater and Reject, which are decisions), and
-    as extras the fields an operator filters on: ``event_type``, ``event_id``, ``stream``,
-    ``group``, ``delivery_count``, ``entry_id``."""
+    the handler's traceback, and as extras the fields an operator filters on: ``event_type``,
+    ``event_id``, ``stream``, ``group``, ``delivery_count``, ``entry_id``.
+
+    The traceback goes in as the record's ``exc_text``, redacted, with no ``exc_info``: a handler's
+    exception may carry secrets (a URL with its password, a header) and the record must not hand
+    the raw object to whatever formats it. None for RetryLater and Reject, which are decisions.
+    """
     if not log.isEnabledFor(level):
         return
     d = entry.delivery
@@ -323,9 +328,10 @@ def log_failure(entry: Entry, group: str, message: str, error: BaseException, le
         "delivery_count": entry.deliveries,
         "entry_id": entry.entry_id.decode(),
     }
-    # A Reject is the handler's decision, not a crash: no traceback for it.
-    exc_info = None if isinstance(error, Reject | RetryLater) else (type(error), error, error.__traceback__)
-    log.log(level, "%s", message, exc_info=exc_info, extra=extra)
+    record = log.makeRecord(log.name, level, __file__, 0, message, (), None, "log_failure", extra)
+    if not isinstance(error, Reject | RetryLater):
+        record.exc_text = redact_text("".join(traceback.format_exception(error)).rstrip("\n"))
+    log.handle(record)
 
 
 def _where(entry: Entry) -> str:

@@ -212,6 +212,18 @@ def test_json_formatter_writes_one_object_with_extras() -> None:
     assert "ValueError: bad" in data["exc"]
 
 
+def test_json_formatter_prints_the_redacted_traceback_not_the_raw_exception() -> None:
+    """A traceback the redacting filter left in exc_text is what the JSON shows, never exc_info formatted again."""
+    record = logging.LogRecord("bus.consume", logging.WARNING, __file__, 1, "failed", (), None)
+    try:
+        raise ConnectionError("redis://svc:hunter2-secret@h")
+    except ConnectionError:
+        record.exc_info = sys.exc_info()
+    record.exc_text = "Traceback ...\nConnectionError: redis://svc:***@h"
+    data = json.loads(JsonFormatter().format(record))
+    assert data["exc"].endswith("redis://svc:***@h") and "hunter2" not in json.dumps(data)
+
+
 def test_redaction_filter_masks_secrets() -> None:
     """A secret in a log message is replaced before any handler writes it."""
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "url %s", ("redis://u:s3cret@h",), None)
