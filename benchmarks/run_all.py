@@ -26,7 +26,8 @@ Consume (a stream prefilled untimed, then timed until every entry is acked):
 - raw: XREADGROUP COUNT n + ``msgspec.json.decode`` of each envelope + one XACK per batch.
 
 Run: ``python benchmarks/run_all.py`` (``--quick`` for a smoke run, ``--rounds N``,
-``--no-write``, ``--url redis://127.0.0.1:6379/11``, ``--memory`` adds the 1,000,000-event
+``--no-write``, ``--url redis://127.0.0.1:6379/11``, ``--keys consume1000,consume1000-metrics`` runs only
+those contenders, ``--memory`` adds the 1,000,000-event
 memory run of ``bench_memory.py``). ``bus bench --quick`` runs the quick version.
 """
 
