@@ -84,10 +84,12 @@ class CommandError(Exception):
         super().__init__(message)
 
 
-#: Variables only the CLI reads (the rest are BusSettings' and the services'), for the README's table.
+#: Variables only the CLI reads (the rest are BusSettings' and the services'), for docs/environment.md.
 CLI_DOCS: dict[str, tuple[str, str]] = {
     "BUS_LOG_LEVEL": ("cli", "`bus run` log level: debug, info (default), warning, error"),
     "BUS_LOG_FORMAT": ("cli", "`bus run` log format: `text` (default) or `json` (one object per line)"),
+    "BUS_HTTP_PORT": ("cli", "`bus run` port of `/metrics`, `/healthz` and `/readyz` (unset: no HTTP server)"),
+    "BUS_HTTP_HOST": ("cli", "`bus run` address of that server (default `0.0.0.0`)"),
     "BUS_DASHBOARD_TOKEN": (
         "cli",
         "`bus dashboard` write token (16+ characters); without it the dashboard is read-only",
