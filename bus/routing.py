@@ -2,7 +2,7 @@
 
 The one source of these facts: publishers fan out with it, the built-in subscribers derive the
 types they take from it, ``bus.prepare``/``bus.publish`` apply it when no channel is named
-(``PublishOptions(channels=None)``), and the README's table is checked against it.
+(``PublishOptions(channels=None)``), and the docs' table (docs/publishing.md) is checked against it.
 
 1. Always ``global`` (only that copy writes the workflow stream entry).
 2. A type in the in-app notification set: a copy on ``internal-notifications``.
