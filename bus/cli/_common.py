@@ -31,6 +31,7 @@ from schemas import UnknownEventTypeError, UnknownSchemaRefError
 from .._bus import EventBus
 from .._errors import (
     AuthenticationError,
+    BackendProtocolError,
     BackendTimeoutError,
     BackendUnavailableError,
     BusError,
@@ -172,7 +173,7 @@ def exit_code_of(exc: BaseException) -> int:
     """The exit code an error means (see the module docstring)."""
     if isinstance(exc, CommandError):
         return exc.code
-    if isinstance(exc, BackendUnavailableError | BackendTimeoutError | AuthenticationError):
+    if isinstance(exc, BackendUnavailableError | BackendTimeoutError | AuthenticationError | BackendProtocolError):
         return EXIT_UNREACHABLE
     if isinstance(
         exc,
@@ -196,6 +197,8 @@ def report(command: str, exc: BaseException, settings: BusSettings | None) -> in
     message = str(exc) or type(exc).__name__
     if settings is not None and isinstance(exc, BackendUnavailableError | BackendTimeoutError):
         message = f"cannot reach Redis at {_target(settings)} ({message}); check --redis-url or REDIS_URL"
+    elif settings is not None and isinstance(exc, BackendProtocolError):
+        message = f"{_target(settings)}: {message} (--redis-url or REDIS_URL)"
     elif settings is not None and isinstance(exc, AuthenticationError):
         message = f"Redis at {_target(settings)} refused: {message}"
     return fail(command, _scrub(message, settings), code)
