@@ -136,7 +136,7 @@ def fanout_sets() -> dict[str, frozenset[str]]:
 
 
 def markdown_table() -> str:
-    """The fan-out as the README shows it (a test holds the README to this)."""
+    """The fan-out table as docs/publishing.md shows it (a test holds the page to this)."""
     lines = [
         "| channel | gets a copy of | types |",
         "|---|---|---|",

@@ -85,6 +85,7 @@ async def test_quickstart_runs_as_written(real_client: aioredis.Redis, test_pref
     assert demo.returncode == 0, demo.stderr
     assert "ok: every step worked" in demo.stdout
     outputs: dict[str, str] = {}
+    errors: dict[str, str] = {}
     for command in quickstart_commands():
         if command.startswith("bus run "):
             code, out, err = await anyio.to_thread.run_sync(_run_until_handled, command, env, tmp_path)
@@ -93,10 +94,12 @@ async def test_quickstart_runs_as_written(real_client: aioredis.Redis, test_pref
             code, out, err = done.returncode, done.stdout, done.stderr
         assert code == 0, f"{command}: exit {code}\n{out}\n{err}"
         outputs[command.split()[1]] = out
+        errors[command.split()[1]] = err
     stream = f"{test_prefix}event-stream:global:INVOICE_SENT"
     assert "published INVOICE_SENT" in outputs["publish"] and stream in outputs["publish"]
     assert '"eventType":"INVOICE_SENT"' in outputs["tail"]
     assert "1 passed" in outputs["-m"]
     assert "invoice 00000000-0000-4000-8000-000000000001 sent" in outputs["run"]
+    assert "starting billing (group 'billing')" in errors["run"]  # the app's own group, as the log says
     row = next(line.split() for line in outputs["status"].splitlines() if line.startswith(stream))
     assert row[:6] == [stream, "1", "0", "billing", "0", "0"]  # length 1, no dead letters, lag 0, pending 0
