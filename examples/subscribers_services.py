@@ -25,7 +25,7 @@ from subscribers import (
     SmtpSettings,
     WorkflowInvocation,
 )
-from subscribers.workflow import WorkflowConsumer
+from subscribers.workflow import WorkflowConsumer, WorkflowConsumerSettings
 
 outbox = Path(os.environ.get("BUS_EMAIL_OUTBOX", "outbox"))
 TICKET = "71717171-0000-4000-8000-000000000008"  # a ticket of the directory: contact Carol, agent Alice
@@ -50,9 +50,12 @@ async def main() -> None:
         sender: SmtpSender | FileSender = SmtpSender(smtp)
     else:
         sender = FileSender(outbox)
+    # Email and notifications consume in the reference's group (event-processors), standing in for its
+    # services; the workflow consumer here uses a group of its own, so it takes nothing from the reference's
+    # workflow runtime (WorkflowConsumer() alone joins workflow-runtime-v2: only to take over that work).
     email = EmailSubscriber(directory, sender)
     notifications = NotificationSubscriber(directory)
-    workflow = WorkflowConsumer()
+    workflow = WorkflowConsumer(WorkflowConsumerSettings(group="triage-example", start_id="$"))
     workflow.register("TICKET_CREATED", start_triage)  # async def start_triage(inv) -> None
 
     settings = BusSettings.from_env()
