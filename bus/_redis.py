@@ -31,6 +31,7 @@ from ._errors import (
     BackendLoadingError,
     BackendOutOfMemoryError,
     BackendPersistenceError,
+    BackendProtocolError,
     BackendReadOnlyError,
     BackendRefusedError,
     BackendTimeoutError,
@@ -242,6 +243,11 @@ def translate_error(exc: BaseException, what: str = "") -> BusError:
             f"refuses our client certificate; {advice}"
         )
     text = str(exc)
+    if isinstance(exc, rex.InvalidResponse):  # e.g. 'Protocol error, got "H" as reply type byte' (HTTP)
+        return BackendProtocolError(
+            f"the server does not speak the Redis protocol{where} ({text}): check that the URL names a Redis "
+            "server's host and port"
+        )
     if isinstance(exc, rex.NoPermissionError) or text.startswith("NOPERM"):
         return PermissionDeniedError(f"Redis denied the command{where}: {text}")
     if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError) or text.startswith(("NOAUTH", "WRONGPASS")):

@@ -136,8 +136,8 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_STRICT_JSON": "strict_json",
     }
 
-    #: One line per variable for the README's table (``tests/test_docs`` checks it is complete
-    #: and that the README shows exactly this). Grouped: connection, keys, publish, consume.
+    #: One line per variable for the docs' table (``tests/test_docs`` checks it is complete and that
+    #: docs/environment.md shows exactly this). Grouped: connection, keys, publish, consume.
     DOCS: ClassVar[dict[str, tuple[str, str]]] = {
         "REDIS_URL": (
             "connection",

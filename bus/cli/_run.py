@@ -327,7 +327,14 @@ def _describe(settings: BusSettings) -> str:
         if (settings.redis_url or "").startswith("unix://")
         else f"{settings.host}:{settings.port} db {settings.db}"
     )
-    return f"Redis {where}, prefix {settings.prefix!r}, group {settings.consumer_group!r}"
+    return f"Redis {where}, prefix {settings.prefix!r}, default group {settings.consumer_group!r}"
+
+
+def _service_name(service: Service) -> str:
+    """The service's name, with its own consumer group when it has one (an ``App``: its name by default)."""
+    name = str(getattr(service, "name", type(service).__name__))
+    group = getattr(service, "group", None)
+    return f"{name} (group {group!r})" if isinstance(group, str) else name
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -361,7 +368,7 @@ def _run_services(args: argparse.Namespace, env: Mapping[str, str], settings: Bu
         return fail("run", str(exc), exc.code)
     except ConfigurationError as exc:
         return fail("run", str(exc), EXIT_USAGE)
-    names = ", ".join(str(getattr(s, "name", type(s).__name__)) for s in services)
+    names = ", ".join(_service_name(s) for s in services)
     log.info(
         "starting %s on %s (grace %.1fs)",
         names,
