@@ -112,7 +112,7 @@ class EventBus:
     ) -> None:
         self._settings = settings or BusSettings()
         register_secret(self.settings.password)  # masked in every log line, error and dead letter
-        self.keys = Keys(self.settings.prefix, self.settings.stream_prefix)
+        self.keys = Keys(self.settings.prefix, self.settings.stream_prefix, cluster=self.settings.is_cluster)
         self.registry = registry
         self.consumer_name = self.settings.resolved_consumer_name
         self._owns_client = client is None
