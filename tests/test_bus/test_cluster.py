@@ -4,6 +4,7 @@ while running, and a publish stopped between slots (marker ``fault``)."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,9 +13,11 @@ from typing import Any
 import anyio
 import pytest
 
-from bus import WORKFLOW_STREAM, BusSettings, EventBus
+from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, BusSettings, Delivery, EventBus
 from bus.routing import fanout_channels
+from bus.testing import wait_drained
 from bus.wire import is_cluster, slot_of
+from schemas import REGISTRY, example_payload
 
 from ._cluster import ClusterServers
 from ._support import ticket_created
@@ -63,3 +66,103 @@ async def test_fanout_publish_writes_every_copy_across_slots(cbus: EventBus, pre
     for stream, entry_id in result.entries.items():
         found = await client.xrange(stream, entry_id, entry_id)
         assert len(found) == 1, stream
+
+
+def _forty_types() -> list[str]:
+    """40 event types: every type with a notification or email copy first, then others."""
+    all_types = sorted(REGISTRY.event_types)
+    fanned = [t for t in all_types if len(fanout_channels(t)) > 1]
+    return (fanned + [t for t in all_types if t not in fanned])[:40]
+
+
+class Effects:
+    """Side effects by effect_key (a repeat is a duplicate side effect) and handled copies by stream."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, int] = {}
+        self.copies: set[tuple[str, str]] = set()
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self.by_key[delivery.effect_key] = self.by_key.get(delivery.effect_key, 0) + 1
+        self.copies.add((delivery.stream, delivery.event_id))
+
+    @property
+    def duplicates(self) -> int:
+        return sum(n - 1 for n in self.by_key.values())
+
+
+async def _expected_copies(bus: EventBus, results: list[Any]) -> tuple[set[tuple[str, str]], set[str]]:
+    """Every channel copy (stream, event id) and workflow event id the publishes reported."""
+    copies: set[tuple[str, str]] = set()
+    workflow: set[str] = set()
+    for r in results:
+        for stream in r.entries:
+            if stream == WORKFLOW_STREAM:
+                workflow.add(r.event_id)
+            else:
+                copies.add((stream, r.event_id_of(stream)))
+    return copies, workflow
+
+
+async def _workflow_ids(client: Any, wanted: set[str]) -> set[str]:
+    """The event ids of ``wanted`` that have a workflow entry."""
+    found: set[str] = set()
+    last = "-"
+    while True:
+        page = await client.xrange(WORKFLOW_STREAM, last, "+", count=5000)
+        for entry_id, fields in page:
+            eid = fields.get(b"event_id", b"").decode()
+            if eid in wanted:
+                found.add(eid)
+        if len(page) < 5000:
+            return found
+        last = "(" + page[-1][0].decode()
+
+
+@pytest.mark.slow
+async def test_fanout_batches_over_forty_types_are_consumed_once_while_a_busy_slot_migrates(
+    cluster: ClusterServers, prefix: str
+) -> None:
+    """N events over 40 types, fanned out and published in batches while a busy stream's slot
+    migrates: lost 0, duplicate side effects 0, every copy and workflow entry present."""
+    n_events = int(os.environ.get("BUS_CLUSTER_EVENTS", "2000"))
+    settings = BusSettings.from_url(
+        cluster.url, prefix=prefix, block_ms=200, read_timeout_s=5, max_len=10 * n_events, reclaim_interval_s=1
+    )
+    types = _forty_types()
+    payloads = {t: example_payload(t) for t in types}
+    effects = Effects()
+    results: list[Any] = []
+    async with EventBus(settings) as bus:
+        for t in types:
+            for channel in fanout_channels(t):
+                bus.subscribe(t, effects, channel=channel, subscriber_id="effects")
+        busy = bus.keys.stream(CHANNEL_GLOBAL, types[0])
+        slot = slot_of(busy)
+        src = cluster.port_of_slot(slot)
+        dest = next(p for p in cluster.ports if p != src)
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            with anyio.fail_after(300):
+                for start in range(0, n_events, 250):
+                    batch = [
+                        bus.prepare(types[i % len(types)], payloads[types[i % len(types)]], channel=None)
+                        for i in range(start, min(start + 250, n_events))
+                    ]
+                    results += await bus.write(batch)
+                    if start == (n_events // 2) // 250 * 250:  # halfway: move the busy stream's slot
+                        moved = await anyio.to_thread.run_sync(cluster.migrate_slot, slot, dest)
+                        assert moved >= 1
+                expected, workflow = await _expected_copies(bus, results)
+                while not expected <= effects.copies:
+                    await anyio.sleep(0.05)
+                await wait_drained(bus)
+            tg.cancel_scope.cancel()
+        assert cluster.port_of_slot(slot) == dest
+        assert len(workflow) == n_events
+        assert expected - effects.copies == set()  # lost 0
+        assert effects.duplicates == 0
+        assert len(effects.copies) == len(expected)
+        assert await _workflow_ids(bus.client, workflow) == workflow
+        assert bus.stats.handled == len(expected)
+        print("FIG", len(expected), len(workflow), bus.stats, moved)
