@@ -18,6 +18,13 @@ from bus.routing import fanout_channels
 from bus.testing import wait_drained
 from bus.wire import is_cluster, slot_of
 from schemas import REGISTRY, example_payload
+from subscribers.workflow import (
+    ConverterSettings,
+    WorkflowConsumer,
+    WorkflowConsumerSettings,
+    WorkflowConverter,
+    WorkflowInvocation,
+)
 
 from ._cluster import ClusterServers
 from ._support import ticket_created
@@ -81,10 +88,22 @@ class Effects:
     def __init__(self) -> None:
         self.by_key: dict[str, int] = {}
         self.copies: set[tuple[str, str]] = set()
+        self._waits: list[tuple[set[tuple[str, str]], anyio.Event]] = []
 
     async def __call__(self, delivery: Delivery) -> None:
         self.by_key[delivery.effect_key] = self.by_key.get(delivery.effect_key, 0) + 1
         self.copies.add((delivery.stream, delivery.event_id))
+        for wanted, event in self._waits:
+            if not event.is_set() and wanted <= self.copies:
+                event.set()
+
+    async def wait_for(self, wanted: set[tuple[str, str]]) -> None:
+        """Until every copy in ``wanted`` was handled."""
+        event = anyio.Event()
+        if wanted <= self.copies:
+            return
+        self._waits.append((wanted, event))
+        await event.wait()
 
     @property
     def duplicates(self) -> int:
@@ -110,7 +129,7 @@ async def _workflow_ids(client: Any, wanted: set[str]) -> set[str]:
     last = "-"
     while True:
         page = await client.xrange(WORKFLOW_STREAM, last, "+", count=5000)
-        for entry_id, fields in page:
+        for _, fields in page:
             eid = fields.get(b"event_id", b"").decode()
             if eid in wanted:
                 found.add(eid)
@@ -154,8 +173,7 @@ async def test_fanout_batches_over_forty_types_are_consumed_once_while_a_busy_sl
                         moved = await anyio.to_thread.run_sync(cluster.migrate_slot, slot, dest)
                         assert moved >= 1
                 expected, workflow = await _expected_copies(bus, results)
-                while not expected <= effects.copies:
-                    await anyio.sleep(0.05)
+                await effects.wait_for(expected)
                 await wait_drained(bus)
             tg.cancel_scope.cancel()
         assert cluster.port_of_slot(slot) == dest
@@ -165,4 +183,67 @@ async def test_fanout_batches_over_forty_types_are_consumed_once_while_a_busy_sl
         assert len(effects.copies) == len(expected)
         assert await _workflow_ids(bus.client, workflow) == workflow
         assert bus.stats.handled == len(expected)
-        print("FIG", len(expected), len(workflow), bus.stats, moved)
+
+
+async def test_publish_stopped_between_slots_is_completed_by_a_retry(cluster: ClusterServers, prefix: str) -> None:
+    """A fan-out batch stopped after its workflow entries and global copies leaves a prefix of each event; writing
+    the same prepared events again ends with one handled event per copy, one workflow dispatch per event, and
+    no workflow entry written by the converter."""
+    settings = BusSettings.from_url(cluster.url, prefix=prefix, block_ms=200, read_timeout_s=5)
+    n = 50
+    async with EventBus(settings) as bus:
+        prepared = [bus.prepare("TICKET_CREATED", ticket_created(), channel=None) for _ in range(n)]
+        wf, global_stream, *others = prepared[0].streams
+        assert wf == WORKFLOW_STREAM and len(others) == 2
+        crashed = anyio.CancelScope()
+
+        async def crash(phase: int) -> None:  # the process dies once the global copies are confirmed
+            if phase == 1:
+                crashed.cancel()
+                await anyio.lowlevel.checkpoint()
+
+        bus.publisher.writer.after_phase = crash
+        with crashed, anyio.fail_after(10):
+            await bus.write(prepared)
+        assert crashed.cancelled_caught
+        bus.publisher.writer.after_phase = None
+        client: Any = bus.client
+        assert await client.xlen(global_stream) == n
+        assert [await client.exists(s) for s in others] == [0, 0]
+        ids = {p.event_id for p in prepared}
+        assert await _workflow_ids(client, ids) == ids
+
+        effects = Effects()
+        for channel in fanout_channels("TICKET_CREATED"):
+            bus.subscribe("TICKET_CREATED", effects, channel=channel, subscriber_id="effects")
+        dispatched: dict[str, int] = {}
+
+        async def trigger(inv: WorkflowInvocation) -> None:
+            dispatched[inv.event.event_id] = dispatched.get(inv.event.event_id, 0) + 1
+
+        workflow = WorkflowConsumer(
+            WorkflowConsumerSettings(group=f"{prefix}wf", start_id="0", block_ms=200, read_timeout_s=5)
+        )
+        workflow.register("TICKET_CREATED", trigger)
+        converter = WorkflowConverter(
+            ConverterSettings(event_types=("TICKET_CREATED",), group=f"{prefix}conv", block_ms=200, read_timeout_s=5)
+        )
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            await tg.start(workflow.run, bus)
+            await tg.start(converter.run, bus)
+            with anyio.fail_after(60):
+                await effects.wait_for({(global_stream, i) for i in ids})
+                results = await bus.write(prepared)  # the retry: the same prepared events, the same ids
+                expected, _ = await _expected_copies(bus, results)
+                await effects.wait_for(expected)
+                while converter.stats["written"] + converter.stats["skipped"] < 2 * n or len(dispatched) < n:
+                    await anyio.sleep(0.02)
+                await wait_drained(bus)
+            tg.cancel_scope.cancel()
+        assert len(expected) == 3 * n
+        assert effects.copies == expected
+        assert effects.duplicates == 0  # one handled event per copy
+        assert sum(1 for i in ids if dispatched.get(i) == 1) == n  # one workflow dispatch per event
+        assert converter.stats["written"] == 0  # every event already had its workflow entry
+        assert await client.xlen(global_stream) == 2 * n  # (the retry's copies, deduped by the consumers)
