@@ -202,12 +202,14 @@ async def test_publish_stopped_between_slots_is_completed_by_a_retry(cluster: Cl
                 crashed.cancel()
                 await anyio.lowlevel.checkpoint()
 
+        client: Any = bus.client
+        wf_group = f"{prefix}wf"  # from here on (the shared workflow stream holds other tests' entries)
+        await client.xgroup_create(WORKFLOW_STREAM, wf_group, id="$", mkstream=True)
         bus.publisher.writer.after_phase = crash
         with crashed, anyio.fail_after(10):
             await bus.write(prepared)
         assert crashed.cancelled_caught
         bus.publisher.writer.after_phase = None
-        client: Any = bus.client
         assert await client.xlen(global_stream) == n
         assert [await client.exists(s) for s in others] == [0, 0]
         ids = {p.event_id for p in prepared}
@@ -217,12 +219,15 @@ async def test_publish_stopped_between_slots_is_completed_by_a_retry(cluster: Cl
         for channel in fanout_channels("TICKET_CREATED"):
             bus.subscribe("TICKET_CREATED", effects, channel=channel, subscriber_id="effects")
         dispatched: dict[str, int] = {}
+        all_dispatched = anyio.Event()
 
         async def trigger(inv: WorkflowInvocation) -> None:
             dispatched[inv.event.event_id] = dispatched.get(inv.event.event_id, 0) + 1
+            if ids <= dispatched.keys():
+                all_dispatched.set()
 
         workflow = WorkflowConsumer(
-            WorkflowConsumerSettings(group=f"{prefix}wf", start_id="0", block_ms=200, read_timeout_s=5)
+            WorkflowConsumerSettings(group=wf_group, block_ms=200, read_timeout_s=5)
         )
         workflow.register("TICKET_CREATED", trigger)
         converter = WorkflowConverter(
@@ -237,13 +242,15 @@ async def test_publish_stopped_between_slots_is_completed_by_a_retry(cluster: Cl
                 results = await bus.write(prepared)  # the retry: the same prepared events, the same ids
                 expected, _ = await _expected_copies(bus, results)
                 await effects.wait_for(expected)
-                while converter.stats["written"] + converter.stats["skipped"] < 2 * n or len(dispatched) < n:
-                    await anyio.sleep(0.02)
+                assert converter.loop is not None and workflow.loop is not None
+                await converter.loop.wait_until(lambda s: s.acked >= 2 * n)  # both global copies of each event
+                await all_dispatched.wait()
+                await workflow.loop.wait_until(lambda s: s.acked >= 2 * n)  # both workflow entries of each event
                 await wait_drained(bus)
             tg.cancel_scope.cancel()
         assert len(expected) == 3 * n
         assert effects.copies == expected
         assert effects.duplicates == 0  # one handled event per copy
         assert sum(1 for i in ids if dispatched.get(i) == 1) == n  # one workflow dispatch per event
-        assert converter.stats["written"] == 0  # every event already had its workflow entry
+        assert converter.stats == {"written": 0, "skipped": 2 * n}  # every event already had its workflow entry
         assert await client.xlen(global_stream) == 2 * n  # (the retry's copies, deduped by the consumers)
