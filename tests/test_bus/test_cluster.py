@@ -226,9 +226,7 @@ async def test_publish_stopped_between_slots_is_completed_by_a_retry(cluster: Cl
             if ids <= dispatched.keys():
                 all_dispatched.set()
 
-        workflow = WorkflowConsumer(
-            WorkflowConsumerSettings(group=wf_group, block_ms=200, read_timeout_s=5)
-        )
+        workflow = WorkflowConsumer(WorkflowConsumerSettings(group=wf_group, block_ms=200, read_timeout_s=5))
         workflow.register("TICKET_CREATED", trigger)
         converter = WorkflowConverter(
             ConverterSettings(event_types=("TICKET_CREATED",), group=f"{prefix}conv", block_ms=200, read_timeout_s=5)
