@@ -15,7 +15,8 @@ no hash tag, so a subscription's streams spread over many slots on every node. T
 - ``MOVED`` (a slot migrated, a failover) stops every node task, the slot map is refreshed
   (``nodes_manager.initialize``) and the plan is rebuilt: the slot's reads then go to its new
   node. ``ASK`` and ``TRYAGAIN`` (a slot being migrated right now) skip that slot read for this
-  sweep; it is read again once the migration has finished (``MOVED``) or the key is back.
+  sweep, as does ``UNBLOCKED`` (a BLOCK read whose stream was migrated away under it); it is
+  read again once the migration has finished (``MOVED``).
   No entry is lost either way: XREADGROUP delivers an entry only in a reply we received, and
   a read cut off by a failure leaves its entries pending to this consumer (the reclaim loop and
   the next start's own-pending drain take them);
@@ -128,12 +129,12 @@ class ClusterReads:
                         kind, _ = redirect_of(reply)
                         if kind == "MOVED":
                             moved = True
-                        elif not kind:
+                        elif not kind and not str(reply).startswith("UNBLOCKED"):
                             error = translate_error(reply, f"XREADGROUP {' '.join(read.streams)}")
                             if not isinstance(error, GroupMissingError):
                                 raise error from reply
                             await reader.groups.recover(error)
-                        continue  # ASK, TRYAGAIN, CLUSTERDOWN: read it again in the next sweep
+                        continue  # ASK, TRYAGAIN, CLUSTERDOWN, UNBLOCKED (the key migrated away): read it again
                     pairs = GroupReader.entries_of(reply)
                     if pairs:
                         got += await reader.deliver(pairs, batches, read)

@@ -134,23 +134,29 @@ class ClusterServers:
         src_port = self.port_of_slot(slot)
         if src_port == dest_port:
             return 0
+        moved = self.begin_migration(slot, src_port, dest_port)
+        self.finish_migration(slot, src_port, dest_port)
+        return moved
+
+    def begin_migration(self, slot: int, src_port: int, dest_port: int) -> int:
+        """IMPORTING on the target, MIGRATING on the source, every key MIGRATEd: the source now
+        answers ASK for the slot's keys. How many keys moved."""
         src, dest = self.client(src_port), self.client(dest_port)
-        src_id, dest_id = self.node_id(src_port), self.node_id(dest_port)
-        dest.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
-        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dest_id)
+        dest.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(src_port))
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(dest_port))
         moved = 0
         while True:
             keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
             if not keys:
-                break
+                return moved
             src.execute_command("MIGRATE", "127.0.0.1", dest_port, "", 0, 10000, "KEYS", *keys)
             moved += len(keys)
-        dest.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest_id)
-        src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest_id)
-        for port in self.ports:
-            if port not in (src_port, dest_port):
-                self.client(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest_id)
-        return moved
+
+    def finish_migration(self, slot: int, src_port: int, dest_port: int) -> None:
+        """SETSLOT NODE on the target, the source, then the others: the slot is the target's (MOVED)."""
+        dest_id = self.node_id(dest_port)
+        for port in (dest_port, src_port, *(p for p in self.ports if p not in (src_port, dest_port))):
+            self.client(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest_id)
 
     def stop(self) -> None:
         """Stop the servers started here (by pid), then wait for them."""

@@ -252,3 +252,33 @@ async def test_publish_stopped_between_slots_is_completed_by_a_retry(cluster: Cl
         assert sum(1 for i in ids if dispatched.get(i) == 1) == n  # one workflow dispatch per event
         assert converter.stats == {"written": 0, "skipped": 2 * n}  # every event already had its workflow entry
         assert await client.xlen(global_stream) == 2 * n  # (the retry's copies, deduped by the consumers)
+
+
+async def test_publish_and_consume_follow_a_slot_through_ask_and_moved(cluster: ClusterServers, prefix: str) -> None:
+    """While a stream's slot is half migrated (the source answers ASK) publishes land on the target behind
+    ASKING; once the slot is the target's (MOVED) the reader re-plans: every event is handled once."""
+    settings = BusSettings.from_url(cluster.url, prefix=prefix, block_ms=200, read_timeout_s=5)
+    async with EventBus(settings) as bus:
+        effects = Effects()
+        bus.subscribe("TICKET_CREATED", effects, subscriber_id="effects")
+        stream = bus.keys.stream(CHANNEL_GLOBAL, "TICKET_CREATED")
+        slot = slot_of(stream)
+        src = cluster.port_of_slot(slot)
+        dest = next(p for p in cluster.ports if p != src)
+        expected: set[tuple[str, str]] = set()
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            with anyio.fail_after(60):
+                for _ in range(10):
+                    expected.add((stream, (await bus.publish("TICKET_CREATED", ticket_created())).event_id))
+                await effects.wait_for(expected)
+                assert await anyio.to_thread.run_sync(cluster.begin_migration, slot, src, dest) == 1
+                for _ in range(10):  # the source asks for the stream elsewhere now
+                    expected.add((stream, (await bus.publish("TICKET_CREATED", ticket_created())).event_id))
+                assert cluster.client(src).execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0  # (written to dest)
+                await anyio.to_thread.run_sync(cluster.finish_migration, slot, src, dest)
+                await effects.wait_for(expected)
+                await wait_drained(bus)
+            tg.cancel_scope.cancel()
+        assert cluster.client(dest).xlen(stream) == 20
+        assert effects.copies == expected and effects.duplicates == 0
