@@ -76,13 +76,13 @@ async def read_own_pending(
         for stream, start in after.items():
             by_slot.setdefault(slot_of(stream), {})[stream] = start
         if len(by_slot) > 1:
-            out: list[PendingEntry] = []
-            nxt: dict[str, bytes] = {}
+            merged: list[PendingEntry] = []
+            following: dict[str, bytes] = {}
             for part in by_slot.values():
                 page, more = await read_own_pending(client, group, consumer, part, count)
-                out += page
-                nxt.update(more)
-            return out, nxt
+                merged += page
+                following.update(more)
+            return merged, following
     with redis_errors("XREADGROUP (own pending entries)"):
         reply: Any = await client.xreadgroup(group, consumer, cast("Any", dict(after)), count=count)
     pages: list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]] = []
