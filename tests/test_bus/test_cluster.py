@@ -282,3 +282,46 @@ async def test_publish_and_consume_follow_a_slot_through_ask_and_moved(cluster: 
             tg.cancel_scope.cancel()
         assert cluster.client(dest).xlen(stream) == 20
         assert effects.copies == expected and effects.duplicates == 0
+
+
+async def test_restarted_consumer_drains_its_own_pending_entries_across_slots(
+    cluster: ClusterServers, prefix: str
+) -> None:
+    """Entries a consumer read on streams of several slots but never acked (it stopped) are handled once by
+    its successor of the same name, from its own pending entries, one XREADGROUP per slot."""
+    settings = BusSettings.from_url(
+        cluster.url, prefix=prefix, block_ms=200, read_timeout_s=5, consumer_name="c1", shutdown_grace_s=0.1
+    )
+    channels = fanout_channels("TICKET_CREATED")
+    streams = [f"{prefix}event-stream:{ch}:TICKET_CREATED" for ch in channels]
+    assert len({slot_of(s) for s in streams}) == len(streams)
+    stuck = anyio.Event()
+    read: set[tuple[str, str]] = set()
+
+    async def never_done(delivery: Delivery) -> None:
+        read.add((delivery.stream, delivery.event_id))
+        if len(read) == 3 * len(channels):
+            stuck.set()
+        await anyio.sleep_forever()
+
+    async with EventBus(settings) as bus:
+        for channel in channels:
+            bus.subscribe("TICKET_CREATED", never_done, channel=channel, subscriber_id="effects")
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            with anyio.fail_after(30):
+                for _ in range(3):
+                    await bus.publish("TICKET_CREATED", ticket_created(), channel=None)
+                await stuck.wait()
+            tg.cancel_scope.cancel()
+    effects = Effects()
+    async with EventBus(settings) as bus:
+        for channel in channels:
+            bus.subscribe("TICKET_CREATED", effects, channel=channel, subscriber_id="effects")
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            with anyio.fail_after(30):
+                await effects.wait_for(read)
+                await wait_drained(bus)
+            tg.cancel_scope.cancel()
+        assert bus.stats.read == len(read) and effects.copies == read and effects.duplicates == 0
