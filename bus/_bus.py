@@ -112,7 +112,8 @@ class EventBus:
     ) -> None:
         self._settings = settings or BusSettings()
         register_secret(self.settings.password)  # masked in every log line, error and dead letter
-        self.keys = Keys(self.settings.prefix, self.settings.stream_prefix, cluster=self.settings.is_cluster)
+        s = self.settings
+        self.keys = Keys.tagged(s.prefix, s.stream_prefix, cluster=s.is_cluster, hashtag=s.key_hashtag)
         self.registry = registry
         self.consumer_name = self.settings.resolved_consumer_name
         self._owns_client = client is None

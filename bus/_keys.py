@@ -36,6 +36,22 @@ class Keys(msgspec.Struct, frozen=True):
     #: Redis Cluster: our marker sets hash-tag the tenant (``{prefix}processed:{{tenantId}}``), so
     #: a set, its rotated ``:prev`` and its ``:born`` share the slot the rotation script needs.
     cluster: bool = False
+    #: BUS_KEY_HASHTAG (cluster only): every key carries ``{tag}``; set through :meth:`tagged`.
+    hashtag: str | None = None
+
+    @classmethod
+    def tagged(cls, prefix: str, stream_prefix: str, *, cluster: bool, hashtag: str | None) -> Keys:
+        """The keys of a bus: with a hash tag, ``{tag}`` joins the prefix (``alga-psa:{tag}:``) so that
+        every prefixed key, and the workflow stream (:attr:`workflow_stream`), hash to the tag's slot."""
+        if hashtag:
+            prefix = f"{prefix}{{{hashtag}}}:"
+        return cls(prefix, stream_prefix, cluster=cluster, hashtag=hashtag)
+
+    @property
+    def workflow_stream(self) -> str:
+        """The workflow stream: the reference's ``workflow:events:global``, or ``{tag}:workflow:events:global``
+        with a hash tag (which the reference does not read)."""
+        return f"{{{self.hashtag}}}:{WORKFLOW_STREAM}" if self.hashtag else WORKFLOW_STREAM
 
     def stream(self, channel: str, event_type: str) -> str:
         """The per-type stream of a channel: ``alga-psa:event-stream:global:TICKET_CREATED``."""
@@ -83,7 +99,7 @@ class Keys(msgspec.Struct, frozen=True):
     def _tenant_part(self, tenant_id: str) -> str:
         """The checked tenant id, as a hash tag on a cluster (tenant ids never contain braces)."""
         tenant = check_tenant_id(tenant_id)
-        return "{" + tenant + "}" if self.cluster else tenant
+        return "{" + tenant + "}" if self.cluster and not self.hashtag else tenant
 
     def notification_channel(self, tenant_id: str, user_id: str) -> str:
         """Pub/sub channel of a user's in-app notifications."""

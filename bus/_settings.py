@@ -57,6 +57,9 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     connect_timeout_s: PosFloat = 5.0
     #: Redis Cluster: ``host:port`` seed nodes (REDIS_CLUSTER_NODES, or a ``redis+cluster://`` URL).
     cluster_nodes: tuple[str, ...] | None = None
+    #: Hash tag put into every key (``{tag}``): one publish's keys share one slot (cluster only;
+    #: the reference cannot read tagged keys).
+    key_hashtag: str | None = None
 
     # Keys (reference: REDIS_PREFIX, REDIS_EVENT_STREAM_PREFIX, REDIS_EVENT_CONSUMER_GROUP).
     prefix: str = "alga-psa:"
@@ -137,6 +140,7 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_MARKER_TTL_S": "marker_ttl_s",
         "BUS_STRICT_JSON": "strict_json",
         "REDIS_CLUSTER_NODES": "cluster_nodes",
+        "BUS_KEY_HASHTAG": "key_hashtag",
     }
 
     #: One line per variable for the README's table (``tests/test_docs`` checks it is complete
@@ -157,6 +161,11 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "REDIS_CLUSTER_NODES": (
             "connection",
             "Redis Cluster seed nodes `host:port,host:port` (or a `redis+cluster://h:p,h:p` URL): cluster mode",
+        ),
+        "BUS_KEY_HASHTAG": (
+            "keys",
+            "cluster only: `{tag}` in every key, so one publish is one slot and one MULTI/EXEC (all traffic "
+            "on one node; the reference cannot read tagged keys)",
         ),
         "BUS_SOCKET_TIMEOUT_S": ("connection", "timeout of one command's reply (not of blocking reads)"),
         "BUS_CONNECT_TIMEOUT_S": ("connection", "timeout of opening a connection (and its handshake)"),
@@ -384,8 +393,14 @@ def _cluster_url_values(url: str) -> dict[str, Any]:
 
 
 def _check_cluster(settings: BusSettings) -> None:
-    """The cluster's cross-field rules: valid seed nodes, db 0."""
+    """The cluster's cross-field rules: valid seed nodes, db 0, a usable hash tag."""
     for node in settings.cluster_nodes or ():
         _address(node)
     if settings.is_cluster and settings.db != 0:
         raise ConfigurationError("REDIS_DB", "Redis Cluster has only database 0")
+    tag = settings.key_hashtag
+    if tag is not None:
+        if not settings.is_cluster:
+            raise ConfigurationError("BUS_KEY_HASHTAG", "is for Redis Cluster only (set REDIS_CLUSTER_NODES)")
+        if not tag or any(c in tag for c in "{}*?[] \t\r\n"):
+            raise ConfigurationError("BUS_KEY_HASHTAG", f"{tag!r}: use a non-empty tag without braces, globs or spaces")

@@ -14,7 +14,9 @@ either). A retry with the same :class:`PreparedEvent` (the same event ids) rewri
 event; the consumers' processed markers and the workflow converter's marker absorb the
 entries that were already there.
 
-Within a slot, a transaction is still all or nothing at queue time; Redis's run-time errors
+An event whose keys all hash to one slot (every event with ``BUS_KEY_HASHTAG``, whose ``{tag}``
+is in every key) is written whole in the first phase, in one MULTI/EXEC: the single-node
+atomicity holds for it. Within a slot, a transaction is still all or nothing at queue time; Redis's run-time errors
 (WRONGTYPE) do not roll back, as on a single node. An event partly written comes back as
 :class:`PartialWriteError` listing what exists; one whose round trip failed after sending as
 ``PublishOutcomeUnknownError``.
@@ -51,11 +53,13 @@ PhaseHook = Callable[[int], Awaitable[None]]
 class _Event:
     """One event's progress over the phases."""
 
-    __slots__ = ("commands", "duplicate", "error", "failed", "ids", "p", "written")
+    __slots__ = ("commands", "duplicate", "error", "failed", "ids", "p", "whole", "written")
 
     def __init__(self, p: PreparedEvent, commands: list[bytes]) -> None:
         self.p = p
         self.commands = commands
+        #: Every key in one slot: all commands go in the first phase, in one transaction.
+        self.whole = p.script is None and len({slot_of(s) for s in p.streams}) == 1
         self.ids = p.event_ids or (p.event_id,) * len(p.streams)
         self.written: list[tuple[str, str, str]] = []
         self.failed: list[tuple[str, str, str]] = []
@@ -88,27 +92,30 @@ async def write_per_slot(
                 events.append(_Event(p, [p.packed(use_sha=False)]))
         else:
             events.append(_Event(p, split_commands(p.command, p.n_commands)))
-    n_phases = max((len(e.commands) for e in events), default=0)
+    n_phases = max((1 if e.whole else len(e.commands) for e in events), default=0)
     for phase in range(n_phases):
-        blocks: dict[int, tuple[SlotBlock, list[_Event]]] = {}
+        blocks: dict[int, tuple[SlotBlock, list[tuple[_Event, int]]]] = {}
         for i, event in enumerate(events):
             if outcomes[i] is not None or event.error is not None or phase >= len(event.commands):
                 continue
-            stream = _stream_key(event.p, phase)
-            slot = slot_of(stream)
-            entry = blocks.get(slot)
-            if entry is None:
-                entry = blocks[slot] = (SlotBlock(slot, [], n_keys=0), [])
-            block, members = entry
-            block.commands.append(event.commands[phase])
-            if all(_stream_key(m.p, phase) != stream for m in members):
-                block.n_keys += 1
-            members.append(event)
+            if event.whole and phase:
+                continue
+            for k in range(len(event.commands)) if event.whole else (phase,):
+                stream = _stream_key(event.p, k)
+                slot = slot_of(stream)
+                entry = blocks.get(slot)
+                if entry is None:
+                    entry = blocks[slot] = (SlotBlock(slot, [], n_keys=0), [])
+                block, members = entry
+                block.commands.append(event.commands[k])
+                if all(_stream_key(m.p, j) != stream for m, j in members):
+                    block.n_keys += 1
+                members.append((event, k))
         if not blocks:
             break
         await slot_transactions(client, [b for b, _ in blocks.values()], timeout_s)
         for block, members in blocks.values():
-            _settle(block, members, phase)
+            _settle(block, members)
         if after_phase is not None:
             await after_phase(phase)
     for i, event in enumerate(events):
@@ -125,17 +132,18 @@ def _stream_key(p: PreparedEvent, phase: int) -> str:
 def _script_keys(p: PreparedEvent) -> list[str]:
     """The KEYS of an idempotent publish's script: the marker, then the streams."""
     assert p.script is not None
-    args = split_commands(b"*1\r\n" + p.script[1], 1)[0]  # the packed tail: numkeys, keys, argv
-    parts = args.split(b"\r\n")
-    n_keys = int(parts[2])
-    return [parts[4 + 2 * k].decode() for k in range(n_keys)]
+    # The packed tail: $n numkeys, then each key as a bulk string (keys hold no CR LF), then argv.
+    tail = p.script[1]
+    n_keys = int(tail.split(b"\r\n", 2)[1])
+    parts = tail.split(b"\r\n", 2 + 2 * n_keys)
+    return [parts[3 + 2 * k].decode() for k in range(n_keys)]
 
 
-def _settle(block: SlotBlock, members: list[_Event], phase: int) -> None:
-    """Record one slot's transaction outcome on each of its events."""
+def _settle(block: SlotBlock, members: list[tuple[_Event, int]]) -> None:
+    """Record one slot's transaction outcome on each of its events (with the index of the stream written)."""
     replies = block.replies
     if isinstance(replies, list):
-        for event, reply in zip(members, replies, strict=True):
+        for (event, phase), reply in zip(members, replies, strict=True):
             stream = _stream_key(event.p, phase)
             if event.p.script is not None:
                 _script_reply(event, reply)
@@ -146,7 +154,7 @@ def _settle(block: SlotBlock, members: list[_Event], phase: int) -> None:
                 event.written.append((event.ids[phase], stream, text(reply)))
         return
     unknown = not isinstance(replies, rex.ResponseError)  # a connection error or timeout after sending
-    for event in members:
+    for event, phase in members:
         stream = _stream_key(event.p, phase)
         event.failed.append((event.ids[phase], stream, str(replies)))
         if unknown:

@@ -175,9 +175,11 @@ class WorkflowConverter:
         for name, value in wf.to_fields().items():
             args += [name, value]
         marker = SubscriberKeys(bus.keys.prefix).workflow_written(wf.event_id)
-        if bus.settings.is_cluster:  # the script needs its two keys in one slot: the workflow stream's
-            marker += "{" + s.workflow_stream + "}"
-        reply = await bus.client.eval(CONVERT_SCRIPT, 2, marker, s.workflow_stream, *args)
+        # With BUS_KEY_HASHTAG the bus's workflow stream carries the tag (as the marker, by its prefix).
+        stream = bus.keys.workflow_stream if s.workflow_stream == WORKFLOW_STREAM else s.workflow_stream
+        if bus.settings.is_cluster and not bus.settings.key_hashtag:  # the script's keys: the stream's slot
+            marker += "{" + stream + "}"
+        reply = await bus.client.eval(CONVERT_SCRIPT, 2, marker, stream, *args)
         if not reply:
             self.stats["skipped"] += 1
             return None

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, BusSettings, Delivery, EventBus
+from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, BackendError, BusSettings, Delivery, EventBus
 from bus.routing import fanout_channels
 from bus.testing import wait_drained
 from bus.wire import is_cluster, slot_of
@@ -116,7 +116,7 @@ async def _expected_copies(bus: EventBus, results: list[Any]) -> tuple[set[tuple
     workflow: set[str] = set()
     for r in results:
         for stream in r.entries:
-            if stream == WORKFLOW_STREAM:
+            if stream == bus.keys.workflow_stream:
                 workflow.add(r.event_id)
             else:
                 copies.add((stream, r.event_id_of(stream)))
@@ -325,3 +325,65 @@ async def test_restarted_consumer_drains_its_own_pending_entries_across_slots(
                 await wait_drained(bus)
             tg.cancel_scope.cancel()
         assert bus.stats.read == len(read) and effects.copies == read and effects.duplicates == 0
+
+
+async def test_hashtag_puts_a_publish_in_one_slot_and_one_transaction(cluster: ClusterServers, prefix: str) -> None:
+    """With BUS_KEY_HASHTAG every key of a fan-out batch (the workflow stream too) is in the tag's slot: the batch
+    is one MULTI/EXEC, and the consumers and the workflow consumer read the tagged streams once each."""
+    tag = prefix.rstrip(":")
+    settings = BusSettings.from_url(cluster.url, prefix=prefix, block_ms=200, read_timeout_s=5, key_hashtag=tag)
+    async with EventBus(settings) as bus:
+        prepared = [bus.prepare("TICKET_CREATED", ticket_created(), channel=None) for _ in range(20)]
+        streams = prepared[0].streams
+        assert streams[0] == f"{{{tag}}}:{WORKFLOW_STREAM}" and all(f"{{{tag}}}" in s for s in streams)
+        assert {slot_of(s) for s in streams} == {slot_of(tag)}
+        effects = Effects()
+        for channel in fanout_channels("TICKET_CREATED"):
+            bus.subscribe("TICKET_CREATED", effects, channel=channel, subscriber_id="effects")
+        dispatched: list[str] = []
+        ids = {p.event_id for p in prepared}
+        all_dispatched = anyio.Event()
+
+        async def trigger(inv: WorkflowInvocation) -> None:
+            dispatched.append(inv.event.event_id)
+            if ids <= set(dispatched):
+                all_dispatched.set()
+
+        workflow = WorkflowConsumer(WorkflowConsumerSettings(block_ms=200, read_timeout_s=5))
+        workflow.register("TICKET_CREATED", trigger)
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            await tg.start(workflow.run, bus)
+            with anyio.fail_after(30):
+                before = bus.publisher.round_trips
+                results = await bus.write(prepared)
+                assert bus.publisher.round_trips - before == 1  # one phase: every event whole, one transaction
+                expected, _ = await _expected_copies(bus, results)
+                await effects.wait_for(expected)
+                await all_dispatched.wait()
+                await wait_drained(bus)
+            tg.cancel_scope.cancel()
+        assert len(expected) == 3 * 20 and effects.copies == expected and effects.duplicates == 0
+        assert sorted(dispatched) == sorted(ids)
+
+
+@pytest.mark.parametrize("hashtag", [pytest.param(False, id="reference-keys"), pytest.param(True, id="hashtag")])
+async def test_idempotent_publish_needs_one_slot(cluster: ClusterServers, prefix: str, hashtag: bool) -> None:
+    """An idempotent fan-out publish runs its script when all its keys share a slot (BUS_KEY_HASHTAG), and is
+    refused before writing anything when they span slots (the reference's keys)."""
+    tag = prefix.rstrip(":") if hashtag else None
+    settings = BusSettings.from_url(cluster.url, prefix=prefix, key_hashtag=tag)
+    async with EventBus(settings) as bus:
+        client: Any = bus.client
+        stream = bus.keys.stream(CHANNEL_GLOBAL, "TICKET_CREATED")
+        with anyio.fail_after(10):
+            if not hashtag:
+                with pytest.raises(BackendError, match="span several hash slots"):
+                    await bus.publish("TICKET_CREATED", ticket_created(), channel=None, idempotency_key="k1")
+                assert await client.exists(stream) == 0
+                return
+            first = await bus.publish("TICKET_CREATED", ticket_created(), channel=None, idempotency_key="k1")
+            again = await bus.publish("TICKET_CREATED", ticket_created(), channel=None, idempotency_key="k1")
+        assert len(first.entries) == 4 and not first.duplicate
+        assert again.duplicate and again.event_id == first.event_id
+        assert await client.xlen(stream) == 1
