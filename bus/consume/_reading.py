@@ -151,9 +151,11 @@ class Reader:
         await anyio.lowlevel.checkpoint()  # let the dispatcher, workers and acker in between
         return len(batch)
 
-    def _adapt(self, n: int, size: int, command: GroupReader) -> None:
+    def _adapt(self, n: int, size: int, command: GroupReader | None = None) -> None:
         """The next read's count: double while replies stay under half of ``read_bytes`` (up to
-        ``spec.count``), else as many average entries as ``read_bytes`` holds (at least 1)."""
+        ``spec.count``), else as many average entries as ``read_bytes`` holds (at least 1). Of
+        ``command`` (a cluster's slot read), by default of the single node's read."""
+        command = command or self._command
         budget = self.spec.read_bytes
         count = command.count
         wanted = count * 2 if size * 2 < budget else budget * n // max(size, 1)
