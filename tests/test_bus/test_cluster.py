@@ -13,9 +13,9 @@ from typing import Any
 import anyio
 import pytest
 
-from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, BackendError, BusSettings, Delivery, EventBus
+from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, BackendError, BusSettings, Delivery, EventBus, Keys, ops
 from bus.routing import fanout_channels
-from bus.testing import wait_drained
+from bus.testing import reference_fields, ticket_created_payload, wait_drained
 from bus.wire import is_cluster, slot_of
 from schemas import REGISTRY, example_payload
 from subscribers.workflow import (
@@ -387,3 +387,28 @@ async def test_idempotent_publish_needs_one_slot(cluster: ClusterServers, prefix
         assert len(first.entries) == 4 and not first.duplicate
         assert again.duplicate and again.event_id == first.event_id
         assert await client.xlen(stream) == 1
+
+
+async def test_dead_letter_replay_and_purge_work_across_slots(cbus: EventBus) -> None:
+    """A per-type dead letter (its stream in another slot than the source) is found, replayed once with its
+    original fields, skipped when replayed again, and dead letters of several streams are purged."""
+    stream = cbus.keys.stream(CHANNEL_GLOBAL, "TICKET_CREATED")
+    dead = Keys.dead_letter(stream)
+    assert slot_of(stream) != slot_of(dead)
+    client: Any = cbus.client
+    original = reference_fields("TICKET_CREATED", ticket_created_payload(), force=True)
+    meta = {b"sourceStream": stream.encode(), b"sourceMessageId": b"1-0", b"deliveries": b"10"}
+    dl_id = (await client.xadd(dead, {**original, **meta})).decode()
+    with anyio.fail_after(10):
+        views = await ops.find_dead_letters(cbus, [dl_id])
+        (outcome,) = await ops.replay_dead_letters(cbus, views)
+        (again,) = await ops.replay_dead_letters(cbus, views)
+    assert (outcome.status, again.status) == ("replayed", "skipped")
+    entries = await client.xrange(stream)
+    assert [(e[0].decode(), list(e[1].items())) for e in entries] == [(outcome.entry_id, list(original.items()))]
+    assert await client.xlen(dead) == 0
+    other = Keys.dead_letter(cbus.keys.stream(CHANNEL_GLOBAL, "TICKET_CLOSED"))
+    ids = [(await client.xadd(d, {**original, **meta})).decode() for d in (dead, other)]
+    with anyio.fail_after(10):
+        views = await ops.find_dead_letters(cbus, ids)
+        assert await ops.purge_dead_letters(cbus, views) == 2
