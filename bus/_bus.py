@@ -26,6 +26,7 @@ from ._errors import (
     BackendRefusedError,
     BusClosedError,
     BusError,
+    ConfigurationError,
     PayloadTooLargeError,
     PayloadValidationError,
 )
@@ -207,6 +208,10 @@ class EventBus:
         command; ``settings`` take the new credentials (the URL keeps only the host part).
         """
         self._check_open()
+        if self.settings.is_cluster:
+            raise ConfigurationError(
+                "rotate_credentials", "is not supported on Redis Cluster: restart the process with the new credentials"
+            )
         await rotate_credentials(self._client, username, password, verify=verify)
         url = self.settings.redis_url
         if url is not None:
