@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot as _key_slot
 from redis.credentials import CredentialProvider
 
 from ._errors import (
@@ -47,6 +48,8 @@ __all__ = [
     "RotatingCredentials",
     "create_client",
     "create_cluster_client",
+    "is_cluster_client",
+    "key_slot",
     "redis_errors",
     "rotate_credentials",
     "translate_error",
@@ -149,6 +152,18 @@ def create_cluster_client(settings: BusSettings, **extra: Any) -> aioredis.Redis
                 kwargs[name] = getattr(settings, name)
     kwargs.update(extra)
     return cast("aioredis.Redis", RedisCluster(**kwargs))
+
+
+def is_cluster_client(client: Any) -> bool:
+    """True for redis-py's asyncio ``RedisCluster`` (cluster mode, whatever the settings say)."""
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
+
+
+def key_slot(key: str | bytes) -> int:
+    """The Redis Cluster hash slot of ``key`` (its ``{tag}`` when it has one)."""
+    return _key_slot(key.encode() if isinstance(key, str) else key)
 
 
 async def rotate_credentials(

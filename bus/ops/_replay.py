@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from .._errors import AuthenticationError, BackendTimeoutError, BackendUnavailableError, BusError
+from .._redis import is_cluster_client as is_cluster
+from .._redis import key_slot as slot_of
 from .._redis import redis_errors, translate_error
-from ..wire import is_cluster, slot_of
 from ._deadletters import DeadLetterView
 from ._streams import s
 

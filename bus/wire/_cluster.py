@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import redis.exceptions as rex
-from redis.crc import key_slot
 
+from .._redis import is_cluster_client, key_slot
 from ._resp import EXEC, MULTI, pack
 from ._roundtrip import drop, exchange
 
@@ -52,16 +52,10 @@ ASKING = pack("ASKING")
 REDIRECT_ROUNDS = 8
 
 
-def is_cluster(client: Any) -> bool:
-    """True for redis-py's asyncio ``RedisCluster``."""
-    from redis.asyncio.cluster import RedisCluster
-
-    return isinstance(client, RedisCluster)
-
-
-def slot_of(key: str | bytes) -> int:
-    """The hash slot of ``key`` (its ``{tag}`` when it has one)."""
-    return key_slot(key.encode() if isinstance(key, str) else key)
+#: True for redis-py's asyncio ``RedisCluster``.
+is_cluster = is_cluster_client
+#: The hash slot of a key (its ``{tag}`` when it has one).
+slot_of = key_slot
 
 
 def node_of_slot(client: aioredis.Redis, slot: int) -> ClusterNode:

@@ -177,7 +177,7 @@ class WorkflowConverter:
         marker = SubscriberKeys(bus.keys.prefix).workflow_written(wf.event_id)
         # With BUS_KEY_HASHTAG the bus's workflow stream carries the tag (as the marker, by its prefix).
         stream = bus.keys.workflow_stream if s.workflow_stream == WORKFLOW_STREAM else s.workflow_stream
-        if bus.settings.is_cluster and not bus.settings.key_hashtag:  # the script's keys: the stream's slot
+        if bus.keys.cluster and not bus.keys.hashtag:  # the script's keys: the stream's slot
             marker += "{" + stream + "}"
         reply = await bus.client.eval(CONVERT_SCRIPT, 2, marker, stream, *args)
         if not reply:
