@@ -12,14 +12,15 @@ no hash tag, so a subscription's streams spread over many slots on every node. T
   before the next, from 2 ms doubling up to :data:`IDLE_POLL_MAX_S` (reset by the first
   entry). So a consumer holds as many read connections as the cluster has masters serving its
   streams, at the price of up to :data:`IDLE_POLL_MAX_S` of latency after an idle spell;
-- ``MOVED`` (a slot migrated, a failover) stops every node task, the slot map is refreshed
-  (``nodes_manager.initialize``) and the plan is rebuilt: the slot's reads then go to its new
-  node. ``ASK`` and ``TRYAGAIN`` (a slot being migrated right now) skip that slot read for this
-  sweep, as does ``UNBLOCKED`` (a BLOCK read whose stream was migrated away under it); it is
-  read again once the migration has finished (``MOVED``).
-  No entry is lost either way: XREADGROUP delivers an entry only in a reply we received, and
-  a read cut off by a failure leaves its entries pending to this consumer (the reclaim loop and
-  the next start's own-pending drain take them);
+- ``MOVED`` (a slot migrated, a failover) asks every node task to stop after its current read
+  (at most one BLOCK later; never in the middle of handing a batch over: cancelling there would
+  strand admitted entries), the slot map is refreshed (``nodes_manager.initialize``) and the
+  plan is rebuilt: the slot's reads then go to its new node. ``ASK`` and ``TRYAGAIN`` (a slot
+  being migrated right now) skip that slot read for this sweep, as does ``UNBLOCKED`` (a BLOCK
+  read whose stream was migrated away under it); it is read again once the migration has
+  finished (``MOVED``). No entry is lost either way: XREADGROUP delivers an entry only in a
+  reply we received, and a read cut off by a failure leaves its entries pending to this
+  consumer (the reclaim loop and the next start's own-pending drain take them);
 - a transport failure backs off (as :class:`bus.consume._retry.TransportRetry` does), then
   refreshes the slot map and rebuilds the plan, so a node that left is no longer asked.
 """
@@ -27,6 +28,7 @@ no hash tag, so a subscription's streams spread over many slots on every node. T
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -45,13 +47,11 @@ if TYPE_CHECKING:
 
 __all__ = ["IDLE_POLL_MAX_S", "ClusterReads"]
 
+log = logging.getLogger("bus.consume")
+
 #: Longest wait between two empty sweeps of a node serving several of the subscription's slots.
 IDLE_POLL_MAX_S = 0.05
 _IDLE_POLL_MIN_S = 0.002
-
-
-class _Replan(Exception):
-    """A node task asks for a fresh slot map and a new plan."""
 
 
 class ClusterReads:
@@ -85,12 +85,10 @@ class ClusterReads:
     async def run(self, batches: MemoryObjectSendStream[list[Entry]]) -> None:
         """Read until cancelled, re-planning after MOVED or a transport failure."""
         while True:
-            try:
-                async with anyio.create_task_group() as tg:
-                    for node, reads in self.plan():
-                        tg.start_soon(self._node, node, reads, batches)
-            except* _Replan:
-                pass
+            replan = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                for node, reads in self.plan():
+                    tg.start_soon(self._node, node, reads, batches, replan)
             if self.failures:
                 await anyio.sleep(min(RECONNECT_INITIAL_S * 2 ** min(self.failures, 10), RECONNECT_MAX_S))
             try:
@@ -103,15 +101,20 @@ class ClusterReads:
                     raise
 
     async def _node(
-        self, node: ClusterNode, reads: list[GroupReader], batches: MemoryObjectSendStream[list[Entry]]
+        self,
+        node: ClusterNode,
+        reads: list[GroupReader],
+        batches: MemoryObjectSendStream[list[Entry]],
+        replan: anyio.Event,
     ) -> None:
-        """One node's reads on one connection until a MOVED or a transport failure asks for a new plan."""
+        """One node's reads on one connection until ``replan`` is set (by this task after a MOVED or
+        a transport failure, or by another node's task)."""
         reader = self.reader
         conn = read_connection(node)
         blocking = len(reads) == 1
         idle = 0.0
         try:
-            while True:
+            while not replan.is_set():
                 try:
                     replies = await self._sweep(conn, reads)
                 except AuthenticationError:
@@ -120,7 +123,9 @@ class ClusterReads:
                     self.failures += 1
                     reader.retry._reconnect()
                     reader.board.notify()
-                    raise _Replan(str(exc)) from exc
+                    log.warning("XREADGROUP on %s failed, refreshing the slot map: %s", node.name, exc)
+                    replan.set()
+                    return
                 self.failures = 0
                 got = 0
                 moved = False
@@ -139,7 +144,8 @@ class ClusterReads:
                     if pairs:
                         got += await reader.deliver(pairs, batches, read)
                 if moved:
-                    raise _Replan("MOVED")
+                    replan.set()
+                    return
                 if got:
                     idle = 0.0
                 elif not blocking or any(isinstance(r, Exception) for r in replies):

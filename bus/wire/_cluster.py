@@ -20,6 +20,7 @@ with several keys, some still on the source, must not create them on the target)
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -158,13 +159,14 @@ async def slot_transactions(client: aioredis.Redis, blocks: Sequence[SlotBlock],
         by_node: dict[str, tuple[ClusterNode, bool, list[SlotBlock]]] = {}
         for block in pending:
             target = asking.pop(id(block), None)
-            if target is not None:
-                node = client.nodes_manager.get_node(node_name=target)  # type: ignore[attr-defined]
-                if node is None:
+            node = client.nodes_manager.get_node(node_name=target) if target else None  # type: ignore[attr-defined]
+            if node is None:
+                target = None
+                try:
                     node = node_of_slot(client, block.slot)
-                    target = None
-            else:
-                node = node_of_slot(client, block.slot)
+                except (rex.RedisClusterException, rex.RedisError) as exc:  # the map has no node for it
+                    block.replies = rex.ClusterDownError(f"CLUSTERDOWN no known node serves slot {block.slot}: {exc}")
+                    continue
             key = f"{node.name}|{target is not None}"
             by_node.setdefault(key, (node, target is not None, []))[2].append(block)
         async with anyio.create_task_group() as tg:
@@ -173,18 +175,22 @@ async def slot_transactions(client: aioredis.Redis, blocks: Sequence[SlotBlock],
         again: list[SlotBlock] = []
         moved = False
         for block in pending:
+            if isinstance(block.replies, rex.ConnectionError | OSError | TimeoutError):
+                moved = True  # a node failed: the next write should see a failover's new map
+                continue
             kind, where = _block_redirect(block)
             if not kind or round_no == REDIRECT_ROUNDS - 1:
                 continue
-            if kind == "MOVED":
+            if kind in ("MOVED", "CLUSTERDOWN"):
                 moved = True
             elif kind == "ASK" and where is not None and block.n_keys == 1:
                 asking[id(block)] = where
             again.append(block)
+        if moved:
+            with contextlib.suppress(rex.RedisError, OSError):  # unreachable: the next round's replies say so
+                await refresh_slots(client)
         if not again:
             return
-        if moved:
-            await refresh_slots(client)
         if any(id(b) not in asking for b in again):
             await anyio.sleep(0.01 * (round_no + 1))  # TRYAGAIN, CLUSTERDOWN, a multi-key ASK: let it settle
         pending = again
