@@ -5,6 +5,9 @@ event (a result, an error, or :class:`PartialWriteError` when Redis ran only som
 A connection that fails after the bytes went out raises ``PublishOutcomeUnknownError`` with the
 event ids; nothing is retried then (a blind retry could write twice). Failures to connect
 (nothing sent) are retried with tenacity.
+
+On Redis Cluster the write goes through :func:`bus.publish._slots.write_per_slot` (one
+MULTI/EXEC per hash slot, in the reference's order) instead.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from .._keys import Keys
 from .._redis import redis_errors, translate_error
 from .._settings import BusSettings
 from .._text import text
-from ..wire import DISCARD, EXEC, MULTI, drop, exchange, read_replies, release, send_packed
+from ..wire import DISCARD, EXEC, MULTI, drop, exchange, is_cluster, read_replies, release, send_packed
 from ._results import Outcome, PartialWriteError, PreparedEvent, PublishResult, results_or_raise
+from ._slots import PhaseHook, write_per_slot
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -65,6 +69,9 @@ class Writer:
         self._channel_of: dict[str, str] = {}
         self._in_flight = 0
         self._idle: anyio.Event | None = None
+        self._cluster = is_cluster(client)
+        #: Cluster only: awaited after each confirmed phase (fault injection in tests).
+        self.after_phase: PhaseHook | None = None
 
     async def write(self, prepared: Sequence[PreparedEvent]) -> list[PublishResult]:
         """Write prepared events in one round trip; raise if any was not fully written."""
@@ -79,6 +86,8 @@ class Writer:
         """
         if not prepared:
             return []
+        if self._cluster:
+            return await self._write_cluster(prepared)
         use_sha = self._script_loaded
         outcomes = await self._exchange(prepared, use_sha=use_sha)
         return await self._settle(prepared, outcomes, use_sha=use_sha)
@@ -94,9 +103,26 @@ class Writer:
         connection failing before EXEC went out writes nothing either (a backend error); after
         it, ``PublishOutcomeUnknownError`` as for :meth:`write`.
         """
+        if self._cluster:  # every chunk prepared (validated) first: an invalid one writes nothing
+            everything = [p for chunk in chunks for p in chunk]
+            return results_or_raise(everything, await self._write_cluster(everything))
         use_sha = self._script_loaded
         prepared, outcomes = await self._exchange_chunks(chunks, use_sha=use_sha)
         return results_or_raise(prepared, await self._settle(prepared, outcomes, use_sha=use_sha))
+
+    async def _write_cluster(self, prepared: Sequence[PreparedEvent]) -> list[Outcome]:
+        """One MULTI/EXEC per hash slot, phase by phase (see :mod:`bus.publish._slots`)."""
+        self._in_flight += 1
+        try:
+            outcomes, phases = await write_per_slot(
+                self._client, prepared, self._settings.socket_timeout_s, self.after_phase
+            )
+        finally:
+            self._done()
+        self.round_trips += phases
+        if self.metrics is not None:
+            self._count(prepared, outcomes)
+        return outcomes
 
     async def _settle(self, prepared: Sequence[PreparedEvent], outcomes: list[Any], *, use_sha: bool) -> list[Outcome]:
         """Resend with EVAL the idempotent events whose EVALSHA met NOSCRIPT; the others' outcomes stand."""
