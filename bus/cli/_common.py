@@ -88,6 +88,10 @@ class CommandError(Exception):
 CLI_DOCS: dict[str, tuple[str, str]] = {
     "BUS_LOG_LEVEL": ("cli", "`bus run` log level: debug, info (default), warning, error"),
     "BUS_LOG_FORMAT": ("cli", "`bus run` log format: `text` (default) or `json` (one object per line)"),
+    "BUS_PROCESSES": (
+        "cli",
+        "`bus run` consumer processes under one supervisor (default 1): signals forwarded, crashed ones restarted",
+    ),
     "BUS_DASHBOARD_TOKEN": (
         "cli",
         "`bus dashboard` write token (16+ characters); without it the dashboard is read-only",
