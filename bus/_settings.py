@@ -18,6 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from ._errors import ConfigurationError
+from ._sentinel import SENTINEL_SCHEMES, sentinel_addresses, sentinel_url_values
 
 __all__ = ["BusSettings", "default_consumer_name"]
 
@@ -55,6 +56,9 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     ssl_insecure_for_tests: bool = False
     socket_timeout_s: PosFloat = 10.0
     connect_timeout_s: PosFloat = 5.0
+    #: Sentinel mode (bus/_sentinel.py): ``host:port,host:port`` of the sentinels and the master's name.
+    sentinels: str | None = None
+    sentinel_master: str | None = None
 
     # Keys (reference: REDIS_PREFIX, REDIS_EVENT_STREAM_PREFIX, REDIS_EVENT_CONSUMER_GROUP).
     prefix: str = "alga-psa:"
@@ -97,6 +101,10 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: cannot represent (bus/_jsoncheck.py; ~1 us per event). False keeps only the size and
     #: decode checks (duplicate keys then resolve to the last value, as JSON.parse does).
     strict_json: bool = True
+    #: A publish returns once ``WAIT n`` confirms this many replicas (0: no WAIT), within
+    #: ``publish_replicas_timeout_ms``; else PublishOutcomeUnknownError.
+    publish_min_replicas: NonNegInt = 0
+    publish_replicas_timeout_ms: PosInt = 1000
 
     ENV: ClassVar[dict[str, str]] = {
         "REDIS_URL": "redis_url",
@@ -134,6 +142,10 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_RETRY_BACKOFF_MAX_S": "retry_backoff_max_s",
         "BUS_MARKER_TTL_S": "marker_ttl_s",
         "BUS_STRICT_JSON": "strict_json",
+        "REDIS_SENTINELS": "sentinels",
+        "REDIS_SENTINEL_MASTER": "sentinel_master",
+        "BUS_PUBLISH_MIN_REPLICAS": "publish_min_replicas",
+        "BUS_PUBLISH_REPLICAS_TIMEOUT_MS": "publish_replicas_timeout_ms",
     }
 
     #: One line per variable for the README's table (``tests/test_docs`` checks it is complete
@@ -151,6 +163,11 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "REDIS_TLS_CA_FILE": ("connection", "CA bundle that signs the server's certificate (`rediss://`)"),
         "REDIS_TLS_CERT_FILE": ("connection", "client certificate, when the server asks for one"),
         "REDIS_TLS_KEY_FILE": ("connection", "the client certificate's key"),
+        "REDIS_SENTINELS": (
+            "connection",
+            "Sentinel mode: `host:port,host:port` of the sentinels (or a `redis+sentinel://h:p,h:p/master` URL)",
+        ),
+        "REDIS_SENTINEL_MASTER": ("connection", "Sentinel mode: the monitored master's name"),
         "BUS_SOCKET_TIMEOUT_S": ("connection", "timeout of one command's reply (not of blocking reads)"),
         "BUS_CONNECT_TIMEOUT_S": ("connection", "timeout of opening a connection (and its handshake)"),
         "BUS_RETRY_BACKOFF_S": ("connection", "first wait of the capped, jittered reconnect and retry backoff"),
@@ -161,6 +178,11 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_TRIM_POLICY": ("publish", "`approx` (as the reference), `safe` (never trims unread entries) or `none`"),
         "BUS_MAX_PAYLOAD_BYTES": ("publish", "largest encoded event; a larger one is refused before writing"),
         "BUS_IDEMPOTENCY_WINDOW_S": ("publish", "how long an idempotency key is remembered"),
+        "BUS_PUBLISH_MIN_REPLICAS": (
+            "publish",
+            "a publish returns once `WAIT n` confirms n replicas (else PublishOutcomeUnknownError); 0: no WAIT",
+        ),
+        "BUS_PUBLISH_REPLICAS_TIMEOUT_MS": ("publish", "the WAIT's timeout; below BUS_SOCKET_TIMEOUT_S"),
         "REDIS_EVENT_CONSUMER_GROUP": ("consume", "consumer group of `EventBus.subscribe` (reference variable)"),
         "BUS_CONSUMER_NAME": (
             "consume",
@@ -226,8 +248,22 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             raise ConfigurationError(
                 "BUS_READ_TIMEOUT_S", f"must exceed REDIS_STREAM_BLOCKING_TIMEOUT ({self.block_ms} ms)"
             )
+        self._check_sentinel()
+        if self.publish_min_replicas and self.publish_replicas_timeout_ms >= self.socket_timeout_s * 1000:
+            raise ConfigurationError(
+                "BUS_PUBLISH_REPLICAS_TIMEOUT_MS", f"must be below BUS_SOCKET_TIMEOUT_S ({self.socket_timeout_s:g} s)"
+            )
         if self.retry_backoff_max_s < self.retry_backoff_s:
             raise ConfigurationError("retry_backoff_max_s", "must be >= retry_backoff_s")
+
+    def _check_sentinel(self) -> None:
+        """Sentinel mode needs both the sentinels and the master's name, with valid addresses."""
+        if self.sentinels is None and self.sentinel_master is None:
+            return
+        if not self.sentinels or not self.sentinel_master:
+            missing = "REDIS_SENTINEL_MASTER" if self.sentinels else "REDIS_SENTINELS"
+            raise ConfigurationError(missing, "Sentinel mode needs REDIS_SENTINELS and REDIS_SENTINEL_MASTER")
+        sentinel_addresses(self.sentinels)
 
     @property
     def uses_tls(self) -> bool:
@@ -271,8 +307,12 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     def _url_values(url: str) -> dict[str, Any]:
         """The settings a ``redis://`` / ``rediss://`` / ``unix://`` URL carries."""
         parts = urlsplit(url)
+        if parts.scheme in SENTINEL_SCHEMES:
+            return sentinel_url_values(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ConfigurationError("REDIS_URL", f"scheme {parts.scheme!r} is not redis://, rediss:// or unix://")
+            raise ConfigurationError(
+                "REDIS_URL", f"scheme {parts.scheme!r} is not redis://, rediss://, unix:// or redis+sentinel://"
+            )
         values: dict[str, Any] = {}
         try:
             if parts.hostname:
