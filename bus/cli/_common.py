@@ -149,6 +149,8 @@ def _target(settings: BusSettings) -> str:
     """Where we connect, without credentials."""
     if settings.redis_url and settings.redis_url.startswith("unix://"):
         return f"unix socket {urlsplit(settings.redis_url).path}"
+    if settings.sentinels:
+        return f"the master {settings.sentinel_master!r} of the sentinels {settings.sentinels} db {settings.db}"
     return f"{settings.host}:{settings.port} db {settings.db}"
 
 

@@ -370,6 +370,8 @@ def _describe(settings: BusSettings) -> str:
     where = (
         "unix socket"
         if (settings.redis_url or "").startswith("unix://")
+        else f"sentinel master {settings.sentinel_master!r} via {settings.sentinels} db {settings.db}"
+        if settings.sentinels
         else f"{settings.host}:{settings.port} db {settings.db}"
     )
     return f"Redis {where}, prefix {settings.prefix!r}, group {settings.consumer_group!r}"

@@ -23,8 +23,10 @@ import anyio
 import pytest
 import redis
 
-from bus import BusError, BusSettings, ConfigurationError, Delivery, EventBus
+from bus import BusError, BusSettings, ConfigurationError, Delivery, EventBus, PublishOutcomeUnknownError, create_client
 from bus._sentinel import sentinel_addresses
+from bus.wire import exchange, pack
+from bus.wire._hiredis import fast_reader
 from tests.conftest import free_port
 from tests.test_bus._support import ticket_created
 
@@ -151,11 +153,19 @@ class Deployment:
 
     def promoted(self) -> bool:
         """The replica was made the master (the sentinels announce it a moment later)."""
-        client = redis.Redis(port=self.replica.port, socket_timeout=1.0)
+        return self._role(self.replica.port) == b"master"
+
+    def demoted(self) -> bool:
+        """The old master was made a replica (after a failover it survived)."""
+        return self._role(self.master.port) == b"slave"
+
+    @staticmethod
+    def _role(port: int) -> bytes | None:
+        client = redis.Redis(port=port, socket_timeout=1.0)
         try:
-            return bool(client.role()[0] == b"master")
+            return bytes(client.role()[0])
         except (redis.ConnectionError, OSError):
-            return False
+            return None
         finally:
             client.close()
 
@@ -308,3 +318,80 @@ async def test_failover_without_min_replicas_counts_the_loss(deployment: Deploym
     assert publish_resumed < 10
     assert consume_resumed < 10
     assert all(run.acked[e] < run.promoted_at for e in lost)  # only writes acked before the failover can be lost
+
+
+@pytest.mark.integration
+async def test_unconfirmed_replication_raises_outcome_unknown(
+    redis_process: Callable[..., Any], test_prefix: str
+) -> None:
+    """A master without replicas and BUS_PUBLISH_MIN_REPLICAS=1: the publish is written but WAIT cannot confirm
+    it, so it raises PublishOutcomeUnknownError naming the event; with 0 the same publish returns."""
+    server = redis_process(appendonly=False)
+    settings = BusSettings.from_url(
+        server.url, prefix=test_prefix, publish_min_replicas=1, publish_replicas_timeout_ms=50
+    )
+    async with EventBus(settings) as bus:
+        with pytest.raises(PublishOutcomeUnknownError, match="WAIT 1 confirmed 0 replica") as caught:
+            await bus.publish("TICKET_CREATED", ticket_created(), event_id="5f0c6d3e-9b1a-4c2e-8f7d-000000000001")
+        assert caught.value.event_ids == ("5f0c6d3e-9b1a-4c2e-8f7d-000000000001",)
+        assert await bus.client.xlen(f"{test_prefix}event-stream:global:TICKET_CREATED") == 1
+        events = [bus.prepare("TICKET_CREATED", ticket_created()) for _ in range(3)]
+        with pytest.raises(PublishOutcomeUnknownError) as many:
+            await bus.write(events)
+        assert len(many.value.event_ids) == 3
+    async with EventBus(BusSettings.from_url(server.url, prefix=test_prefix)) as bus:
+        await bus.publish("TICKET_CREATED", ticket_created())
+
+
+@pytest.mark.integration
+async def test_publisher_and_consumer_follow_a_coordinated_failover(deployment: Deployment, test_prefix: str) -> None:
+    """SENTINEL FAILOVER demotes the master while the bus holds connections to it: once it is a replica, its
+    READONLY reply drops them and the next attempts reach the promoted master (publish and consume resume
+    within 10 s of the demotion; until then the old master still takes writes, see README "Scaling out")."""
+    settings = BusSettings.from_url(deployment.url, prefix=test_prefix, block_ms=500, read_timeout_s=2.0)
+    handled: list[str] = []
+    consumer = EventBus(settings)
+    consumer.subscribe("TICKET_CREATED", lambda d: _record(handled, d), subscriber_id="coordinated")
+    async with EventBus(settings) as publisher, consumer, anyio.create_task_group() as tg:
+        await tg.start(consumer.run)
+        first = await publisher.publish("TICKET_CREATED", ticket_created())
+        with anyio.fail_after(10):
+            while first.event_id not in handled:  # noqa: ASYNC110 - a handler's list
+                await anyio.sleep(0.02)
+        deployment.sentinels[0].client.sentinel_failover(MASTER)
+        with anyio.fail_after(30):
+            while not await anyio.to_thread.run_sync(deployment.promoted):  # noqa: ASYNC110 - polls the replica
+                await anyio.sleep(0.05)
+            while not await anyio.to_thread.run_sync(deployment.demoted):  # noqa: ASYNC110 - polls the old master
+                await anyio.sleep(0.05)
+        demoted_at = time.monotonic()
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    second = await publisher.publish("TICKET_CREATED", ticket_created())
+                    break
+                except BusError:  # the demoted master's READONLY, once per pooled connection
+                    await anyio.sleep(0.05)
+            while second.event_id not in handled:  # noqa: ASYNC110 - a handler's list
+                await anyio.sleep(0.02)
+        assert time.monotonic() - demoted_at < 10
+        assert publisher.client.connection_pool.master_address == ("127.0.0.1", deployment.replica.port)
+        consumer.stop()
+
+    # The sentinels kill the demoted master's clients; a connection that survives (opened in between,
+    # or a REPLICAOF by hand) answers writes with READONLY: the wire layer drops it, as redis-py does.
+    client = create_client(settings)
+    conn = client.connection_pool.make_connection()
+    try:
+        await conn.connect_to(("127.0.0.1", deployment.master.port))
+        assert fast_reader(conn) is conn._parser  # sentinel-managed connections keep the fast path
+        with pytest.raises(redis.ConnectionError, match="previous master is now a slave"):
+            await exchange(conn, pack("SET", f"{test_prefix}probe", "1"), 1, 5.0)
+        assert not conn.is_connected
+    finally:
+        await conn.disconnect()
+        await client.aclose()
+
+
+async def _record(handled: list[str], delivery: Delivery) -> None:
+    handled.append(delivery.event_id)
