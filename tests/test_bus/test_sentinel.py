@@ -11,6 +11,7 @@ consumer must resume within 10 s of the promotion.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 import redis
 
@@ -197,6 +199,7 @@ class Run:
         self.unknown = 0  # publishes that raised (retried with the same event id)
         self.consumed: dict[str, float] = {}  # event id -> first handled
         self.attempt_at: dict[str, float] = {}  # event id -> start of its successful attempt
+        self.first_attempt_at: dict[str, float] = {}  # event id -> start of its first attempt
         self.killed_at = 0.0
         self.promoted_at = 0.0
 
@@ -239,6 +242,7 @@ async def failover_run(deployment: Deployment, prefix: str, min_replicas: int, n
 
     async def publish_some(events: list[str]) -> None:
         for event_id in events:
+            run.first_attempt_at[event_id] = time.monotonic()
             while True:
                 started = time.monotonic()
                 try:
@@ -279,11 +283,12 @@ async def failover_run(deployment: Deployment, prefix: str, min_replicas: int, n
 
 
 def _resumed(run: Run) -> tuple[float, float]:
-    """Seconds from the promotion until the first publish sent after the kill was acknowledged, and until
-    the first such event was consumed (both on the new master)."""
+    """Seconds from the promotion until the first publish attempted after the kill was acknowledged, and
+    until the first event first sent after the kill was consumed (both on the new master)."""
     after_kill = [e for e, t in run.attempt_at.items() if t > run.killed_at]
     first_ack = min(run.acked[e] for e in after_kill)
-    first_consumed = min(run.consumed[e] for e in after_kill if e in run.consumed)
+    sent_after_kill = [e for e, t in run.first_attempt_at.items() if t > run.killed_at]
+    first_consumed = min(run.consumed[e] for e in sent_after_kill if e in run.consumed)
     return first_ack - run.promoted_at, first_consumed - run.promoted_at
 
 
@@ -345,16 +350,24 @@ async def test_unconfirmed_replication_raises_outcome_unknown(
 
 @pytest.mark.integration
 async def test_publisher_and_consumer_follow_a_coordinated_failover(deployment: Deployment, test_prefix: str) -> None:
-    """SENTINEL FAILOVER demotes the master while the bus holds connections to it: once it is a replica, its
-    READONLY reply drops them and the next attempts reach the promoted master (publish and consume resume
-    within 10 s of the demotion; until then the old master still takes writes, see README "Scaling out")."""
+    """SENTINEL FAILOVER: between the promotion and the old master's demotion, a publish with
+    BUS_PUBLISH_MIN_REPLICAS=1 never returns (the old master has no replica left) while one without it is
+    acknowledged by the old master and then lost (counted); after the demotion publisher and consumer
+    reach the promoted master within 10 s."""
     settings = BusSettings.from_url(deployment.url, prefix=test_prefix, block_ms=500, read_timeout_s=2.0)
+    guarded_settings = msgspec.structs.replace(settings, publish_min_replicas=1, publish_replicas_timeout_ms=200)
     handled: list[str] = []
     consumer = EventBus(settings)
     consumer.subscribe("TICKET_CREATED", lambda d: _record(handled, d), subscriber_id="coordinated")
-    async with EventBus(settings) as publisher, consumer, anyio.create_task_group() as tg:
+    async with (
+        EventBus(settings) as publisher,
+        EventBus(guarded_settings) as guarded,
+        consumer,
+        anyio.create_task_group() as tg,
+    ):
         await tg.start(consumer.run)
         first = await publisher.publish("TICKET_CREATED", ticket_created())
+        await guarded.publish("TICKET_CREATED", ticket_created())  # confirmed by the replica
         with anyio.fail_after(10):
             while first.event_id not in handled:  # noqa: ASYNC110 - a handler's list
                 await anyio.sleep(0.02)
@@ -362,6 +375,17 @@ async def test_publisher_and_consumer_follow_a_coordinated_failover(deployment: 
         with anyio.fail_after(30):
             while not await anyio.to_thread.run_sync(deployment.promoted):  # noqa: ASYNC110 - polls the replica
                 await anyio.sleep(0.05)
+        window: list[str] = []  # acknowledged between the promotion and the demotion (split brain)
+        refused = 0
+        for _ in range(5):
+            if await anyio.to_thread.run_sync(deployment.demoted):
+                break
+            with contextlib.suppress(BusError):
+                window.append((await publisher.publish("TICKET_CREATED", ticket_created())).event_id)
+            with pytest.raises(BusError):  # PublishOutcomeUnknownError: WAIT 1 found no replica
+                await guarded.publish("TICKET_CREATED", ticket_created())
+            refused += 1
+        with anyio.fail_after(30):
             while not await anyio.to_thread.run_sync(deployment.demoted):  # noqa: ASYNC110 - polls the old master
                 await anyio.sleep(0.05)
         demoted_at = time.monotonic()
@@ -370,13 +394,17 @@ async def test_publisher_and_consumer_follow_a_coordinated_failover(deployment: 
                 try:
                     second = await publisher.publish("TICKET_CREATED", ticket_created())
                     break
-                except BusError:  # the demoted master's READONLY, once per pooled connection
+                except BusError:  # a connection to the demoted master, once per pooled connection
                     await anyio.sleep(0.05)
             while second.event_id not in handled:  # noqa: ASYNC110 - a handler's list
                 await anyio.sleep(0.02)
         assert time.monotonic() - demoted_at < 10
         assert publisher.client.connection_pool.master_address == ("127.0.0.1", deployment.replica.port)
         consumer.stop()
+        stream = f"{test_prefix}event-stream:global:TICKET_CREATED"
+        kept = {f[b"event"] for _, f in await publisher.client.xrange(stream)}
+        lost = [e for e in window if not any(e.encode() in k for k in kept)]
+        print(f"split brain: {len(window)} acknowledged by the old master, {len(lost)} lost; {refused} guarded refused")
 
     # The sentinels kill the demoted master's clients; a connection that survives (opened in between,
     # or a REPLICAOF by hand) answers writes with READONLY: the wire layer drops it, as redis-py does.
