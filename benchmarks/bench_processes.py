@@ -140,7 +140,9 @@ async def amain(args: argparse.Namespace) -> int:
             "",
             f"{args.events:,} prefilled entries of one stream per round, a no-op handler at every consume default, "
             f"{args.rounds} alternating rounds per setting; timed from the first read to the last ack (start-up "
-            "excluded). Redis itself and the benchmark's polling share the same 2 cores as the consumer processes.",
+            "excluded). Redis itself and the benchmark's polling share the same 2 cores as the consumer processes. "
+            "The machine is shared with other engineers' test runs today: the load averages above say how busy "
+            "it was, and the min-max spread how much that moved the rounds.",
             "",
             table,
             "",

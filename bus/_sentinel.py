@@ -78,6 +78,8 @@ def sentinel_client(settings: BusSettings, kwargs: dict[str, Any]) -> aioredis.R
         "socket_timeout": settings.socket_timeout_s,
         "socket_connect_timeout": settings.connect_timeout_s,
     }
+    if settings.uses_tls:
+        kwargs = {**kwargs, "ssl": True}  # TLS to the data nodes (the pool picks its SSL connection class)
     sentinel = Sentinel(sentinel_addresses(settings.sentinels), sentinel_kwargs=sentinel_kwargs, **kwargs)
     client: aioredis.Redis = sentinel.master_for(settings.sentinel_master, redis_class=aioredis.Redis)
     return client

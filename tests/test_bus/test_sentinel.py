@@ -293,6 +293,7 @@ def _resumed(run: Run) -> tuple[float, float]:
 
 
 @pytest.mark.integration
+@pytest.mark.fault
 @pytest.mark.slow
 async def test_failover_with_min_replicas_loses_no_acknowledged_publish(
     deployment: Deployment, test_prefix: str
@@ -310,6 +311,7 @@ async def test_failover_with_min_replicas_loses_no_acknowledged_publish(
 
 
 @pytest.mark.integration
+@pytest.mark.fault
 @pytest.mark.slow
 async def test_failover_without_min_replicas_counts_the_loss(deployment: Deployment, test_prefix: str) -> None:
     """Without BUS_PUBLISH_MIN_REPLICAS the same run resumes within 10 s of the promotion; acknowledged
@@ -326,6 +328,7 @@ async def test_failover_without_min_replicas_counts_the_loss(deployment: Deploym
 
 
 @pytest.mark.integration
+@pytest.mark.fault
 async def test_unconfirmed_replication_raises_outcome_unknown(
     redis_process: Callable[..., Any], test_prefix: str
 ) -> None:
@@ -349,6 +352,8 @@ async def test_unconfirmed_replication_raises_outcome_unknown(
 
 
 @pytest.mark.integration
+@pytest.mark.fault
+@pytest.mark.slow
 async def test_publisher_and_consumer_follow_a_coordinated_failover(deployment: Deployment, test_prefix: str) -> None:
     """SENTINEL FAILOVER: between the promotion and the old master's demotion, a publish with
     BUS_PUBLISH_MIN_REPLICAS=1 never returns (the old master has no replica left) while one without it is

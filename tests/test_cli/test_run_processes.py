@@ -27,6 +27,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from bus import BusSettings, EventBus
+from bus.cli._supervise import Supervisor
 from tests.test_bus._support import ticket_created
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -286,3 +287,16 @@ def test_a_child_failing_at_start_stops_the_group_with_its_code(test_prefix: str
     )
     assert proc.returncode == 2, proc.stderr
     assert "before its services ran" in proc.stderr
+
+
+def test_children_get_unique_consumer_names_and_no_public_probe_port() -> None:
+    """A fixed BUS_CONSUMER_NAME becomes {name}-{slot} per child (kept across restarts); the children do
+    not inherit the group's probe port or the process count."""
+    supervisor = Supervisor(
+        ["svc"], {"BUS_CONSUMER_NAME": "billing", "BUS_HTTP_PORT": "9102", "KEEP": "1"}, processes=2, grace_s=1.0
+    )
+    envs = [supervisor._child_env(child) for child in supervisor.children]
+    assert [e["BUS_CONSUMER_NAME"] for e in envs] == ["billing-1", "billing-2"]
+    assert all(e["BUS_PROCESSES"] == "1" and "BUS_HTTP_PORT" not in e and e["KEEP"] == "1" for e in envs)
+    default = Supervisor(["svc"], {}, processes=2, grace_s=1.0)
+    assert all("BUS_CONSUMER_NAME" not in default._child_env(c) for c in default.children)  # {host}-{pid}-{random}
