@@ -43,10 +43,12 @@ from ._errors import (
     TLSHandshakeError,
 )
 from ._redact import register_secret
+from ._sentinel import copy_sentinel_pool, is_sentinel_pool, sentinel_client
 from ._settings import BusSettings
 
 __all__ = [
     "RotatingCredentials",
+    "copy_pool",
     "create_client",
     "create_cluster_client",
     "is_cluster_client",
@@ -116,6 +118,8 @@ def create_client(settings: BusSettings, **extra: Any) -> aioredis.Redis:
         if settings.ssl_keyfile:
             kwargs["ssl_keyfile"] = settings.ssl_keyfile
     kwargs.update(extra)
+    if settings.sentinels:
+        return sentinel_client(settings, kwargs)
     if settings.redis_url and not settings.redis_url.startswith("unix://"):
         # Host, port, credentials and db were parsed from the URL into settings already.
         kwargs.update(host=settings.host, port=settings.port)
@@ -165,6 +169,16 @@ def is_cluster_client(client: Any) -> bool:
 def key_slot(key: str | bytes) -> int:
     """The Redis Cluster hash slot of ``key`` (its ``{tag}`` when it has one)."""
     return _key_slot(key.encode() if isinstance(key, str) else key)
+
+
+def copy_pool(pool: Any, **overrides: Any) -> Any:
+    """A new connection pool to the same server (the same master, in Sentinel mode) with the same
+    options and ``overrides``: for a dedicated connection (the consume loop's blocking reader)."""
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"}
+    kwargs.update(overrides)
+    if is_sentinel_pool(pool):
+        return copy_sentinel_pool(pool, kwargs)
+    return type(pool)(connection_class=pool.connection_class, **kwargs)
 
 
 async def rotate_credentials(

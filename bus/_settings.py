@@ -18,6 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from ._errors import ConfigurationError
+from ._sentinel import SENTINEL_SCHEMES, sentinel_addresses, sentinel_url_values
 
 __all__ = ["BusSettings", "default_consumer_name"]
 
@@ -60,6 +61,9 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: Hash tag put into every key (``{tag}``): one publish's keys share one slot (cluster only;
     #: the reference cannot read tagged keys).
     key_hashtag: str | None = None
+    #: Sentinel mode (bus/_sentinel.py): ``host:port,host:port`` of the sentinels and the master's name.
+    sentinels: str | None = None
+    sentinel_master: str | None = None
 
     # Keys (reference: REDIS_PREFIX, REDIS_EVENT_STREAM_PREFIX, REDIS_EVENT_CONSUMER_GROUP).
     prefix: str = "alga-psa:"
@@ -102,6 +106,10 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: cannot represent (bus/_jsoncheck.py; ~1 us per event). False keeps only the size and
     #: decode checks (duplicate keys then resolve to the last value, as JSON.parse does).
     strict_json: bool = True
+    #: A publish returns once ``WAIT n`` confirms this many replicas (0: no WAIT), within
+    #: ``publish_replicas_timeout_ms``; else PublishOutcomeUnknownError.
+    publish_min_replicas: NonNegInt = 0
+    publish_replicas_timeout_ms: PosInt = 1000
 
     ENV: ClassVar[dict[str, str]] = {
         "REDIS_URL": "redis_url",
@@ -141,6 +149,10 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_STRICT_JSON": "strict_json",
         "REDIS_CLUSTER_NODES": "cluster_nodes",
         "BUS_KEY_HASHTAG": "key_hashtag",
+        "REDIS_SENTINELS": "sentinels",
+        "REDIS_SENTINEL_MASTER": "sentinel_master",
+        "BUS_PUBLISH_MIN_REPLICAS": "publish_min_replicas",
+        "BUS_PUBLISH_REPLICAS_TIMEOUT_MS": "publish_replicas_timeout_ms",
     }
 
     #: One line per variable for the docs' table (``tests/test_docs`` checks it is complete and that
@@ -167,6 +179,11 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             "cluster only: `{tag}` in every key, so one publish is one slot and one MULTI/EXEC (all traffic "
             "on one node; the reference cannot read tagged keys)",
         ),
+        "REDIS_SENTINELS": (
+            "connection",
+            "Sentinel mode: `host:port,host:port` of the sentinels (or a `redis+sentinel://h:p,h:p/master` URL)",
+        ),
+        "REDIS_SENTINEL_MASTER": ("connection", "Sentinel mode: the monitored master's name"),
         "BUS_SOCKET_TIMEOUT_S": ("connection", "timeout of one command's reply (not of blocking reads)"),
         "BUS_CONNECT_TIMEOUT_S": ("connection", "timeout of opening a connection (and its handshake)"),
         "BUS_RETRY_BACKOFF_S": ("connection", "first wait of the capped, jittered reconnect and retry backoff"),
@@ -177,6 +194,11 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_TRIM_POLICY": ("publish", "`approx` (as the reference), `safe` (never trims unread entries) or `none`"),
         "BUS_MAX_PAYLOAD_BYTES": ("publish", "largest encoded event; a larger one is refused before writing"),
         "BUS_IDEMPOTENCY_WINDOW_S": ("publish", "how long an idempotency key is remembered"),
+        "BUS_PUBLISH_MIN_REPLICAS": (
+            "publish",
+            "a publish returns once `WAIT n` confirms n replicas (else PublishOutcomeUnknownError); 0: no WAIT",
+        ),
+        "BUS_PUBLISH_REPLICAS_TIMEOUT_MS": ("publish", "the WAIT's timeout; below BUS_SOCKET_TIMEOUT_S"),
         "REDIS_EVENT_CONSUMER_GROUP": ("consume", "consumer group of `EventBus.subscribe` (reference variable)"),
         "BUS_CONSUMER_NAME": (
             "consume",
@@ -242,6 +264,11 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             raise ConfigurationError(
                 "BUS_READ_TIMEOUT_S", f"must exceed REDIS_STREAM_BLOCKING_TIMEOUT ({self.block_ms} ms)"
             )
+        self._check_sentinel()
+        if self.publish_min_replicas and self.publish_replicas_timeout_ms >= self.socket_timeout_s * 1000:
+            raise ConfigurationError(
+                "BUS_PUBLISH_REPLICAS_TIMEOUT_MS", f"must be below BUS_SOCKET_TIMEOUT_S ({self.socket_timeout_s:g} s)"
+            )
         if self.retry_backoff_max_s < self.retry_backoff_s:
             raise ConfigurationError("retry_backoff_max_s", "must be >= retry_backoff_s")
         _check_cluster(self)
@@ -255,6 +282,17 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     def cluster_addresses(self) -> list[tuple[str, int]]:
         """The cluster seed nodes as ``(host, port)``."""
         return [_address(node) for node in self.cluster_nodes or ()]
+
+    def _check_sentinel(self) -> None:
+        """Sentinel mode needs both the sentinels and the master's name, with valid addresses."""
+        if self.sentinels is None and self.sentinel_master is None:
+            return
+        if not self.sentinels or not self.sentinel_master:
+            missing = "REDIS_SENTINEL_MASTER" if self.sentinels else "REDIS_SENTINELS"
+            raise ConfigurationError(missing, "Sentinel mode needs REDIS_SENTINELS and REDIS_SENTINEL_MASTER")
+        sentinel_addresses(self.sentinels)
+        if self.cluster_nodes:
+            raise ConfigurationError("REDIS_SENTINELS", "cannot be combined with Redis Cluster (REDIS_CLUSTER_NODES)")
 
     @property
     def uses_tls(self) -> bool:
@@ -303,8 +341,12 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         parts = urlsplit(url)
         if parts.scheme in ("redis+cluster", "rediss+cluster"):
             return _cluster_url_values(url)
+        if parts.scheme in SENTINEL_SCHEMES:
+            return sentinel_url_values(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ConfigurationError("REDIS_URL", f"scheme {parts.scheme!r} is not redis://, rediss:// or unix://")
+            raise ConfigurationError(
+                "REDIS_URL", f"scheme {parts.scheme!r} is not redis://, rediss://, unix:// or redis+sentinel://"
+            )
         values: dict[str, Any] = {}
         try:
             if parts.hostname:

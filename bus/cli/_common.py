@@ -91,6 +91,10 @@ CLI_DOCS: dict[str, tuple[str, str]] = {
     "BUS_LOG_FORMAT": ("cli", "`bus run` log format: `text` (default) or `json` (one object per line)"),
     "BUS_HTTP_PORT": ("cli", "`bus run` port of `/metrics`, `/healthz` and `/readyz` (unset: no HTTP server)"),
     "BUS_HTTP_HOST": ("cli", "`bus run` address of that server (default `0.0.0.0`)"),
+    "BUS_PROCESSES": (
+        "cli",
+        "`bus run` consumer processes under one supervisor (default 1): signals forwarded, crashed ones restarted",
+    ),
     "BUS_DASHBOARD_TOKEN": (
         "cli",
         "`bus dashboard` write token (16+ characters); without it the dashboard is read-only",
@@ -148,6 +152,8 @@ def _target(settings: BusSettings) -> str:
     """Where we connect, without credentials."""
     if settings.redis_url and settings.redis_url.startswith("unix://"):
         return f"unix socket {urlsplit(settings.redis_url).path}"
+    if settings.sentinels:
+        return f"the master {settings.sentinel_master!r} of the sentinels {settings.sentinels} db {settings.db}"
     return f"{settings.host}:{settings.port} db {settings.db}"
 
 

@@ -20,7 +20,7 @@ import anyio
 import redis.asyncio as aioredis
 
 from .._errors import AuthenticationError, BackendError, BackendTimeoutError, BusError, GroupMissingError
-from .._redis import redis_errors
+from .._redis import copy_pool, redis_errors
 from ..wire import GroupReader, RawEntry, is_cluster
 from ._dispatch import send_batch
 from ._pending import PendingEntry, read_own_pending
@@ -77,10 +77,7 @@ class Reader:
         """The dedicated connection for blocking reads (same server and options, no socket timeout:
         the hard read timeout governs it)."""
         if self._own is None:
-            pool = self.client.connection_pool
-            kwargs = dict(pool.connection_kwargs)
-            kwargs["socket_timeout"] = None
-            own = type(pool)(connection_class=pool.connection_class, **kwargs)
+            own = copy_pool(self.client.connection_pool, socket_timeout=None)
             self._own = aioredis.Redis(connection_pool=own, single_connection_client=True)
         return self._own
 

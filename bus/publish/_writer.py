@@ -34,7 +34,7 @@ from .._keys import Keys
 from .._redis import redis_errors, translate_error
 from .._settings import BusSettings
 from .._text import text
-from ..wire import DISCARD, EXEC, MULTI, drop, exchange, is_cluster, read_replies, release, send_packed
+from ..wire import DISCARD, EXEC, MULTI, drop, exchange, is_cluster, pack, read_replies, release, send_packed
 from ._results import Outcome, PartialWriteError, PreparedEvent, PublishResult, results_or_raise
 from ._slots import PhaseHook, write_per_slot
 
@@ -67,6 +67,12 @@ class Writer:
         #: Prometheus metrics when the process exports them (set by the bus; None skips them).
         self.metrics: BusMetrics | None = None
         self._channel_of: dict[str, str] = {}
+        #: ``WAIT n timeout`` sent after every write when ``publish_min_replicas`` asks for it.
+        self._wait = (
+            pack("WAIT", settings.publish_min_replicas, settings.publish_replicas_timeout_ms)
+            if settings.publish_min_replicas
+            else b""
+        )
         self._in_flight = 0
         self._idle: anyio.Event | None = None
         self._cluster = is_cluster(client)
@@ -171,8 +177,35 @@ class Writer:
             append(EXEC)
         else:
             del parts[0]
-        replies = await self._round_trip(b"".join(parts), n_commands + 2 if transaction else 1, prepared)
-        return self._outcomes(prepared, replies, transaction=transaction)
+        wait = self._wait
+        if wait:
+            append(wait)
+        n_replies = (n_commands + 2 if transaction else 1) + (1 if wait else 0)
+        replies = await self._round_trip(b"".join(parts), n_replies, prepared)
+        if not wait:
+            return self._outcomes(prepared, replies, transaction=transaction)
+        confirmed = replies.pop()
+        return self._confirmed(prepared, self._outcomes(prepared, replies, transaction=transaction), confirmed)
+
+    def _confirmed(self, prepared: Sequence[PreparedEvent], outcomes: list[Any], replicas: Any) -> list[Any]:
+        """The outcomes, once ``WAIT``'s reply says enough replicas have every write; else
+        ``PublishOutcomeUnknownError`` for the events written (on the master only, as far as we know)."""
+        wanted = self._settings.publish_min_replicas
+        if isinstance(replicas, int) and replicas >= wanted:
+            return outcomes
+        written = [
+            p for p, o in zip(prepared, outcomes, strict=True) if isinstance(o, PublishResult | PartialWriteError)
+        ]
+        if not written:
+            return outcomes
+        ids = tuple(e for p in written for e in (p.event_ids or (p.event_id,)))
+        got = f"{replicas} replica(s)" if isinstance(replicas, int) else f"an error ({replicas})"
+        raise PublishOutcomeUnknownError(
+            f"{len(written)} event(s) were written on the master but WAIT {wanted} confirmed {got} within "
+            f"{self._settings.publish_replicas_timeout_ms} ms (BUS_PUBLISH_MIN_REPLICAS): a failover now may lose "
+            "them. Publish again with the same event_id or idempotency key (consumers dedupe on it).",
+            ids,
+        )
 
     async def _exchange_chunks(
         self, chunks: Iterable[Sequence[PreparedEvent]], *, use_sha: bool
@@ -208,8 +241,8 @@ class Writer:
                 if head:  # nothing to write at all
                     return prepared, []
                 executing = True
-                await send_packed(conn, EXEC, timeout)
-                replies = await read_replies(conn, n_commands + 2, timeout)
+                await send_packed(conn, EXEC + self._wait, timeout)
+                replies = await read_replies(conn, n_commands + 2 + (1 if self._wait else 0), timeout)
             except BaseException as exc:
                 if not isinstance(exc, PayloadValidationError | PayloadTooLargeError):  # (those were discarded)
                     await drop(conn)  # it may hold unread replies or a half-queued transaction
@@ -222,7 +255,10 @@ class Writer:
         finally:
             await release(self._client, conn)
             self._done()
-        return prepared, self._outcomes(prepared, replies, transaction=True)
+        if not self._wait:
+            return prepared, self._outcomes(prepared, replies, transaction=True)
+        confirmed = replies.pop()
+        return prepared, self._confirmed(prepared, self._outcomes(prepared, replies, transaction=True), confirmed)
 
     @staticmethod
     async def _discard(conn: Any, n_queued: int, timeout_s: float | None) -> None:
