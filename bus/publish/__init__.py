@@ -103,5 +103,6 @@ class Publisher:
     @metrics.setter
     def metrics(self, metrics: BusMetrics | None) -> None:
         self.writer.metrics = metrics
-        if metrics is not None:  # the bus's pool: publishes, acks, marker look-ups, maintenance
-            count_connect_attempts(self._client.connection_pool, lambda: metrics.inc("connection_attempts", ("pool",)))
+        pool = getattr(self._client, "connection_pool", None)  # (a cluster client has one per node: not counted)
+        if metrics is not None and pool is not None:  # the bus's pool: publishes, acks, marker look-ups
+            count_connect_attempts(pool, lambda: metrics.inc("connection_attempts", ("pool",)))
