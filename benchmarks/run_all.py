@@ -26,7 +26,8 @@ Consume (a stream prefilled untimed, then timed until every entry is acked):
 - raw: XREADGROUP COUNT n + ``msgspec.json.decode`` of each envelope + one XACK per batch.
 
 Run: ``python benchmarks/run_all.py`` (``--quick`` for a smoke run, ``--rounds N``,
-``--no-write``, ``--url redis://127.0.0.1:6379/11``, ``--memory`` adds the 1,000,000-event
+``--no-write``, ``--url redis://127.0.0.1:6379/11``, ``--keys consume1000,consume1000-metrics`` runs only
+those contenders, ``--memory`` adds the 1,000,000-event
 memory run of ``bench_memory.py``). ``bus bench --quick`` runs the quick version.
 """
 
@@ -130,8 +131,10 @@ def _faststream_available() -> bool:
 class Bench:
     """Builds the contenders on one target and runs them."""
 
-    def __init__(self, target: Target, sizes: Sizes, *, faststream: bool) -> None:
+    def __init__(self, target: Target, sizes: Sizes, *, faststream: bool, keys: set[str] | None = None) -> None:
         self.target = target
+        #: Run only these contenders (None: all), e.g. the metrics on/off pair with more rounds.
+        self.keys = keys
         self.sizes = sizes
         self.faststream = faststream
         self.contenders: dict[str, Callable[[], Awaitable[Any]]] = {}
@@ -139,6 +142,8 @@ class Bench:
         self.notes: list[str] = []
 
     def add(self, key: str, label: str, xadds: int | str, group: str, fn: Callable[[], Awaitable[Any]]) -> None:
+        if self.keys is not None and key not in self.keys:
+            return
         self.contenders[key] = fn
         self.rows.append(Row(key, label, xadds, group))
 
@@ -488,7 +493,8 @@ async def amain(args: argparse.Namespace) -> int:
     rounds = args.rounds or (2 if args.quick else 5)
     min_round_s = args.min_round_s if args.min_round_s is not None else (0.05 if args.quick else 0.5)
     faststream = _faststream_available() and not args.no_faststream
-    bench = Bench(Target(url=args.url), sizes, faststream=faststream)
+    keys = set(args.keys.split(",")) if args.keys else None
+    bench = Bench(Target(url=args.url), sizes, faststream=faststream, keys=keys)
     if not faststream:
         bench.notes.append("FastStream rows skipped: install the bench extra (`pip install -e '.[bench]'`)")
     load = load_average()
@@ -526,6 +532,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", choices=("publish", "consume"), help="run only one half")
     parser.add_argument("--no-faststream", action="store_true", help="skip the FastStream rows")
     parser.add_argument("--memory", action="store_true", help="also run the 1,000,000-event memory benchmark")
+    parser.add_argument(
+        "--keys", metavar="KEY,...", help="run only these contenders (e.g. consume1000,consume1000-metrics)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write events/s and the ratios as JSON to FILE")
     return parser.parse_args(argv)
 

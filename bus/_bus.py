@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from schemas import Payload
 
     from .observability._metrics import BusMetrics
+    from .observability._tracing import Tracing
 
 __all__ = ["STREAM_CHUNK", "EventBus"]
 
@@ -110,6 +111,7 @@ class EventBus:
         client: aioredis.Redis | None = None,
         registry: Registry = REGISTRY,
         metrics: BusMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._settings = settings or BusSettings()
         register_secret(self.settings.password)  # masked in every log line, error and dead letter
@@ -124,14 +126,25 @@ class EventBus:
         self._closed = False
         #: Server facts found at connect (e.g. ``{"xadd_idmp": False, "version": "7.0.15"}``).
         self.capabilities: dict[str, Any] = {}
-        self._publisher = Publisher(self._client, self.settings, self.keys, self.registry, self.capabilities)
+        #: OpenTelemetry spans (``bus.observability.Tracing``, the ``otel`` extra), or None: no tracing.
+        self.tracing = tracing
+        self._publisher = Publisher(
+            self._client, self.settings, self.keys, self.registry, self.capabilities, tracing=tracing
+        )
         #: Prometheus metrics this bus updates (``bus.observability.BusMetrics``), or None.
         self.metrics = metrics
         self._publisher.metrics = metrics
         self._batcher = AutoBatcher(self._publisher.write_outcomes)
         #: The consuming half (subscriptions, the consume loop, status): see :class:`EventConsuming`.
         self.consuming = EventConsuming(
-            self._client, self.settings, self.keys, self.registry, self.consumer_name, self._check_open, metrics
+            self._client,
+            self.settings,
+            self.keys,
+            self.registry,
+            self.consumer_name,
+            self._check_open,
+            metrics,
+            tracing,
         )
         self.subscribe = self.consuming.subscribe
         self.subscriber = self.consuming.subscriber

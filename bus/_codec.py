@@ -176,17 +176,18 @@ class XaddPacker:
         # cannot know: the consume side trims those streams; the publisher does not.
         self.trim: tuple[bytes, ...] = (b"MAXLEN", b"~", str(max_len).encode()) if trim_policy == "approx" else ()
         self._trim_resp = b"".join(bulk(a) for a in self.trim)
-        self._per_type: dict[tuple[str, str, bool], tuple[bytes, bytes]] = {}
-        self._wf_prefix: dict[str, bytes] = {}
+        self._per_type: dict[tuple[str, str, bool, int], tuple[bytes, bytes]] = {}
+        self._wf_prefix: dict[tuple[str, int], bytes] = {}
 
-    def per_type_parts(self, stream: str, channel: str, force: bool = False) -> tuple[bytes, bytes]:
-        """The constant ``(prefix, suffix)`` of a per-type XADD: the envelope's bulk string goes between."""
-        cache_key = (stream, channel, force)
+    def per_type_parts(self, stream: str, channel: str, force: bool = False, n_extra: int = 0) -> tuple[bytes, bytes]:
+        """The constant ``(prefix, suffix)`` of a per-type XADD: the envelope's bulk string goes between
+        (``n_extra``: the number of extra field names and values that follow the suffix)."""
+        cache_key = (stream, channel, force, n_extra)
         parts = self._per_type.get(cache_key)
         if parts is None:
             if len(self._per_type) > 4096:
                 self._per_type.clear()
-            count = 2 + len(self.trim) + 1 + 4 + (2 if force else 0)
+            count = 2 + len(self.trim) + 1 + 4 + (2 if force else 0) + n_extra
             prefix = header(count) + bulk(b"XADD") + bulk(stream.encode()) + self._trim_resp + bulk(b"*")
             prefix += bulk(b"event")
             suffix = bulk(b"channel") + bulk(channel.encode())
@@ -195,31 +196,43 @@ class XaddPacker:
             parts = self._per_type[cache_key] = (prefix, suffix)
         return parts
 
-    def per_type(self, stream: str, channel: str, envelope: bytes, force: bool = False) -> bytes:
-        """``XADD stream [MAXLEN ~ n] * event <envelope> channel <channel> [force 1]``."""
-        prefix, suffix = self.per_type_parts(stream, channel, force)
+    def per_type(
+        self, stream: str, channel: str, envelope: bytes, force: bool = False, extra: Sequence[bytes] = ()
+    ) -> bytes:
+        """``XADD stream [MAXLEN ~ n] * event <envelope> channel <channel> [force 1] [extra...]``.
+
+        ``extra``: more fields as ``[name, value, ...]`` after the reference's (the trace context);
+        the reference reads only the fields it names, so it ignores them.
+        """
+        prefix, suffix = self.per_type_parts(stream, channel, force, len(extra))
+        if extra:
+            suffix += b"".join([bulk(x) for x in extra])
         return b"".join((prefix, _blen(envelope), envelope, CRLF, suffix))
 
-    def per_type_fields(self, channel: str, envelope: bytes, force: bool = False) -> list[bytes]:
+    def per_type_fields(
+        self, channel: str, envelope: bytes, force: bool = False, extra: Sequence[bytes] = ()
+    ) -> list[bytes]:
         """The fields of a per-type entry as ``[field, value, ...]`` (for the idempotent script)."""
         out = [b"event", envelope, b"channel", channel.encode()]
         if force:
             out += [b"force", b"1"]
+        out += extra
         return out
 
-    def workflow_prefix(self, stream: str) -> bytes:
+    def workflow_prefix(self, stream: str, n_extra: int = 0) -> bytes:
         """``XADD <stream> [MAXLEN ~ n] *`` with the array header of a workflow entry (cached)."""
-        prefix = self._wf_prefix.get(stream)
+        prefix = self._wf_prefix.get((stream, n_extra))
         if prefix is None:
-            count = 2 + len(self.trim) + 1 + 2 * len(_WF_NAMES)
-            prefix = self._wf_prefix[stream] = (
+            count = 2 + len(self.trim) + 1 + 2 * len(_WF_NAMES) + n_extra
+            prefix = self._wf_prefix[(stream, n_extra)] = (
                 header(count) + bulk(b"XADD") + bulk(stream.encode()) + self._trim_resp + bulk(b"*")
             )
         return prefix
 
-    def workflow(self, stream: str, values: tuple[bytes, ...]) -> bytes:
-        """``XADD workflow:events:global [MAXLEN ~ n] * event_id .. payload_json ..`` from :func:`workflow_entry`."""
-        prefix = self.workflow_prefix(stream)
+    def workflow(self, stream: str, values: tuple[bytes, ...], extra: Sequence[bytes] = ()) -> bytes:
+        """``XADD workflow:events:global [MAXLEN ~ n] * event_id .. payload_json .. [extra...]`` from
+        :func:`workflow_entry` (``extra``: more fields, as for :meth:`per_type`)."""
+        prefix = self.workflow_prefix(stream, len(extra))
         eid, exe, key, name, etype, tenant, ts, user, frm, to, pj = values
         h = _WF_HEADS
         return b"".join(
@@ -236,6 +249,7 @@ class XaddPacker:
                 h[8], _blen(frm), frm, CRLF,
                 h[9], _blen(to), to, CRLF,
                 h[10], _blen(pj), pj, CRLF,
+                b"".join([bulk(x) for x in extra]) if extra else b"",
             )
         )  # fmt: skip
 

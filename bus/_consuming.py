@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
     from .observability._metrics import BusMetrics
+    from .observability._tracing import Tracing
 
 __all__ = ["EventConsuming"]
 
@@ -42,6 +43,7 @@ class EventConsuming:
         consumer_name: str,
         check_open: Callable[[], None],
         metrics: BusMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._client = client
         self.settings = settings
@@ -49,6 +51,7 @@ class EventConsuming:
         self.registry = registry
         self.consumer_name = consumer_name
         self.metrics = metrics
+        self.tracing = tracing
         self._check_open = check_open
         self._subscriptions: list[Subscription] = []
         self._consumer: Consumer | None = None
@@ -118,7 +121,7 @@ class EventConsuming:
             self.settings, tuple(self._subscriptions), consumer=self.consumer_name
         )
         consumer = Consumer(
-            self._client, self.settings, self.keys, self.registry, subscription, self._stats, self.metrics
+            self._client, self.settings, self.keys, self.registry, subscription, self._stats, self.metrics, self.tracing
         )
         self._consumer = consumer
         try:

@@ -89,6 +89,10 @@ class CommandError(Exception):
 CLI_DOCS: dict[str, tuple[str, str]] = {
     "BUS_LOG_LEVEL": ("cli", "`bus run` log level: debug, info (default), warning, error"),
     "BUS_LOG_FORMAT": ("cli", "`bus run` log format: `text` (default) or `json` (one object per line)"),
+    "BUS_OTEL": (
+        "cli",
+        "`bus run`: `1` emits OpenTelemetry spans to the global tracer provider (needs the otel extra)",
+    ),
     "BUS_HTTP_PORT": ("cli", "`bus run` port of `/metrics`, `/healthz` and `/readyz` (unset: no HTTP server)"),
     "BUS_HTTP_HOST": ("cli", "`bus run` address of that server (default `0.0.0.0`)"),
     "BUS_PROCESSES": (

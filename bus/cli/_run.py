@@ -67,6 +67,8 @@ from ._supervise import Supervisor
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
 
+    from ..observability import Tracing
+
 __all__ = ["EXIT_FORCED", "JsonFormatter", "load_object", "load_services", "register"]
 
 log = logging.getLogger("bus.run")
@@ -122,8 +124,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 data[key] = value
-        if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+        # The redacting filter leaves the traceback redacted in exc_text: never format exc_info again.
+        exc = record.exc_text or (self.formatException(record.exc_info) if record.exc_info else "")
+        if exc:
+            data["exc"] = exc
         return orjson.dumps(data, default=str).decode()
 
 
@@ -246,6 +250,20 @@ def _http_from(args: argparse.Namespace, env: Mapping[str, str]) -> _Http | None
     return _Http(args.http_host or env.get("BUS_HTTP_HOST") or "0.0.0.0", port)
 
 
+def _tracing_from(args: argparse.Namespace, env: Mapping[str, str]) -> Tracing | None:
+    """OpenTelemetry spans when ``--otel`` or ``BUS_OTEL=1`` (they go to the global tracer provider,
+    which ``opentelemetry-instrument`` configures from the ``OTEL_*`` variables); else None."""
+    if not (args.otel or env.get("BUS_OTEL", "").strip().lower() in ("1", "true", "yes", "on")):
+        return None
+    try:
+        from ..observability import Tracing
+    except ImportError:
+        raise ConfigurationError(
+            "BUS_OTEL", "tracing needs the otel extra: pip install 'psa-event-bus[otel]'"
+        ) from None
+    return Tracing()
+
+
 def _exit_now(code: int) -> None:
     for handler in logging.getLogger().handlers:
         handler.flush()
@@ -321,10 +339,11 @@ async def _serve(
     settings: BusSettings,
     stop: _Stop,
     http: _Http | None = None,
+    tracing: Tracing | None = None,
     supervised: _Supervised | None = None,
 ) -> None:
     metrics = http.metrics if http is not None else None
-    runner = Runner(services, settings, signals=(), bus_factory=lambda s: EventBus(s, metrics=metrics))
+    runner = Runner(services, settings, signals=(), bus_factory=lambda s: EventBus(s, metrics=metrics, tracing=tracing))
     try:
         async with anyio.create_task_group() as tg:
             if http is not None:
@@ -363,6 +382,8 @@ def _environ(args: argparse.Namespace) -> dict[str, str]:
         env["BUS_WORKFLOW_TRIGGERS"] = ",".join(args.trigger)
     if args.converter:
         env["BUS_WORKFLOW_CONVERTER"] = "1"
+    if getattr(args, "otel", None):
+        env["BUS_OTEL"] = "1"  # (also what --processes N hands its children)
     return env
 
 
@@ -466,11 +487,12 @@ def _run_services(args: argparse.Namespace, env: Mapping[str, str], settings: Bu
     stop = _Stop()
     try:
         http = _http_from(args, env)
+        tracing = _tracing_from(args, env)
     except ConfigurationError as exc:
         return fail("run", str(exc), EXIT_USAGE)
     try:
         supervised = _Supervised(args.supervisor_fd) if args.supervisor_fd is not None else None
-        anyio.run(_serve, services, settings, stop, http, supervised)
+        anyio.run(_serve, services, settings, stop, http, tracing, supervised)
     except KeyboardInterrupt:
         return 130
     except (BusError, rex.RedisError) as exc:
@@ -518,6 +540,12 @@ def _add_run(sub: Any) -> None:
         help="BUS_HTTP_PORT: serve /metrics (Prometheus), /healthz and /readyz on PORT (default: no server)",
     )
     run.add_argument("--http-host", metavar="HOST", help="BUS_HTTP_HOST: address of that server (default 0.0.0.0)")
+    run.add_argument(
+        "--otel",
+        action="store_true",
+        default=None,
+        help="BUS_OTEL=1: OpenTelemetry spans per publish and handled delivery (the otel extra)",
+    )
     run.add_argument(
         "--processes",
         type=positive_int,

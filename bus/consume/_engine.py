@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .._keys import Keys
     from .._settings import BusSettings
     from ..observability._metrics import BusMetrics
+    from ..observability._tracing import Tracing
     from ._subscription import StreamSubscription
 
 __all__ = ["FINAL_FLUSH_TIMEOUT_S", "Consumer"]
@@ -66,6 +67,7 @@ class Consumer:
         subscription: StreamSubscription,
         stats: ConsumerStats | None = None,
         metrics: BusMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         if _decodes_responses(client):
             raise ConfigurationError("client", "a redis client with decode_responses=True cannot read entries")
@@ -77,6 +79,7 @@ class Consumer:
         self.group = spec.group
         self.streams = spec.streams
         self.board = StatsBoard(stats, metrics, spec.group)
+        self.board.streams = {s.stream: (s.event_type, s.channel, spec.group) for s in spec.handlers}
         self.stats = self.board.stats
         self.markers = Markers(keys, spec.group, settings.marker_ttl_s, settings.socket_timeout_s)
         markers = self.markers if spec.is_typed else None
@@ -107,6 +110,7 @@ class Consumer:
             markers,
             self.board,
             with_stack=spec.dead_letter_stack,
+            tracing=tracing,
         )
         self.maintenance = Maintenance(client, spec, settings, self.groups, self.in_flight, self.board)
         self._workers_done = False

@@ -119,7 +119,9 @@ class Maintenance:
                 return
             self.board.stats.reclaimed += sum(1 for c in claimed if c[2] is not None)
             if self.board.metrics is not None:
-                self.board.metrics.inc("reclaimed", ("", "", self.board.group), len(claimed))
+                for c in claimed:
+                    if c[2] is not None:  # (None: deleted while pending, not reclaimed)
+                        self.board.metrics.inc("reclaimed", self.board.stream_labels(c[0]))
             log.info("claimed %d idle entries", len(claimed))
             await send_batch(batches, self.in_flight.admit_pending(claimed), self.in_flight)
             if len(claimed) < spec.count:
@@ -166,6 +168,8 @@ class Maintenance:
         self._trim_seen[stream] = lost
         if lost > seen:
             self.board.stats.trimmed_unread += lost - seen
+            if self.board.metrics is not None:
+                self.board.metrics.inc("trimmed_unread", self.board.stream_labels(stream), lost - seen)
             log.error(
                 "%d entries of %s were trimmed before group %r read them (lost to this group; "
                 "raise REDIS_STREAM_MAX_LENGTH or use trim_policy='safe')",

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from .._errors import AuthenticationError, BackendError, BackendTimeoutError, BusError, GroupMissingError
 from .._redis import copy_pool, redis_errors
-from ..wire import GroupReader, RawEntry, is_cluster
+from ..wire import GroupReader, RawEntry, count_connect_attempts, is_cluster
 from ._dispatch import send_batch
 from ._pending import PendingEntry, read_own_pending
 
@@ -78,6 +78,9 @@ class Reader:
         the hard read timeout governs it)."""
         if self._own is None:
             own = copy_pool(self.client.connection_pool, socket_timeout=None)
+            metrics = self.board.metrics
+            if metrics is not None:
+                count_connect_attempts(own, functools.partial(metrics.inc, "connection_attempts", ("read",)))
             self._own = aioredis.Redis(connection_pool=own, single_connection_client=True)
         return self._own
 

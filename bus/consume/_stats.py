@@ -51,19 +51,25 @@ class ConsumerStats(msgspec.Struct, kw_only=True):
 class StatsBoard:
     """The counters plus a change signal: :meth:`notify` wakes :meth:`wait_until` callers."""
 
-    __slots__ = ("_changed", "_waiters", "group", "metrics", "stats")
+    __slots__ = ("_changed", "_waiters", "group", "metrics", "stats", "streams")
 
     def __init__(self, stats: ConsumerStats | None = None, metrics: BusMetrics | None = None, group: str = "") -> None:
         self.stats = stats if stats is not None else ConsumerStats()
         #: Prometheus metrics, when the process exports them (None: the hot paths skip them).
         self.metrics = metrics
         self.group = group
+        #: ``(event_type, channel, group)`` per stream of typed events, for counts made per stream.
+        self.streams: dict[str, tuple[str, str, str]] = {}
         self._changed = anyio.Event()
         self._waiters = 0
 
     def labels(self, delivery: Any) -> tuple[str, str, str]:
         """``(event_type, channel, group)`` of a delivery (a flat workflow entry: its type, channel "")."""
         return (getattr(delivery, "event_type", "") or "", getattr(delivery, "channel", "") or "", self.group)
+
+    def stream_labels(self, stream: str) -> tuple[str, str, str]:
+        """The metric labels of one of the loop's streams (a flat-entry stream: type and channel "")."""
+        return self.streams.get(stream) or ("", "", self.group)
 
     def notify(self) -> None:
         """The counters changed."""

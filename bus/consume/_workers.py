@@ -21,19 +21,22 @@ import msgspec
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from .._errors import Reject, RetryLater
+from .._redact import redact_text
+from ..wire import fields_dict
 from ._entry import DEAD, HANDLED, MARKS, PROGRESS, Entry, Failure
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
 
     from .._settings import BusSettings
+    from ..observability._tracing import Tracing
     from ._acker import AckBuffer
     from ._delivery import Subscription
     from ._entry import InFlight
     from ._markers import Markers
     from ._stats import StatsBoard
 
-__all__ = ["Workers", "start"]
+__all__ = ["Workers", "log_failure", "start"]
 
 log = logging.getLogger("bus.consume")
 
@@ -95,8 +98,10 @@ class Workers:
         board: StatsBoard,
         *,
         with_stack: bool = False,
+        tracing: Tracing | None = None,
     ) -> None:
         self.acks = acks
+        self._tracing = tracing
         self.in_flight = in_flight
         self.markers = markers
         self.board = board
@@ -113,6 +118,7 @@ class Workers:
 
     async def run(self, recv: MemoryObjectReceiveStream[Entry]) -> None:
         """One worker: entries until the stream ends; after the drain began, leave them pending."""
+        process = self._process if self._tracing is None else self._traced  # chosen once, not per entry
         async with recv:
             while True:
                 try:
@@ -127,9 +133,23 @@ class Workers:
                 if self.stopping:
                     self.in_flight.release(entry)  # not started: leave it pending
                     continue
-                await self._process(entry)
+                await process(entry)
 
-    async def _process(self, entry: Entry) -> None:
+    async def _traced(self, entry: Entry) -> BaseException | None:
+        """:meth:`_process` inside the delivery's consumer span (OpenTelemetry, only when tracing is on)."""
+        tracing = self._tracing
+        assert tracing is not None
+        fields = fields_dict(entry.fields) if entry.fields is not None else {}
+        with tracing.process(
+            entry.stream, self.board.group, fields, entry.delivery, entry.deliveries, entry.entry_id
+        ) as span:
+            error = await self._process(entry)
+            if error is not None:
+                tracing.failed(span, error)
+        return error
+
+    async def _process(self, entry: Entry) -> BaseException | None:
+        """Run the entry's handlers in order and queue its outcome; the error that failed it, or None."""
         # With metrics on, how long the handlers took rides on the entry to the acker's flush.
         started_at = time.perf_counter() if self.board.metrics is not None else 0.0
         shared = entry.delivery
@@ -163,12 +183,13 @@ class Workers:
                 error = await self._call(sub, delivery, started)
             if error is not None:
                 self._on_failure(entry, sub, error, succeeded)
-                return
+                return error
             if many:
                 succeeded.append(sub.handler_key)
         if started_at:
             entry.took = time.perf_counter() - started_at
         self.acks.put(entry, HANDLED)
+        return None
 
     def _mark_progress(self, entry: Entry, succeeded: list[str], marked: int) -> int:
         """Queue the success markers of ``succeeded[marked:]``; returns how many are queued now."""
@@ -190,16 +211,19 @@ class Workers:
             self.board.metrics.inc("failed", self.board.labels(entry.delivery))
         text = f"{sub.handler_key}: {type(error).__name__}: {error}"
         where = _where(entry)
+        group = self.board.group
         if isinstance(error, Reject):
-            log.error("handler rejected %s: %s", where, text)
+            log_failure(entry, group, f"handler rejected {where}: {text}", error, logging.ERROR)
             entry.failure = self._failure("rejected", text, error)
             self.acks.put(entry, DEAD)
         elif entry.deliveries >= self._max_deliveries:
-            log.error("dead-lettering %s after %d deliveries: %s", where, entry.deliveries, text)
+            what = f"dead-lettering {where} after {entry.deliveries} deliveries: {text}"
+            log_failure(entry, group, what, error, logging.ERROR)
             entry.failure = self._failure("max-deliveries", text, error)
             self.acks.put(entry, DEAD)
         else:
-            log.warning("handler failed on %s, delivery %d; left pending: %s", where, entry.deliveries, text)
+            what = f"handler failed on {where}, delivery {entry.deliveries}; left pending: {text}"
+            log_failure(entry, group, what, error, logging.WARNING)
             if succeeded:
                 done = [s for s in entry.subs if s.handler_key in succeeded]
                 entry.members = self.handler_members(entry.delivery, done)
@@ -282,6 +306,32 @@ class Workers:
             if self.board.metrics is not None:
                 self.board.metrics.inc("handler_timeouts", self.board.labels(delivery))
             raise TimeoutError(f"handler {sub.handler_key} timed out after {self._timeout}s") from None
+
+
+def log_failure(entry: Entry, group: str, message: str, error: BaseException, level: int = logging.WARNING) -> None:
+    """The one log line of a failed delivery attempt: ``message`` (it names the handler) at ``level``,
+    the handler's traceback, and as extras the fields an operator filters on: ``event_type``,
+    ``event_id``, ``stream``, ``group``, ``delivery_count``, ``entry_id``.
+
+    The traceback goes in as the record's ``exc_text``, redacted, with no ``exc_info``: a handler's
+    exception may carry secrets (a URL with its password, a header) and the record must not hand
+    the raw object to whatever formats it. None for RetryLater and Reject, which are decisions.
+    """
+    if not log.isEnabledFor(level):
+        return
+    d = entry.delivery
+    extra = {
+        "event_type": getattr(d, "event_type", None) or "",
+        "event_id": getattr(d, "event_id", None) or "",
+        "stream": entry.stream,
+        "group": group,
+        "delivery_count": entry.deliveries,
+        "entry_id": entry.entry_id.decode(),
+    }
+    record = log.makeRecord(log.name, level, __file__, 0, message, (), None, "log_failure", extra)
+    if not isinstance(error, Reject | RetryLater):
+        record.exc_text = redact_text("".join(traceback.format_exception(error)).rstrip("\n"))
+    log.handle(record)
 
 
 def _where(entry: Entry) -> str:

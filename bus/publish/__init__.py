@@ -33,6 +33,7 @@ from schemas import Payload, Registry
 from .._keys import Keys
 from .._options import PublishOptions
 from .._settings import BusSettings
+from ..wire import count_connect_attempts
 from ._prepare import Preparer
 from ._results import Outcome, PartialWriteError, PreparedEvent, PublishResult, results_or_raise
 from ._script import IDEMPOTENT_PUBLISH_SCRIPT, IDMP_PRODUCER
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from ..observability._metrics import BusMetrics
+    from ..observability._tracing import Tracing
 
 __all__ = [
     "IDEMPOTENT_PUBLISH_SCRIPT",
@@ -69,9 +71,12 @@ class Publisher:
         capabilities: Mapping[str, Any],
         *,
         connect_attempts: int = 3,
+        tracing: Tracing | None = None,
     ) -> None:
-        self.preparer = Preparer(settings, keys, registry, capabilities)
+        self._client = client
+        self.preparer = Preparer(settings, keys, registry, capabilities, tracing)
         self.writer = Writer(client, settings, keys, connect_attempts=connect_attempts)
+        self.writer.tracing = tracing
         self.stream = self.preparer.stream
         self.marker_key = self.preparer.marker_key
         self.write = self.writer.write
@@ -98,3 +103,6 @@ class Publisher:
     @metrics.setter
     def metrics(self, metrics: BusMetrics | None) -> None:
         self.writer.metrics = metrics
+        pool = getattr(self._client, "connection_pool", None)  # (a cluster client has one per node: not counted)
+        if metrics is not None and pool is not None:  # the bus's pool: publishes, acks, marker look-ups
+            count_connect_attempts(pool, lambda: metrics.inc("connection_attempts", ("pool",)))

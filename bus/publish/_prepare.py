@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas import (
     DATETIME_PATTERN,
@@ -33,8 +33,11 @@ from .._settings import BusSettings
 from .._tenant import tenant_id_problem
 from ..routing import fanout_channels
 from ..wire import bulk
-from ._results import PreparedEvent
+from ._results import PreparedEvent, TracedEvent
 from ._script import IDMP_PRODUCER
+
+if TYPE_CHECKING:
+    from ..observability._tracing import Tracing
 
 __all__ = ["Preparer"]
 
@@ -44,8 +47,17 @@ _DATETIME_RE = re.compile(DATETIME_PATTERN)
 class Preparer:
     """The pure half of publishing for one bus: settings, keys, registry, server capabilities."""
 
-    def __init__(self, settings: BusSettings, keys: Keys, registry: Registry, capabilities: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        settings: BusSettings,
+        keys: Keys,
+        registry: Registry,
+        capabilities: Mapping[str, Any],
+        tracing: Tracing | None = None,
+    ) -> None:
         self._keys = keys
+        #: OpenTelemetry spans, or None: a traced publish takes the general path (extra entry fields).
+        self._tracing = tracing
         self._capabilities = capabilities
         self._packer = XaddPacker(settings.max_len, settings.trim_policy)
         self._streams: dict[tuple[str, str], str] = {}
@@ -134,7 +146,7 @@ class Preparer:
             copy_ids = [new_event_id() for _ in route.chans]
             copy_ids[route.primary] = event_id
         hooks = options.hooks
-        if (options.idempotency_key is not None and options.dedupe) or route.env_middle is None:
+        if (options.idempotency_key is not None and options.dedupe) or route.env_middle is None or self._tracing:
             if envelope is None:
                 envelope = encode_envelope(event_id, event_type, timestamp, data)
             return self._prepare_general(payload, data, envelope, route, event_id, timestamp, copy_ids, options)
@@ -211,10 +223,16 @@ class Preparer:
         copy_ids: list[str] | None,
         options: PublishOptions,
     ) -> PreparedEvent:
-        """The rarer publishes: idempotent ones, event types JSON escapes."""
+        """The rarer publishes: idempotent ones, event types JSON escapes, traced ones (a producer span
+        whose W3C trace context goes into extra fields of every entry written)."""
         event_type = route.event_type
         idempotency_key = options.idempotency_key if options.dedupe else None
         chans = route.chans
+        span: Any = None
+        extra: list[bytes] = []
+        if self._tracing is not None:
+            primary = route.streams[len(route.streams) - len(chans) + route.primary]
+            span, extra = self._tracing.start_send(event_type, primary, event_id, route.streams)
         wf: tuple[bytes, ...] | None = None
         if route.workflow:
             wf = self._workflow_values(event_type, payload, data, event_id, timestamp, options.hooks)
@@ -227,6 +245,7 @@ class Preparer:
                     copies[i] = (ch, key, copy_id, encode_envelope(copy_id, event_type, timestamp, data))
             event_ids = _stream_ids(route, event_id, copy_ids)
         streams = route.streams
+        prepared: PreparedEvent
         if idempotency_key is not None:
             if not idempotency_key:
                 raise PayloadValidationError(event_type, "$.idempotencyKey", "must not be empty")
@@ -241,20 +260,15 @@ class Preparer:
                 raise PayloadValidationError(event_type, path, f"invalid tenant id {tenant[:64]!r}: {problem}")
             # The marker keeps every id written, so a repeat returns the first write's ids.
             remembered = event_id if event_ids is None else ",".join((event_id, *event_ids))
-            return PreparedEvent(
-                event_id,
-                event_type,
-                streams,
-                event_ids,
-                b"",
-                1,
-                self._script_args(remembered, tenant, idempotency_key, wf, copies, options.force),
-            )
-        packer = self._packer
-        parts = [packer.per_type(key, ch, env, options.force) for ch, key, _, env in copies]
-        if wf is not None:
-            parts.insert(0, packer.workflow(self._keys.workflow_stream, wf))
-        return PreparedEvent(event_id, event_type, streams, event_ids, b"".join(parts), len(parts), None)
+            script = self._script_args(remembered, tenant, idempotency_key, wf, copies, options.force, extra)
+            prepared = PreparedEvent(event_id, event_type, streams, event_ids, b"", 1, script)
+        else:
+            packer = self._packer
+            parts = [packer.per_type(key, ch, env, options.force, extra) for ch, key, _, env in copies]
+            if wf is not None:
+                parts.insert(0, packer.workflow(self._keys.workflow_stream, wf, extra))
+            prepared = PreparedEvent(event_id, event_type, streams, event_ids, b"".join(parts), len(parts), None)
+        return prepared if span is None else TracedEvent.of(prepared, span)
 
     def _channels(self, event_type: str, channels: str | Sequence[str]) -> tuple[str, ...]:
         """The channels as a checked tuple without duplicates (cached per argument)."""
@@ -280,6 +294,7 @@ class Preparer:
         wf: tuple[bytes, ...] | None,
         copies: list[tuple[str, str, str, bytes]],
         force: bool,
+        extra: list[bytes],
     ) -> tuple[int, bytes]:
         keys = [self.marker_key(tenant, idempotency_key).encode()]
         if wf is not None:
@@ -293,11 +308,11 @@ class Preparer:
         opts += self._packer.trim
         argv: list[bytes] = [remembered.encode(), self._window, b"%d" % len(opts), *opts]
         if wf is not None:
-            values = workflow_pairs(wf)
+            values = workflow_pairs(wf) + extra
             argv.append(b"%d" % len(values))
             argv += values
         for ch, _, _, env in copies:
-            fields = self._packer.per_type_fields(ch, env, force)
+            fields = self._packer.per_type_fields(ch, env, force, extra)
             argv.append(b"%d" % len(fields))
             argv += fields
         args = [b"%d" % len(keys), *keys, *argv]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -12,7 +13,7 @@ from .._errors import BackendError, BusError
 from ..wire import header
 from ._script import EVAL_HEAD, EVALSHA_HEAD
 
-__all__ = ["Outcome", "PartialWriteError", "PreparedEvent", "PublishResult", "results_or_raise"]
+__all__ = ["Outcome", "PartialWriteError", "PreparedEvent", "PublishResult", "TracedEvent", "results_or_raise"]
 
 #: The best-effort publishers' failures are logged here (the logger name users configure).
 log = logging.getLogger("bus.publish")
@@ -63,6 +64,28 @@ class PreparedEvent:
             return self.command
         count, tail = self.script
         return b"".join((header(count + 2), EVALSHA_HEAD if use_sha else EVAL_HEAD, tail))
+
+
+class TracedEvent(PreparedEvent):
+    """A prepared event with its open producer span (only when tracing is on); the writer ends it."""
+
+    __slots__ = ("span",)
+    span: Any  # an opentelemetry Span
+
+    @classmethod
+    def of(cls, prepared: PreparedEvent, span: Any) -> TracedEvent:
+        """``prepared`` with ``span``."""
+        traced = cls(
+            prepared.event_id,
+            prepared.event_type,
+            prepared.streams,
+            prepared.event_ids,
+            prepared.command,
+            prepared.n_commands,
+            prepared.script,
+        )
+        traced.span = span
+        return traced
 
 
 class PublishResult(msgspec.Struct, frozen=True):

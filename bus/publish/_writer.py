@@ -35,13 +35,14 @@ from .._redis import redis_errors, translate_error
 from .._settings import BusSettings
 from .._text import text
 from ..wire import DISCARD, EXEC, MULTI, drop, exchange, is_cluster, pack, read_replies, release, send_packed
-from ._results import Outcome, PartialWriteError, PreparedEvent, PublishResult, results_or_raise
+from ._results import Outcome, PartialWriteError, PreparedEvent, PublishResult, TracedEvent, results_or_raise
 from ._slots import PhaseHook, write_per_slot
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from ..observability._metrics import BusMetrics
+    from ..observability._tracing import Tracing
 
 __all__ = ["Writer"]
 
@@ -66,6 +67,8 @@ class Writer:
         self.round_trips = 0
         #: Prometheus metrics when the process exports them (set by the bus; None skips them).
         self.metrics: BusMetrics | None = None
+        #: OpenTelemetry spans (set by the bus): the writer ends the producer spans of what it wrote.
+        self.tracing: Tracing | None = None
         self._channel_of: dict[str, str] = {}
         #: ``WAIT n timeout`` sent after every write when ``publish_min_replicas`` asks for it.
         self._wait = (
@@ -95,7 +98,12 @@ class Writer:
         if self._cluster:
             return await self._write_cluster(prepared)
         use_sha = self._script_loaded
-        outcomes = await self._exchange(prepared, use_sha=use_sha)
+        try:
+            outcomes = await self._exchange(prepared, use_sha=use_sha)
+        except BaseException as exc:
+            if self.tracing is not None:
+                self._end_spans(prepared, [exc] * len(prepared))
+            raise
         return await self._settle(prepared, outcomes, use_sha=use_sha)
 
     async def write_chunks(self, chunks: Iterable[Sequence[PreparedEvent]]) -> list[PublishResult]:
@@ -147,7 +155,16 @@ class Writer:
             self._script_loaded = True
         if self.metrics is not None:
             self._count(prepared, outcomes)
+        if self.tracing is not None:
+            self._end_spans(prepared, outcomes)
         return outcomes
+
+    def _end_spans(self, prepared: Sequence[PreparedEvent], outcomes: Sequence[Any]) -> None:
+        """End the producer span of each traced event with its outcome."""
+        assert self.tracing is not None
+        for p, outcome in zip(prepared, outcomes, strict=True):
+            if isinstance(p, TracedEvent):
+                self.tracing.end_send(p.span, outcome)
 
     def _count(self, prepared: Sequence[PreparedEvent], outcomes: Sequence[Any]) -> None:
         """Written entries into ``published`` by event type and channel (workflow: "workflow");
@@ -244,6 +261,8 @@ class Writer:
                 await send_packed(conn, EXEC + self._wait, timeout)
                 replies = await read_replies(conn, n_commands + 2 + (1 if self._wait else 0), timeout)
             except BaseException as exc:
+                if self.tracing is not None:
+                    self._end_spans(prepared, [exc] * len(prepared))
                 if not isinstance(exc, PayloadValidationError | PayloadTooLargeError):  # (those were discarded)
                     await drop(conn)  # it may hold unread replies or a half-queued transaction
                 if isinstance(exc, rex.RedisError | OSError | TimeoutError):

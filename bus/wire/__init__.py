@@ -20,6 +20,7 @@ from ._cluster import (
     slot_of,
     slot_transactions,
 )
+from ._connects import count_connect_attempts
 from ._hiredis import check_internals, connect, read_replies, send_packed
 from ._resp import DISCARD, EXEC, MULTI, bulk, header, pack, pack_command, pack_many, split_commands
 from ._roundtrip import acquire, drop, exchange, release, round_trip
@@ -37,6 +38,7 @@ __all__ = [
     "bulk",
     "check_internals",
     "connect",
+    "count_connect_attempts",
     "drop",
     "event_of",
     "exchange",

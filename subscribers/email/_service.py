@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime, formataddr, getaddresses
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
@@ -261,7 +261,15 @@ class EmailSubscriber:
         try:
             sent = await send_with_retry(self.sender, msg, self.settings.retry)
         except SendError as exc:
-            log.warning("mail %s to %s failed (retryable=%s): %s", message_id, party.email, exc.retryable, exc)
+            log.warning(
+                "mail %s of %s %s failed (retryable=%s): %s",
+                message_id,
+                audience.event_type,
+                event_id,
+                exc.retryable,
+                exc,
+                extra={"event_type": audience.event_type, "event_id": event_id, "message_id": message_id},
+            )
             failed = {**common, "failedAt": utc_now_iso(), "errorMessage": str(exc) or "send failed"}
             failed["retryable"] = exc.retryable
             if exc.code:
@@ -276,6 +284,21 @@ class EmailSubscriber:
                 retryable=exc.retryable,
             )
         provider_id = sent.provider_message_id or str(msg["Message-ID"])
+        recipients = len(getaddresses(msg.get_all("To", []) + msg.get_all("Cc", [])))
+        log.info(
+            "mail %s of %s %s sent to %d recipient(s)",
+            message_id,
+            audience.event_type,
+            event_id,
+            recipients,
+            extra={
+                "event_type": audience.event_type,
+                "event_id": event_id,
+                "tenant": audience.tenant_id,
+                "message_id": message_id,
+                "recipients": recipients,
+            },
+        )
         await emit(
             bus, "OUTBOUND_EMAIL_SENT", {**common, "providerMessageId": provider_id, "sentAt": utc_now_iso()}, ctx
         )

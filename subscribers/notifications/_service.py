@@ -155,6 +155,21 @@ class NotificationSubscriber:
             await store.add(notification)
             status = await self._push(bus, notification)
             await store.set_status(notification.tenant, notification_id, status)
+            log.info(
+                "notification %s of %s %s for 1 recipient: %s",
+                notification_id,
+                event_type,
+                event_id,
+                status,
+                extra={
+                    "event_type": event_type,
+                    "event_id": event_id,
+                    "tenant": audience.tenant_id,
+                    "notification_id": notification_id,
+                    "recipients": 1,
+                    "status": status,
+                },
+            )
             out.append(msgspec.structs.replace(notification, delivery_status=status))
         return out
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Generator
 from typing import Any
 
 import anyio
+import pytest
 import redis.asyncio as aioredis
 
 from bus import Delivery, EventBus, RetryLater
@@ -132,3 +134,34 @@ async def test_handlers_that_do_not_suspend_and_awaitables_that_are_not_coroutin
             tg.cancel_scope.cancel()
     assert seen == ["sync", "awaitable", "fails", "fails"]
     assert stats.retries == 1
+
+
+async def test_a_failed_attempt_is_logged_once_with_traceback_and_fields(
+    backend: aioredis.Redis, test_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each failed delivery attempt: one warning with the handler's traceback and event_type, event_id,
+    stream, group, delivery_count; the last one (max deliveries) an error line of the same shape."""
+
+    async def boom(delivery: Delivery) -> None:
+        raise RuntimeError(f"boom {delivery.delivery_count}")
+
+    caplog.set_level("WARNING", logger="bus.consume")
+    async with make_bus(backend, test_prefix, handler_retries=0, max_deliveries=2) as bus:
+        bus.subscribe("TICKET_CREATED", boom)
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys)
+            with anyio.fail_after(10):
+                await wait_for_stats(bus, lambda s: s.dead_lettered == 1)
+            tg.cancel_scope.cancel()
+    stream = bus.keys.stream("global", "TICKET_CREATED")
+    lines = [r for r in caplog.records if r.name == "bus.consume" and getattr(r, "stream", None) == stream]
+    assert [(r.levelname, r.delivery_count) for r in lines] == [("WARNING", 1), ("ERROR", 2)]  # type: ignore[attr-defined]
+    for record, count in zip(lines, (1, 2), strict=True):
+        text = record.exc_text or ""
+        assert text.endswith(f"RuntimeError: boom {count}") and record.exc_info is None
+        assert "Traceback" in text and "in boom" in text, "the handler's own frame is in the traceback"
+        assert text in logging.Formatter().format(record), "formatters print it as a traceback"
+        assert record.event_type == "TICKET_CREATED"  # type: ignore[attr-defined]
+        assert record.group == bus.settings.consumer_group  # type: ignore[attr-defined]
+        assert len(record.event_id) == 36 and record.entry_id  # type: ignore[attr-defined]

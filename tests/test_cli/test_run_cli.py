@@ -7,6 +7,7 @@ as a subprocess against the real Redis under the test's prefix and send it SIGTE
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -209,6 +210,18 @@ def test_json_formatter_writes_one_object_with_extras() -> None:
     assert data["services"] == "email"
     assert data["ts"].endswith("Z")
     assert "ValueError: bad" in data["exc"]
+
+
+def test_json_formatter_prints_the_redacted_traceback_not_the_raw_exception() -> None:
+    """A traceback the redacting filter left in exc_text is what the JSON shows, never exc_info formatted again."""
+    record = logging.LogRecord("bus.consume", logging.WARNING, __file__, 1, "failed", (), None)
+    try:
+        raise ConnectionError("redis://svc:hunter2-secret@h")
+    except ConnectionError:
+        record.exc_info = sys.exc_info()
+    record.exc_text = "Traceback ...\nConnectionError: redis://svc:***@h"
+    data = json.loads(JsonFormatter().format(record))
+    assert data["exc"].endswith("redis://svc:***@h") and "hunter2" not in json.dumps(data)
 
 
 def test_redaction_filter_masks_secrets() -> None:
@@ -460,3 +473,32 @@ def _still_running_after(daemon: Daemon, seconds: float) -> bool:
     except subprocess.TimeoutExpired:
         return True
     return False
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "traced"),
+    [
+        pytest.param(None, {}, False, id="off-by-default"),
+        pytest.param(None, {"BUS_OTEL": "1"}, True, id="env"),
+        pytest.param(True, {}, True, id="flag"),
+        pytest.param(None, {"BUS_OTEL": "0"}, False, id="env-off"),
+    ],
+)
+def test_otel_flag_and_variable_turn_tracing_on(flag: bool | None, env: dict[str, str], traced: bool) -> None:
+    """--otel or BUS_OTEL=1 gives the daemons' buses a Tracing (global tracer provider); else none."""
+    from bus.cli._run import _tracing_from
+    from bus.observability import Tracing
+
+    tracing = _tracing_from(argparse.Namespace(otel=flag), env)
+    assert isinstance(tracing, Tracing) if traced else tracing is None
+
+
+def test_otel_without_the_extra_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BUS_OTEL=1 without opentelemetry installed names the extra to install (ConfigurationError)."""
+    from bus import ConfigurationError
+    from bus.cli._run import _tracing_from
+
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if the extra were not installed
+    monkeypatch.delitem(sys.modules, "bus.observability._tracing", raising=False)
+    with pytest.raises(ConfigurationError, match=r"psa-event-bus\[otel\]"):
+        _tracing_from(argparse.Namespace(otel=None), {"BUS_OTEL": "1"})

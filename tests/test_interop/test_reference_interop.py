@@ -19,8 +19,10 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from opentelemetry.sdk.trace import TracerProvider
 
 from bus import WORKFLOW_STREAM, Delivery, EventBus, PublishResult
+from bus.observability import Tracing
 from bus.testing import fast_settings, wait_for_stats
 from publishers import publish_event
 from subscribers.workflow import WorkflowConsumer, WorkflowConsumerSettings, WorkflowInvocation
@@ -383,3 +385,35 @@ async def test_both_sides_share_groups_and_handle_every_copy_once(
     assert [k async for k in real_client.scan_iter(match=f"{test_prefix}*dead-letter*")] == []
     dlq: Any = await real_client.xrange(f"{test_prefix}workflow:events:global:dlq")
     assert [f for _, f in dlq if tenant.encode() in f[b"original_message"]] == []
+
+
+async def test_entries_with_trace_context_read_correctly_by_the_reference(
+    real_client: aioredis.Redis, reference_client: aioredis.Redis, reference_keys: ReferenceKeys, test_prefix: str
+) -> None:
+    """A traced publish (extra traceparent field on every entry): the double handles each copy and the
+    workflow entry as it would without the field (it reads only the fields it names)."""
+    tenant = reference_keys.tenant()
+    event_type = "TICKET_CREATED"  # global + notifications + email: three copies and the workflow entry
+    consumer = ReferenceConsumer(reference_client, prefix=test_prefix, block_ms=BLOCK_MS)
+    handled = Tally()
+    for channel in ReferencePublisher.channels(event_type):
+        consumer.subscribe(event_type, double_recorder(handled), channel=channel, key="record")
+    workflow = double_workflow(reference_client, test_prefix, await reference_keys.workflow_group())
+    settings = fast_settings(prefix=test_prefix, block_ms=BLOCK_MS, claim_idle_ms=30_000)
+    tracing = Tracing(TracerProvider())  # the otel extra, part of the dev extra
+    async with EventBus(settings, client=real_client, tracing=tracing) as bus, anyio.create_task_group() as tg:
+        await tg.start(consumer.run)
+        await tg.start(workflow.run)
+        result = await publish_event(bus, event_type, valid_payload(event_type, tenant))
+        with anyio.fail_after(10):
+            await consumer.wait_until(lambda s: s.outcomes >= 3)
+            await workflow.wait_until(lambda w: len(w.handled_of([tenant])) >= 1)
+        tg.cancel_scope.cancel()
+    for stream, entry_id in result.entries.items():
+        rows: Any = await real_client.xrange(stream, min=entry_id, max=entry_id)
+        assert rows[0][1][b"traceparent"].startswith(b"00-"), f"{stream} carries the trace context"
+    assert Counter(handled.items) == Counter(our_copies(bus, [result]))
+    assert (consumer.stats.skipped_duplicates, consumer.stats.invalid, consumer.stats.failed) == (0, 0, 0)
+    (entry,) = workflow.handled_of([tenant])
+    assert (entry.event_id, entry.event_type, entry.tenant) == (result.event_id, event_type, tenant)
+    assert workflow.failed == 0

@@ -237,3 +237,20 @@ async def test_file_sender_writes_eml(fake_bus: EventBus, directory: FileDirecto
     assert len(files) == len(expected)
     assert b"Subject: [Ticket #1001] Updated" in files[0].read_bytes()
     assert (await published(fake_bus, "OUTBOUND_EMAIL_SENT"))[0]["provider"] == "file"
+
+
+async def test_each_mail_sent_is_logged_at_info_without_addresses(
+    fake_bus: EventBus, directory: FileDirectory, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One info line per mail sent, with its recipient count and the event's fields; no address at info."""
+    payload, expected, _ = EMAIL_CASES["TICKET_CREATED"]
+    eid = event_id()
+    caplog.set_level("INFO", logger="subscribers.email")
+    outcome = await make_subscriber(directory, smtp_server).handle(fake_bus, "TICKET_CREATED", eid, payload)
+    lines = [r for r in caplog.records if r.name == "subscribers.email" and r.levelname == "INFO"]
+    assert len(lines) == len(outcome.emails) == len(expected) >= 1
+    assert sorted(r.message_id for r in lines) == sorted(e.message_id for e in outcome.emails)  # type: ignore[attr-defined]
+    for record in lines:
+        assert (record.event_type, record.event_id, record.recipients) == ("TICKET_CREATED", eid, 1)  # type: ignore[attr-defined]
+        assert "sent to 1 recipient" in record.getMessage()
+        assert not any(address in record.getMessage() for address in EMAILS.values())

@@ -165,3 +165,16 @@ def test_templates_cover_the_in_app_set() -> None:
     from subscribers.notifications import NOTIFICATION_EVENT_TYPES
 
     assert set(NotificationTemplates().event_types) == set(NOTIFICATION_EVENT_TYPES)
+
+
+async def test_each_notification_is_logged_at_info(
+    fake_bus: EventBus, directory: FileDirectory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One info line per notification, with its recipient count, status and the event's fields."""
+    eid = str(uuid.uuid4())
+    caplog.set_level("INFO", logger="subscribers.notifications")
+    [note] = await NotificationSubscriber(directory).handle(fake_bus, "TICKET_ASSIGNED", eid, assigned_to_alice())
+    [record] = [r for r in caplog.records if r.name == "subscribers.notifications" and r.levelname == "INFO"]
+    assert (record.event_type, record.event_id, record.recipients) == ("TICKET_ASSIGNED", eid, 1)  # type: ignore[attr-defined]
+    assert (record.notification_id, record.status) == (note.internal_notification_id, "stored")  # type: ignore[attr-defined]
+    assert "for 1 recipient: stored" in record.getMessage()

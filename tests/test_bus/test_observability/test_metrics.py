@@ -60,3 +60,43 @@ def test_no_label_is_an_id() -> None:
     """Label names are bounded categories: no tenant, event or entry ids."""
     names = {label for spec in METRICS.values() for label in spec.labels}
     assert names == {"event_type", "channel", "group", "reason", "role"}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param([0.0001, 0.0002, 0.0003], id="one-bucket"),
+        pytest.param([0.0005, 0.001, 0.0011, 0.3, 7.0, 61.0, 0.0, 2.5], id="spread-and-on-bounds"),
+        pytest.param([i / 997 for i in range(2000)], id="many"),
+        pytest.param([], id="empty"),
+    ],
+)
+def test_observe_many_equals_one_observe_per_value(values: list[float]) -> None:
+    """observe_many (per-batch: sort and bisect per bucket, or one add) gives the buckets and sum of observe()."""
+    one, many = BusMetrics(), BusMetrics()
+    for v in values:
+        one.observe("handler_duration_seconds", ("T", "c", "g"), v)
+    many.observe_many("handler_duration_seconds", ("T", "c", "g"), list(values))
+    a, b = scrape(one), scrape(many)
+    assert a.get("bus_handler_duration_seconds_bucket") == b.get("bus_handler_duration_seconds_bucket")
+    assert a.get("bus_handler_duration_seconds_sum") == pytest.approx(b.get("bus_handler_duration_seconds_sum"))
+
+
+@pytest.mark.parametrize(
+    "ages_ms",
+    [
+        pytest.param([1, 2, 3, 4], id="one-bucket"),
+        pytest.param([0, 3, 600, 2_000, 45_000, 120_000, 7], id="spread"),
+        pytest.param([-5, 10, 30_000], id="a-stamp-in-the-future"),
+    ],
+)
+def test_observe_ages_equals_one_observe_per_age(ages_ms: list[int]) -> None:
+    """observe_ages of entry-id stamps (ms) equals observe() of each age, a future stamp counting as 0."""
+    now_ms = 1_800_000_000_000
+    one, many = BusMetrics(), BusMetrics()
+    for age in ages_ms:
+        one.observe("end_to_end_latency_seconds", ("T", "c", "g"), max(age, 0) / 1000)
+    many.observe_ages("end_to_end_latency_seconds", ("T", "c", "g"), now_ms / 1000, [now_ms - a for a in ages_ms])
+    a, b = scrape(one), scrape(many)
+    assert a["bus_end_to_end_latency_seconds_bucket"] == b["bus_end_to_end_latency_seconds_bucket"]
+    assert a["bus_end_to_end_latency_seconds_sum"] == pytest.approx(b["bus_end_to_end_latency_seconds_sum"])
