@@ -50,6 +50,20 @@ _DATETIMES = {20: b"xxxx-xx-xxTxx:xx:xxZ"} | {
 _TEMPLATES: dict[tuple[int, ...], bytes | None] = {}
 
 
+#: ``n << 6 | length``: one datetime of that length, then ``n`` uuids (the layout of most payloads:
+#: ``occurredAt`` and some ids). A length of 64 or more makes a key that decodes to another layout
+#: whose template has another total length, so it can never compare equal.
+_SINGLE: dict[int, bytes | None] = {}
+
+
+def _single(key: int) -> bytes | None:
+    head = _DATETIMES.get(key & 63)
+    template = None if head is None else b",".join([head] + [_UUID] * (key >> 6))
+    if len(_SINGLE) < 4096:
+        _SINGLE[key] = template
+    return template
+
+
 def _template(key: tuple[int, ...]) -> bytes | None:
     datetimes = [_DATETIMES.get(n) for n in key[1:]]
     template = None if None in datetimes else b",".join([_UUID] * key[0] + typing.cast("list[bytes]", datetimes))
@@ -174,13 +188,14 @@ class _Generator:
                 continue
             self.env[f"{var}_{i}"] = cls
             keyword = "if" if not branches else "elif"
-            branches += [f"{ind}{keyword} {var}.__class__ is {var}_{i}:", *inner]
+            branches += [f"{ind}{keyword} type({var}) is {var}_{i}:", *inner]
         if not branches:
             return []
         return [f"{ind}{var} = {expr}", *branches]
 
 
-#: The verdict on ``u`` (uuids) and ``d`` (datetimes), and its shortcut for one required datetime ``dt``.
+#: The verdict on ``u`` (uuids) and ``d`` (datetimes), and its shortcut for one required datetime,
+#: which ``u`` then starts with (``n`` is how many values ``u`` holds).
 _VERDICT = """\
     key = (len(u),) if not d else (len(u), len(d[0])) if len(d) == 1 else (len(u), *map(len, d))
     template = templates.get(key, False)
@@ -198,14 +213,13 @@ _VERDICT = """\
     return {fallback}
 """
 _VERDICT_ONE = """\
-    key = (len(u), len(dt))
-    template = templates.get(key, False)
+    key = (len(u) - 1) << 6 | len(u[0])
+    template = single.get(key, False)
     if template is False:
-        template = make_template(key)
-    u.append(dt)
+        template = make_single(key)
     try:
         if template is not None and ",".join(u).encode().translate(table) == template:
-            fromisoformat(dt)
+            fromisoformat(u[0])
             return {ok}
     except ValueError:  # fromisoformat refused the value, or a lone surrogate did not encode
         pass
@@ -213,37 +227,44 @@ _VERDICT_ONE = """\
 """
 
 
-def _functions(cls: type, decode: Any, fallback: Any) -> tuple[Any, Any] | None:
-    """``(attempt(data), check(value))`` of a Struct, or None when it holds no uuid or datetime.
+def _functions(cls: type, decode: Any, fallback: Any, error: Any) -> tuple[Any, Any, Any] | None:
+    """``(attempt(data), decode(data), check(value))`` of a Struct; None when it holds no uuid or datetime.
 
-    The top level's statements are inlined; a Struct whose only datetime is one required
-    top-level field keeps it out of the list (most payloads: ``occurredAt``).
+    ``attempt`` returns None for invalid data, ``decode`` raises ``error(data)``. The top level's
+    statements are inlined; a Struct whose only datetime is one required top-level field puts it
+    first in the list (most payloads: ``occurredAt``).
     """
     gen = _Generator()
     gen.names[cls] = ""  # a reference back to the top level is not walked
     body = gen.body(cls)
     if not body:
         return None
-    lines = "\n".join([*gen.sources, *body])
-    single = [line for line in body if line.startswith("    d.append(v.")]
-    if len(single) == 1 and "d.append(" not in lines.replace(single[0], "") and "d.extend(" not in lines:
-        body = [f"    dt = {single[0][len('    d.append(') : -1]}" if line == single[0] else line for line in body]
-        verdict = _VERDICT_ONE
-    else:
-        verdict = _VERDICT
     # Unconditional top-level uuids go straight into the list (their order in it does not matter).
     hoisted = [line[len("    u.append(") : -1] for line in body if line.startswith("    u.append(v.")]
     body = [line for line in body if not line.startswith("    u.append(v.")]
-    collect = f"    u = [{', '.join(hoisted)}]\n" + ("" if verdict is _VERDICT_ONE else "    d = []\n")
+    lines = "\n".join([*gen.sources, *body])
+    single = [line for line in body if line.startswith("    d.append(v.")]
+    if len(single) == 1 and "d.append(" not in lines.replace(single[0], "") and "d.extend(" not in lines:
+        body.remove(single[0])
+        hoisted.insert(0, single[0][len("    d.append(") : -1])
+        verdict, collect = _VERDICT_ONE, f"    u = [{', '.join(hoisted)}]\n"
+    else:
+        verdict, collect = _VERDICT, f"    u = [{', '.join(hoisted)}]\n    d = []\n"
     collect += "".join(line + "\n" for line in body)
+    head = "    try:\n        v = decode(data)\n    except errors:\n        {}\n"
     source = "\n".join(gen.sources) + (
         "\ndef attempt(data):\n"
-        "    try:\n"
-        "        v = decode(data)\n"
-        "    except errors:\n"
-        "        return None\n"
+        + head.format("return None")
         + collect
         + verdict.format(ok="v", fallback="fallback(data, v)")
+        + "\ndef decode_(data):\n"
+        + head.format("raise error(data) from None")
+        + collect
+        + verdict.format(ok="v", fallback="raise_invalid(data, v)")
+        + "\ndef raise_invalid(data, v):\n"
+        + "    if fallback(data, v) is None:\n"
+        + "        raise error(data) from None\n"
+        + "    return v\n"
         + "\ndef check(v):\n"
         + collect
         + verdict.format(ok="True", fallback="False")
@@ -252,15 +273,18 @@ def _functions(cls: type, decode: Any, fallback: Any) -> tuple[Any, Any] | None:
         **gen.env,
         "decode": decode,
         "fallback": fallback,
+        "error": error,
         "errors": (msgspec.ValidationError, msgspec.DecodeError),
         "templates": _TEMPLATES,
         "make_template": _template,
+        "single": _SINGLE,
+        "make_single": _single,
         "table": _TABLE,
         "fromisoformat": datetime.fromisoformat,
     }
     exec(compile(source, f"<checks of {cls.__qualname__}>", "exec"), env)
     env["attempt"].source = source  # for a reader in a debugger
-    return env["attempt"], env["check"]
+    return env["attempt"], env["decode_"], env["check"]
 
 
 # -- the strict twin ---------------------------------------------------------------------------------
@@ -319,22 +343,23 @@ class CheckedDecoder(Generic[T]):
     path, ``DecodeError``), exactly as a decoder of the Struct with pattern constraints would.
     """
 
-    __slots__ = ("_check", "_strict", "attempt", "type")
+    __slots__ = ("_check", "_strict", "attempt", "decode", "type")
 
     def __init__(self, cls: type[T]) -> None:
         self.type = cls
         self._strict: msgspec.json.Decoder[Any] | None = None
         decode = msgspec.json.Decoder(cls).decode
         try:
-            functions = _functions(cls, decode, self._fallback)
+            functions = _functions(cls, decode, self._fallback, self.error)
         except _Unsupported:  # decode with the patterns as msgspec constraints, as before
             decode = self._strict_decoder().decode
             functions = None
         if functions is None:
             self.attempt = self._plain(decode)
+            self.decode = decode
             self._check: Any = None
         else:
-            self.attempt, self._check = functions
+            self.attempt, self.decode, self._check = functions
 
     @staticmethod
     def _plain(decode: Any) -> Any:
@@ -363,6 +388,8 @@ class CheckedDecoder(Generic[T]):
 
     attempt: Callable[[bytes | str], T | None]
     """``attempt(data)``: the decoded value, or None when ``data`` is invalid (:meth:`error` says why)."""
+    decode: Callable[[bytes | str], T]
+    """``decode(data)``: the decoded value; raises msgspec's error naming the first failing field."""
 
     def error(self, data: bytes | str) -> msgspec.ValidationError | msgspec.DecodeError:
         """The error an invalid ``data`` is reported with (the strict twin's)."""
@@ -372,12 +399,15 @@ class CheckedDecoder(Generic[T]):
             return exc
         raise ValueError("the data is valid")
 
-    def decode(self, data: bytes | str) -> T:
-        """Decode and check ``data``; raise msgspec's error naming the first failing field."""
-        value: T | None = self.attempt(data)
-        if value is None:
-            raise self.error(data)
-        return value
+    def check(self, value: T) -> bool:
+        """True when the uuids and datetimes of an already decoded ``value`` certainly pass.
+
+        False does not mean invalid: decode the bytes with :meth:`attempt` for the verdict.
+        """
+        try:
+            return self._check is None or bool(self._check(value))
+        except UnicodeError:
+            return False
 
     def convert(self, obj: Any) -> T:
         """``msgspec.convert`` of builtins into the Struct, with the same checks."""

@@ -16,13 +16,13 @@ import anyio
 import msgspec
 
 from schemas import SchemaError
-from schemas._envelope import split_bus_event
+from schemas._envelope import bus_event_of, split_bus_event
 
 from .._tenant import tenant_id_problem
 from ..wire import event_of, fields_dict
 from ._delivery import Delivery, Subscription
 from ._entry import DEAD, DROPPED, DUPLICATE, Entry, Failure
-from ._jsoncheck import event_problem
+from ._jsoncheck import plain_event
 from ._subscription import StreamEntry
 
 if TYPE_CHECKING:
@@ -200,16 +200,19 @@ class Dispatcher:
             if raw is None:
                 self._dead(entry, "the entry has no `event` field")
                 continue
-            problem = event_problem(raw, max_bytes, strict=strict_json)  # size, JSON, duplicate keys
+            problem, value = plain_event(raw, max_bytes, strict=strict_json)  # size, JSON, duplicate keys
             if problem is not None:
                 self._dead(entry, problem)
                 continue
             try:
-                envelope, payload_json = split_bus_event(raw)
+                # From the plain-JSON check's decode when it has one (no second decode of the
+                # envelope; the payload's keys tell which union shapes can match).
+                split = bus_event_of(value, raw) if value is not None else None
+                envelope, payload_json = split if split is not None else split_bus_event(raw)
                 if envelope.event_type != expected:
                     self._dead(entry, self._type_mismatch(envelope.event_type, expected))
                     continue
-                typed = decode_payload(expected, payload_json)
+                typed = decode_payload(expected, payload_json, present=value["payload"] if split else None)
             except (SchemaError, RecursionError) as exc:  # hostile input never stops the loop
                 self._dead(entry, str(exc))
                 continue
