@@ -399,16 +399,6 @@ class CheckedDecoder(Generic[T]):
             return exc
         raise ValueError("the data is valid")
 
-    def check(self, value: T) -> bool:
-        """True when the uuids and datetimes of an already decoded ``value`` certainly pass.
-
-        False does not mean invalid: decode the bytes with :meth:`attempt` for the verdict.
-        """
-        try:
-            return self._check is None or bool(self._check(value))
-        except UnicodeError:
-            return False
-
     def convert(self, obj: Any) -> T:
         """``msgspec.convert`` of builtins into the Struct, with the same checks."""
         value: T = msgspec.convert(obj, self.type)  # its errors are the strict twin's too

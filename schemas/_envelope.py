@@ -30,7 +30,6 @@ __all__ = [
     "WORKFLOW_PAYLOAD_KEYS",
     "BusEvent",
     "WorkflowEvent",
-    "bus_event_of",
     "decode_bus_event",
     "encode_bus_event",
     "split_bus_event",
@@ -81,37 +80,6 @@ def split_bus_event(data: bytes | str) -> tuple[BusEvent, bytes]:
     if payload[:1] != b"{":
         raise EventValidationError(event.event_type, "$.payload", "Expected `object`")
     return event, payload
-
-
-#: The envelope's keys in the order our publisher and the reference's ``JSON.stringify`` write them.
-_ENVELOPE_KEYS = ["id", "eventType", "timestamp", "payload"]
-
-
-def bus_event_of(value: object, data: bytes) -> tuple[BusEvent, bytes] | None:
-    """:func:`split_bus_event` of ``data`` from ``value``, its untyped decode, without decoding it again.
-
-    Only for ``data`` that is exactly msgspec's compact encoding of ``value`` (the consumer's
-    plain-JSON check established that) with the four envelope keys in the usual order; the
-    payload's bytes are then a slice of ``data``. None when that does not hold or a check did not
-    pass: :func:`split_bus_event` then gives the verdict (and the error).
-    """
-    if type(value) is not dict or list(value) != _ENVELOPE_KEYS:
-        return None
-    event_id, event_type, timestamp, payload = value.values()
-    if (
-        type(event_id) is not str
-        or type(event_type) is not str
-        or type(timestamp) is not str
-        or type(payload) is not dict
-        or not (event_type.isascii() and event_type.isidentifier())  # spelt in data as it is here
-    ):
-        return None
-    # {"id":"<id>","eventType":"<type>","timestamp":"<timestamp>","payload":{...}}
-    payload_json = data[49 + len(event_id) + len(event_type) + len(timestamp) : -1]
-    event = BusEvent(id=event_id, event_type=event_type, timestamp=timestamp, payload=msgspec.Raw(payload_json))
-    if not _BUS_DECODER.check(event):  # the uuid and the timestamp (then both are ASCII, unescaped)
-        return None
-    return event, payload_json
 
 
 #: Field names of a workflow stream entry, in the order the reference writes them.

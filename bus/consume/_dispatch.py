@@ -16,7 +16,7 @@ import anyio
 import msgspec
 
 from schemas import SchemaError
-from schemas._envelope import bus_event_of, split_bus_event
+from schemas._envelope import split_bus_event
 
 from .._tenant import tenant_id_problem
 from ..wire import event_of, fields_dict
@@ -205,14 +205,14 @@ class Dispatcher:
                 self._dead(entry, problem)
                 continue
             try:
-                # From the plain-JSON check's decode when it has one (no second decode of the
-                # envelope; the payload's keys tell which union shapes can match).
-                split = bus_event_of(value, raw) if value is not None else None
-                envelope, payload_json = split if split is not None else split_bus_event(raw)
+                envelope, payload_json = split_bus_event(raw)
                 if envelope.event_type != expected:
                     self._dead(entry, self._type_mismatch(envelope.event_type, expected))
                     continue
-                typed = decode_payload(expected, payload_json, present=value["payload"] if split else None)
+                # The plain-JSON check's decode (when it has one) holds the payload's keys: the
+                # union shapes that cannot match are skipped without a search of the bytes.
+                present = value["payload"] if type(value) is dict and type(value.get("payload")) is dict else None
+                typed = decode_payload(expected, payload_json, present=present)
             except (SchemaError, RecursionError) as exc:  # hostile input never stops the loop
                 self._dead(entry, str(exc))
                 continue

@@ -62,8 +62,8 @@ def event_problem(raw: bytes, max_bytes: int, *, strict: bool = True) -> str | N
 def plain_event(raw: bytes, max_bytes: int, *, strict: bool = True) -> tuple[str | None, Any]:
     """:func:`event_problem`, and the decoded value when ``raw`` is exactly its compact encoding.
 
-    The value (None otherwise) lets the envelope and the payload's keys be read without decoding
-    ``raw`` again (``schemas._envelope.bus_event_of``).
+    The value (None otherwise) holds the payload's keys, which tell the registry which union
+    shapes cannot match without a search of the bytes.
     """
     if len(raw) > max_bytes:
         return f"the event is {len(raw)} bytes, over max_payload_bytes ({max_bytes})", None
