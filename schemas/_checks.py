@@ -157,8 +157,8 @@ class _Generator:
             if self.value(key, "k", ind):
                 raise _Unsupported("uuid or datetime map keys")
             return self._items(item, f"{expr}.values()", ind)
-        if origin is tuple:
-            raise _Unsupported("fixed-length tuples")
+        if origin is tuple and any(self.value(a, "t", ind) for a in get_args(tp)):
+            raise _Unsupported("a uuid or datetime in a fixed-length tuple")
         return []
 
     def _items(self, item: Any, expr: str, ind: str) -> list[str]:
@@ -343,10 +343,11 @@ class CheckedDecoder(Generic[T]):
     path, ``DecodeError``), exactly as a decoder of the Struct with pattern constraints would.
     """
 
-    __slots__ = ("_check", "_strict", "attempt", "decode", "type")
+    __slots__ = ("_check", "_strict", "_twin", "attempt", "decode", "type")
 
     def __init__(self, cls: type[T]) -> None:
         self.type = cls
+        self._twin = _strict(cls, {})  # the Struct with the patterns as msgspec constraints
         self._strict: msgspec.json.Decoder[Any] | None = None
         decode = msgspec.json.Decoder(cls).decode
         try:
@@ -375,7 +376,7 @@ class CheckedDecoder(Generic[T]):
 
     def _strict_decoder(self) -> msgspec.json.Decoder[Any]:
         if self._strict is None:
-            self._strict = msgspec.json.Decoder(_strict(self.type, {}))
+            self._strict = msgspec.json.Decoder(self._twin)
         return self._strict
 
     def _fallback(self, data: bytes | str, value: T) -> T | None:
@@ -404,7 +405,7 @@ class CheckedDecoder(Generic[T]):
         value: T = msgspec.convert(obj, self.type)  # its errors are the strict twin's too
         if self._check is None or self._check(value):
             return value
-        msgspec.convert(obj, _strict(self.type, {}))  # raises the error to report
+        msgspec.convert(obj, self._twin)  # raises the error to report
         return value
 
 
