@@ -44,6 +44,7 @@ HEADING = "Profile (where the time goes)"
 
 LAYERS: tuple[tuple[str, str], ...] = (
     ("schemas/", "validation and envelopes (schemas/, msgspec)"),
+    ("<checks of", "validation and envelopes (schemas/, msgspec)"),
     ("bus/_codec.py", "bus._codec (envelope, RESP packing)"),
     ("bus/publish/", "bus.publish (prepare, write, outcomes)"),
     ("bus/_batch.py", "bus._batch (auto-batching)"),
@@ -73,7 +74,7 @@ def _in(needle: str, *functions: str) -> tuple[tuple[str, str], ...]:
 
 
 PUBLISH_STAGES: tuple[Stage, ...] = (
-    ("validation (Registry.validate/decode_payload, msgspec)", _in("schemas/_registry.py")),
+    ("validation (Registry.validate/decode_payload, msgspec)", _in("schemas/") + _in("<checks of")),
     ("ids and timestamps (new_event_id, now_iso)", _in("bus/_codec.py", "new_event_id", "now_iso")),
     ("envelope, workflow entry, RESP packing", _in("bus/_codec.py") + _in("bus/wire/_resp.py", "header", "bulk")),
     (
@@ -87,7 +88,7 @@ PUBLISH_STAGES: tuple[Stage, ...] = (
     ("idle: waiting for Redis (select)", _in("selectors.py", "select")),
 )
 CONSUME_STAGES: tuple[Stage, ...] = (
-    ("validation: envelope + payload (decode_bus_event, decode_payload)", _in("schemas/")),
+    ("validation: envelope + payload (decode_bus_event, decode_payload)", _in("schemas/") + _in("<checks of")),
     (
         "reading: XREADGROUP and its reply parsing (redis-py parsers)",
         _in("redis/_parsers/") + _in("bus/consume/_reading.py") + _in("bus/consume/_retry.py") + _in("bus/wire/"),
@@ -257,14 +258,17 @@ async def amain(args: argparse.Namespace) -> int:
             await asyncio.gather(*(caller() for _ in range(64)))
             return 64 * 20
 
-        results.append(
-            await _profile("publish_many, batches of 1000, 2 XADD/event", many, args.seconds, PUBLISH_STAGES, keep)
-        )
-        results.append(
-            await _profile(
-                "64 concurrent publish(batch=True), 2 XADD/event", concurrent, args.seconds, PUBLISH_STAGES, keep
+        if args.only in (None, "publish"):
+            results.append(
+                await _profile("publish_many, batches of 1000, 2 XADD/event", many, args.seconds, PUBLISH_STAGES, keep)
             )
-        )
+            results.append(
+                await _profile(
+                    "64 concurrent publish(batch=True), 2 XADD/event", concurrent, args.seconds, PUBLISH_STAGES, keep
+                )
+            )
+        if args.only == "publish":
+            return _finish(args, results, load)
 
         channel = "profile-consume"
         stream = target.stream(channel)
@@ -314,7 +318,10 @@ async def amain(args: argparse.Namespace) -> int:
         await bus.aclose()
         await client.aclose()
         await target.cleanup()
-    sections = results
+    return _finish(args, results, load)
+
+
+def _finish(args: argparse.Namespace, sections: list[str], load: tuple[float, float, float]) -> int:
     print("\n\n".join(sections))
     if not args.no_write:
         info = machine(["redis", "hiredis", "msgspec", "anyio", "py-spy"])
@@ -341,6 +348,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=3.0, help="sampled seconds per path (default 3)")
     parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
     parser.add_argument("--url", default="redis://127.0.0.1:6379/11", help="Redis database of the run (own db)")
+    parser.add_argument("--only", choices=("publish", "consume"), help="profile only one side")
     parser.add_argument("--keep", help="keep py-spy's raw collapsed stacks per path in this directory")
     return parser.parse_args(argv)
 

@@ -15,6 +15,10 @@ Publish (every XADD trims with ``MAXLEN ~ 1000``, as the reference does):
   100 and 1000. Each validates the payload dict and builds a fresh envelope (id, timestamp).
   2 XADDs per event: a ``global`` publish (workflow entry + per-type entry, one MULTI/EXEC);
   1 XADD: a publish on a non-global channel (no workflow entry).
+- hand-written RESP writer (``_resp_writer.py``): the ceiling of a Python client. The same
+  MULTI, 2 XADDs per event (workflow entry, per-type entry) and EXEC as ``publish_many`` of 1000,
+  of the same pre-encoded bytes, framed as RESP per call and written to one asyncio stream in
+  chunks of 100 events; replies read with hiredis. No validation, ids, envelopes, pool or retries.
 - FastStream (``faststream[redis]``, bench extra): ``broker.publish(model, stream=..., maxlen=1000)``
   of a pydantic envelope model validated from the same dict, one at a time, into a redis-py
   pipeline (its pipeline API) in batches of 1000, and from 64 concurrent tasks. 1 XADD per event.
@@ -55,6 +59,7 @@ from _harness import (
     markdown_table,
     write_section,
 )
+from _resp_writer import RespWriter, command
 from _workload import (
     EVENT_TYPE,
     PAYLOAD,
@@ -80,7 +85,21 @@ TARGETS = (
     ("publish_many 1000, 2 XADD/event vs raw redis-py pipeline 1000, 2 XADD/event", "many1000-2", "raw1000-2", 2.0),
     ("publish_many 1000, 2 XADD/event vs FastStream pipeline 1000", "many1000-2", "fs-pipe1000", 2.5),
     ("64 concurrent publish(batch=True), 2 XADD/event vs FastStream 64 tasks", "conc64-2", "fs-conc64", 5.0),
-    ("consume COUNT 1000, no-op handler vs raw XREADGROUP+XACK+decode", "consume1000", "raw-consume1000", 0.7),
+    ("consume COUNT 1000, no-op handler vs raw XREADGROUP+XACK+decode", "consume1000", "raw-consume1000", 0.5),
+    (
+        "consume COUNT 1000 vs raw XREADGROUP+XACK with our validation",
+        "consume1000",
+        "raw-consume1000-validate",
+        0.9,
+    ),
+    (
+        "publish_many 1000, 2 XADD/event vs hand-written RESP writer 1000 (ceiling of a Python client)",
+        "many1000-2",
+        "resp1000-2",
+        0.9,
+    ),
+    ("64 concurrent publish(batch=True) vs publish_many 1000, 2 XADD/event", "conc64-2", "many1000-2", 0.8),
+    ("consume at all defaults vs tuned (COUNT 1000)", "consume-defaults", "consume1000", 0.8),
 )
 
 
@@ -88,9 +107,12 @@ ANALYSIS = (
     ("publish_many 1000, 2 XADD/event vs raw redis-py MULTI/EXEC pipeline 1000", "many1000-2", "raw1000-2-tx"),
     ("publish_many 1000, 1 XADD/event vs raw redis-py pipeline 1000, 1 XADD/event", "many1000-1", "raw1000-1"),
     ("share of publish_many 1000 (2 XADD/event) time spent in prepare (no I/O)", "many1000-2", "prepare-2"),
-    ("consume COUNT 1000 vs raw XREADGROUP+XACK with our validation", "consume1000", "raw-consume1000-validate"),
     ("consume COUNT 1000 with Prometheus metrics on vs off (cost: 1 - ratio)", "consume1000-metrics", "consume1000"),
-    ("consume at all defaults vs tuned (COUNT 1000)", "consume-defaults", "consume1000"),
+    (
+        "hand-written RESP writer 1000 vs raw redis-py MULTI/EXEC pipeline 1000, 2 XADD/event",
+        "resp1000-2",
+        "raw1000-2-tx",
+    ),
     (
         "raw with our validation vs raw with msgspec.json.decode (ceiling of a validating consumer)",
         "raw-consume1000-validate",
@@ -179,6 +201,34 @@ class Bench:
             else:
                 key, label = f"raw{batch}-{xadds}", f"raw redis-py pipeline, batches of {batch}"
             self.add(key, label, xadds, "publish", run)
+
+    async def resp_publish(self) -> None:
+        """The hand-written RESP writer: MULTI, 1000 x (workflow XADD, per-type XADD), EXEC."""
+        writer = await RespWriter.connect(self.target.url)
+        self._closers.append(writer)
+        stream = self.target.stream(CHANNEL_GLOBAL).encode()
+        workflow = [part for item in workflow_fields().items() for part in item]
+        per_type = [b"event", envelope_bytes(), b"channel", CHANNEL_GLOBAL.encode()]
+        trim = (b"MAXLEN", b"~", str(self.target.max_len).encode(), b"*")
+        multi, exec_ = command(b"MULTI"), command(b"EXEC")
+        batch = 1000
+
+        async def run() -> int:
+            parts = [multi]
+            for i in range(batch):
+                parts.append(command(b"XADD", WORKFLOW_STREAM.encode(), *trim, *workflow))
+                parts.append(command(b"XADD", stream, *trim, *per_type))
+                if i % 100 == 99:  # stream the transaction in chunks of 100 events
+                    writer.write(b"".join(parts))
+                    parts = []
+            parts.append(exec_)
+            replies = await writer.execute(b"".join(parts), 2 * batch + 2)
+            assert isinstance(replies[-1], list) and len(replies[-1]) == 2 * batch
+            return batch
+
+        self.add(
+            "resp1000-2", "hand-written RESP writer (asyncio stream, hiredis), MULTI/EXEC of 1000", 2, "publish", run
+        )
 
     # -- ours --------------------------------------------------------------------------
 
@@ -388,6 +438,7 @@ class Bench:
     async def run(self, *, rounds: int, min_round_s: float, publish: bool, consume: bool) -> list[Timing]:
         await self.target.check_free()
         self._cleanups: list[EventBus] = []
+        self._closers: list[RespWriter] = []
         client = self.target.client()
         bus = EventBus(self.target.settings())
         broker: Any = None
@@ -396,6 +447,7 @@ class Bench:
             if publish:
                 self.notes.append(await self.check_auto_batching(bus))
                 self.raw_publish(client)
+                await self.resp_publish()
                 self.ours_publish(bus)
                 if self.faststream:
                     from faststream.redis import RedisBroker
@@ -418,6 +470,8 @@ class Bench:
         finally:
             for consumer_bus in self._cleanups:
                 await consumer_bus.aclose()
+            for writer in self._closers:
+                await writer.aclose()
             if broker is not None:
                 await broker.stop()
             await bus.aclose()

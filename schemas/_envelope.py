@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ._checks import checked
 from ._errors import EventValidationError
 from ._registry import translate_validation_error
 from ._types import IsoDateTime, Uuid, is_uuid
@@ -46,7 +47,7 @@ class BusEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     payload: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
 
 
-_BUS_DECODER = msgspec.json.Decoder(BusEvent)
+_BUS_DECODER = checked(BusEvent)
 _OPEN_BRACE = ord("{")
 _BUS_ENCODER = msgspec.json.Encoder()
 
@@ -60,10 +61,9 @@ def encode_bus_event(event_id: str, event_type: str, timestamp: str, payload: by
 
 def decode_bus_event(data: bytes | str) -> BusEvent:
     """Decode and check an envelope; the payload is left raw for the registry to validate."""
-    try:
-        event = _BUS_DECODER.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise translate_validation_error(exc, "", "$") from None
+    event = _BUS_DECODER.attempt(data)
+    if event is None:
+        raise translate_validation_error(_BUS_DECODER.error(data), "", "$") from None
     # A decoded Raw holds exactly the value's bytes (no leading blanks): its first byte tells an
     # object, checked in place (no copy of the payload).
     if memoryview(event.payload)[0] != _OPEN_BRACE:
@@ -73,10 +73,9 @@ def decode_bus_event(data: bytes | str) -> BusEvent:
 
 def split_bus_event(data: bytes | str) -> tuple[BusEvent, bytes]:
     """:func:`decode_bus_event`, plus the payload's JSON bytes (the one copy a consumer keeps)."""
-    try:
-        event = _BUS_DECODER.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise translate_validation_error(exc, "", "$") from None
+    event = _BUS_DECODER.attempt(data)
+    if event is None:
+        raise translate_validation_error(_BUS_DECODER.error(data), "", "$") from None
     payload = bytes(event.payload)
     if payload[:1] != b"{":
         raise EventValidationError(event.event_type, "$.payload", "Expected `object`")
@@ -265,7 +264,7 @@ class WorkflowEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             )
         text = {k: v.decode() for k, v in norm.items() if k != "payload_json"}
         try:
-            event = msgspec.convert(
+            event = checked(cls).convert(
                 {
                     "event_id": text["event_id"],
                     "event_type": text["event_type"],
@@ -274,8 +273,7 @@ class WorkflowEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
                     "timestamp": text["timestamp"],
                     "payload_json": norm.get("payload_json") or b"{}",
                     **{name: text.get(name) or None for name in WORKFLOW_OPTIONAL_FIELDS},
-                },
-                cls,
+                }
             )
         except msgspec.ValidationError as exc:
             raise translate_validation_error(exc, text["event_type"], "$") from None

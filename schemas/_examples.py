@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import msgspec
 import msgspec.inspect as mi
 
 from ._registry import REGISTRY, Registry
@@ -41,13 +40,16 @@ def example_payload(
     assert isinstance(value, dict)
     if "tenantId" in value:
         value["tenantId"] = _TENANT  # a uuid: legacy shapes require one, domain shapes accept it
-    msgspec.convert(value, cls)  # the example must decode with the shape it was built from
+    registry.decoder(cls).convert(value)  # the example must decode with the shape it was built from
     return value
 
 
 def _value(t: mi.Type, full: bool) -> Any:
     """A valid value of the inspected type ``t``."""
     if isinstance(t, mi.Metadata):
+        pattern = (t.extra_json_schema or {}).get("pattern")  # Uuid, IsoDateTime: checked by the registry
+        if isinstance(t.type, mi.StrType) and pattern in _BY_PATTERN:
+            return _BY_PATTERN[pattern]
         return _value(t.type, full)
     if isinstance(t, mi.StructType):
         return {f.encode_name: _value(f.type, full) for f in t.fields if full or f.required}

@@ -1,8 +1,14 @@
 """Constrained wire types shared by every payload: uuids, UTC timestamps, dates, emails, urls.
 
 Datetimes stay strings on the wire and in the typed view: the reference accepts only ISO-8601
-UTC with a ``Z`` suffix, and a string with a pattern is the one msgspec type that rejects
-``+00:00`` and naive values at decode time. Use :func:`to_iso` / :func:`parse_iso` to convert.
+UTC with a ``Z`` suffix. Use :func:`to_iso` / :func:`parse_iso` to convert.
+
+:data:`Uuid` and :data:`IsoDateTime` are plain strings to msgspec (their pattern is in the JSON
+Schema only): the registry's decoders check them after the decode, every such string of a payload
+in one pass (``schemas/_checks.py``), which costs less than msgspec's one ``re`` call per field.
+Decode payloads through :data:`schemas.REGISTRY`; a bare ``msgspec.json.decode(data, type=...)``
+checks their types but not these two patterns. :data:`StrictUuid` and :data:`StrictIsoDateTime`
+are the same rules as msgspec patterns (what the registry reports an error with).
 """
 
 from __future__ import annotations
@@ -15,18 +21,24 @@ from typing import Annotated, Literal
 from msgspec import Meta
 
 __all__ = [
+    "DATETIME_META",
     "DATETIME_PATTERN",
     "DATE_PATTERN",
     "EMAIL_PATTERN",
+    "STRICT_DATETIME_PATTERN",
     "URL_PATTERN",
+    "UUID_META",
     "UUID_PATTERN",
     "ActorType",
     "Email",
     "IsoDate",
     "IsoDateTime",
     "NonEmptyStr",
+    "StrictIsoDateTime",
+    "StrictUuid",
     "Url",
     "Uuid",
+    "is_iso_datetime",
     "is_uuid",
     "parse_iso",
     "to_iso",
@@ -41,17 +53,21 @@ DATE_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])\Z"
 EMAIL_PATTERN = r"^[^\s@]+@[^\s@]+\.[^\s@]+\Z"
 URL_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://[^\s]+\Z"
 
-Uuid = Annotated[
-    str,
-    Meta(pattern=UUID_PATTERN, description="UUID, any 8-4-4-4-12 hex string", extra_json_schema={"format": "uuid"}),
-]
-IsoDateTime = Annotated[
-    str,
-    Meta(
-        pattern=DATETIME_PATTERN,
-        description="ISO-8601 UTC timestamp ending in Z",
-        extra_json_schema={"format": "date-time"},
-    ),
+#: The JavaScript meaning of ``\d`` (ASCII digits only), which Python's ``re`` needs spelt out.
+STRICT_DATETIME_PATTERN = "(?a)" + DATETIME_PATTERN
+
+_UUID_DOC = "UUID, any 8-4-4-4-12 hex string"
+_DATETIME_DOC = "ISO-8601 UTC timestamp ending in Z"
+#: The markers of the two checked string types (the registry's checks find fields by them).
+UUID_META = Meta(description=_UUID_DOC, extra_json_schema={"format": "uuid", "type": "string", "pattern": UUID_PATTERN})
+DATETIME_META = Meta(
+    description=_DATETIME_DOC, extra_json_schema={"format": "date-time", "type": "string", "pattern": DATETIME_PATTERN}
+)
+Uuid = Annotated[str, UUID_META]
+IsoDateTime = Annotated[str, DATETIME_META]
+StrictUuid = Annotated[str, Meta(pattern=UUID_PATTERN, description=_UUID_DOC, extra_json_schema={"format": "uuid"})]
+StrictIsoDateTime = Annotated[
+    str, Meta(pattern=STRICT_DATETIME_PATTERN, description=_DATETIME_DOC, extra_json_schema={"format": "date-time"})
 ]
 IsoDate = Annotated[str, Meta(pattern=DATE_PATTERN, extra_json_schema={"format": "date"})]
 Email = Annotated[str, Meta(pattern=EMAIL_PATTERN, extra_json_schema={"format": "email"})]
@@ -60,12 +76,17 @@ NonEmptyStr = Annotated[str, Meta(min_length=1)]
 ActorType = Literal["USER", "CONTACT", "SYSTEM"]
 
 _UUID_RE = re.compile(UUID_PATTERN)
-_DATETIME_RE = re.compile(DATETIME_PATTERN)
+_DATETIME_RE = re.compile(STRICT_DATETIME_PATTERN)
 
 
 def is_uuid(value: object) -> bool:
     """Return True when ``value`` is a string the reference accepts as a uuid."""
     return isinstance(value, str) and _UUID_RE.match(value) is not None
+
+
+def is_iso_datetime(value: object) -> bool:
+    """Return True when ``value`` is a string the reference accepts as a timestamp (``...Z``)."""
+    return isinstance(value, str) and _DATETIME_RE.match(value) is not None
 
 
 def to_iso(value: datetime) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["event_problem"]
+__all__ = ["event_problem", "plain_event"]
 
 _DECODER = msgspec.json.Decoder()
 _ENCODER = msgspec.json.Encoder()
@@ -56,22 +56,31 @@ def event_problem(raw: bytes, max_bytes: int, *, strict: bool = True) -> str | N
     follows still refuses malformed JSON, NaN and too deep nesting, but not duplicate keys (the
     last value wins) nor out-of-range numbers under keys the schema does not read.
     """
+    return plain_event(raw, max_bytes, strict=strict)[0]
+
+
+def plain_event(raw: bytes, max_bytes: int, *, strict: bool = True) -> tuple[str | None, Any]:
+    """:func:`event_problem`, and the decoded value when ``raw`` is exactly its compact encoding.
+
+    The value (None otherwise) holds the payload's keys, which tell the registry which union
+    shapes cannot match without a search of the bytes.
+    """
     if len(raw) > max_bytes:
-        return f"the event is {len(raw)} bytes, over max_payload_bytes ({max_bytes})"
+        return f"the event is {len(raw)} bytes, over max_payload_bytes ({max_bytes})", None
     if not strict:
-        return None
+        return None, None
     try:
         value = _DECODER.decode(raw)
     except RecursionError:
-        return "the event's JSON is nested too deeply (more levels than the decoder's recursion limit)"
+        return "the event's JSON is nested too deeply (more levels than the decoder's recursion limit)", None
     except msgspec.DecodeError as exc:  # malformed, NaN/Infinity, a number out of range
-        return f"the event is not valid JSON: {exc}"
+        return f"the event is not valid JSON: {exc}", None
     if _ENCODER.encode(value) == raw:
-        return None
+        return None, value
     try:
         json.loads(raw, object_pairs_hook=_pairs)
     except _DuplicateKeyError as exc:
-        return f"the event's JSON has a duplicate key {exc.key[:100]!r} (parsers disagree on which value wins)"
+        return f"the event's JSON has a duplicate key {exc.key[:100]!r} (parsers disagree on which value wins)", None
     except (ValueError, RecursionError) as exc:  # msgspec took it, so this is unexpected: be safe
-        return f"the event's JSON could not be checked for duplicate keys: {exc}"
-    return None
+        return f"the event's JSON could not be checked for duplicate keys: {exc}", None
+    return None, None
