@@ -21,11 +21,12 @@ from .._errors import AuthenticationError, BackendError, GroupMissingError
 from .._redis import redis_errors, translate_error
 from ..wire import EXEC, MULTI, fields_dict, pack, pack_command, round_trip
 from ._entry import DEAD, DUPLICATE, HANDLED, MARKS, PROGRESS, Entry
+from ._health import outage_cause
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-    from ._deadletter import DeadLetterFormat
+    from ._deadletter import DeadLetterCap, DeadLetterFormat
     from ._entry import InFlight
     from ._markers import Markers
     from ._stats import StatsBoard
@@ -47,6 +48,7 @@ class AckBuffer:
         in_flight: InFlight,
         board: StatsBoard,
         timeout_s: float,
+        cap: DeadLetterCap | None = None,
     ) -> None:
         self.client = client
         self.group = group
@@ -55,6 +57,8 @@ class AckBuffer:
         self.in_flight = in_flight
         self.board = board
         self.timeout_s = timeout_s
+        #: BUS_DEAD_LETTER_MAXLEN: each flush that dead-letters reads the targets' lengths (XLEN).
+        self.cap = cap
         self.entries: list[Entry] = []
         self.wakeup = anyio.Event()
         #: Called with a GroupMissingError met in a flush (the entries' group is gone: nothing to ack).
@@ -94,6 +98,7 @@ class AckBuffer:
         stream_ids: list[bytes] = []
         members: list[bytes] = []
         n_dead = n_invalid = n_handled = n_dups = n_dropped = 0
+        targets: dict[str, list[Entry]] = {}
         for entry in batch:
             outcome = entry.outcome
             if outcome == HANDLED:  # runs of one stream and of one tenant: one dict lookup per run
@@ -117,6 +122,7 @@ class AckBuffer:
                     entry.stream, entry.entry_id.decode(), fields_dict(entry.fields), entry.deliveries, failure
                 )
                 commands.append(pack("XADD", target, "*", *itertools.chain(*fields.items())))
+                targets.setdefault(target, []).append(entry)
             elif outcome in (MARKS, PROGRESS):
                 handler_members.setdefault(entry.delivery.tenant_id, []).extend(entry.members or ())
                 continue
@@ -134,8 +140,15 @@ class AckBuffer:
             ):
                 for tenant, members in members_by_tenant.items():
                     commands.append(self.markers.add_command(key_of(tenant), members))
+        if self.cap is not None:
+            commands.extend(pack("XLEN", target) for target in targets)
         commands.append(EXEC)
-        await self._send(commands)
+        results = await self._send(commands, retry_safe=not n_dead)
+        if self.cap is not None and targets:
+            lengths = results[len(results) - len(targets) :]
+            for (target, dead), length in zip(targets.items(), lengths, strict=True):
+                if isinstance(length, int):
+                    self.cap.seen(target, length, dead, self.board)
         # Done: drop exactly what was flushed (workers may have appended meanwhile).
         del self.entries[: len(batch)]
         stats = self.board.stats
@@ -195,7 +208,10 @@ class AckBuffer:
             duration.total += d_total
             latency.total += l_total
 
-    async def _send(self, commands: list[bytes]) -> None:
+    async def _send(self, commands: list[bytes], *, retry_safe: bool = True) -> list[object]:
+        """Send the transaction; its replies. A Redis-wide refusal of a command inside it (a marker
+        script refused for OOM) is raised when the whole flush can be sent again (no dead letters
+        in it: XACK and marker adds repeat harmlessly), so the loop pauses and retries it."""
         what = "ack flush (MULTI/EXEC)"
         with redis_errors(what):
             replies = await round_trip(self.client, b"".join(commands), len(commands), self.timeout_s)
@@ -212,8 +228,11 @@ class AckBuffer:
                     raise failure from reply
                 if isinstance(failure, GroupMissingError):
                     self.on_nogroup(failure)  # after a restart without persistence: nothing left to ack
+                elif retry_safe and outage_cause(failure) is not None:
+                    raise failure from reply
                 else:
                     log.warning("ack flush: %s", failure)
+        return results
 
     def release_unflushed(self) -> int:
         """Forget what could not be flushed (it stays pending in Redis); how many entries that was."""

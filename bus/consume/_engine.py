@@ -25,9 +25,11 @@ from anyio.abc import TaskStatus
 
 from .._errors import BusError, ConfigurationError
 from ._acker import AckBuffer
+from ._deadletter import DeadLetterCap
 from ._dispatch import Dispatcher
 from ._entry import Entry, InFlight
 from ._groups import Groups
+from ._health import BackendHealth
 from ._maintenance import Maintenance
 from ._markers import Markers
 from ._reading import Reader
@@ -82,10 +84,26 @@ class Consumer:
         markers = self.markers if spec.is_typed else None
         self.in_flight = InFlight(spec.streams)
         self.groups = Groups(client, spec.group, spec.streams, spec.start_id, self.board)
-        retry = TransportRetry(self.stats, metrics)
+        #: Pause, probe and resume when Redis refuses writes (see :mod:`bus.consume._health`).
+        self.health = BackendHealth(
+            client,
+            spec.consumer,
+            probe_initial_s=settings.retry_backoff_s or 0.05,
+            probe_max_s=settings.outage_probe_max_s,
+            log_interval_s=settings.outage_log_interval_s,
+            board=self.board,
+        )
+        retry = TransportRetry(self.stats, metrics, self.health)
         self._retry = retry
         self.acks = AckBuffer(
-            client, spec.group, markers, spec.dead_letters, self.in_flight, self.board, settings.socket_timeout_s
+            client,
+            spec.group,
+            markers,
+            spec.dead_letters,
+            self.in_flight,
+            self.board,
+            settings.socket_timeout_s,
+            DeadLetterCap(settings.dead_letter_max_len),
         )
         self.acks.on_nogroup = self.groups.log_missing
         self.reader = Reader(
@@ -107,8 +125,9 @@ class Consumer:
             markers,
             self.board,
             with_stack=spec.dead_letter_stack,
+            health=self.health,
         )
-        self.maintenance = Maintenance(client, spec, settings, self.groups, self.in_flight, self.board)
+        self.maintenance = Maintenance(client, spec, settings, self.groups, self.in_flight, self.board, self.health)
         self._workers_done = False
         self._stop_requested = False
         self._feed_scope: anyio.CancelScope | None = None
@@ -146,6 +165,8 @@ class Consumer:
             if error is not None:
                 raise error from None
             raise
+        finally:
+            self.health.close()
 
     async def _feed(self, send: MemoryObjectSendStream[Entry]) -> None:
         """Reader, dispatcher and maintenance; their end (cancel, stop, error) starts the drain.
