@@ -98,7 +98,7 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: decode checks (duplicate keys then resolve to the last value, as JSON.parse does).
     strict_json: bool = True
     #: Longest wait between write probes while Redis refuses writes (the consumer is paused).
-    outage_probe_max_s: Annotated[float, Meta(ge=0)] = 5.0
+    outage_probe_max_s: Annotated[float, Meta(ge=0)] = 2.0
     #: At most one summary line per this many seconds while an outage lasts.
     outage_log_interval_s: PosFloat = 60.0
     #: Dead letters per dead-letter stream before a warning (a threshold: nothing is trimmed).

@@ -61,7 +61,16 @@ if TYPE_CHECKING:
 
     from ._stats import StatsBoard
 
-__all__ = ["PROBE_SCRIPT", "BackendHealth", "OutageVoice", "capped_backoff", "outage_cause", "paused_consumers"]
+__all__ = [
+    "PROBE_SCRIPT",
+    "BackendHealth",
+    "OutageVoice",
+    "capped_backoff",
+    "outage_cause",
+    "paused_consumers",
+    "probe_writes",
+    "write_refusal",
+]
 
 log = logging.getLogger("bus.consume")
 
@@ -92,6 +101,21 @@ def outage_cause(exc: BaseException) -> BackendError | None:
             if isinstance(translated, BackendError) and _is_outage(translated):
                 return translated
         cur = cur.__cause__ or cur.__context__
+    return None
+
+
+async def probe_writes(client: aioredis.Redis) -> None:
+    """One write probe (:data:`PROBE_SCRIPT`); raises the bus error Redis answered with."""
+    with redis_errors("write probe"):
+        await client.eval(PROBE_SCRIPT, 0)
+
+
+async def write_refusal(client: aioredis.Redis) -> BackendError | None:
+    """The Redis-wide refusal a write meets right now (one probe), else None."""
+    try:
+        await probe_writes(client)
+    except BackendError as exc:
+        return exc if _is_outage(exc) else None
     return None
 
 
@@ -229,8 +253,7 @@ class BackendHealth:
         return self._paused
 
     async def _probe_writes(self) -> None:
-        with redis_errors("write probe"):
-            await self.client.eval(PROBE_SCRIPT, 0)
+        await probe_writes(self.client)
 
     async def _writes(self) -> bool:
         """True when the probe passes, or fails for a reason that is no outage (Redis answers)."""

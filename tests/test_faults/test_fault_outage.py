@@ -72,6 +72,16 @@ class Load:
         self.applied: Counter[str] = Counter()  # effects committed, per event id
         self.deliveries: Counter[int] = Counter()
         self.publishing = True
+        self._changed = anyio.Event()
+
+    def _tick(self) -> None:
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds (re-checked whenever an event is published or applied)."""
+        while not predicate():
+            await self._changed.wait()
 
     async def handle(self, delivery: Delivery) -> None:
         self.deliveries[delivery.delivery_count] += 1
@@ -80,6 +90,7 @@ class Load:
             tx.pipe.incr(f"{PREFIX}effect-count:{delivery.event_id}")
         if tx.applied:
             self.applied[delivery.event_id] += 1
+            self._tick()
 
     async def publish(self) -> None:
         """About 100 events a second until told to stop; a refused publish is repeated with its id."""
@@ -95,6 +106,7 @@ class Load:
                     self.refused["other"] += 1
                 await anyio.sleep(0.05)
             self.published.append(event_id)
+            self._tick()
             await anyio.sleep(0.01)
 
 
@@ -116,8 +128,7 @@ async def _ride_out(
             assert consumer is not None
             tg.start_soon(load.publish)
             with anyio.fail_after(10):
-                while len(load.applied) < 100:  # steady flow before the outage
-                    await anyio.sleep(0.01)
+                await load.until(lambda: len(load.applied) >= 100)  # steady flow before the outage
             caplog.clear()
             await begin(admin)
             with anyio.fail_after(15):  # the consumer notices (a handler's effect or a read is refused)
@@ -130,8 +141,7 @@ async def _ride_out(
             freed_at = anyio.current_time()
             before = len(load.published)
             with anyio.fail_after(10):
-                while len(load.published) < before + 50:  # publishing goes on after the outage
-                    await anyio.sleep(0.01)
+                await load.until(lambda: len(load.published) >= before + 50)  # publishing goes on after it
             load.publishing = False
             with anyio.fail_after(DRAIN_BOUND_S):
                 while True:
@@ -185,7 +195,7 @@ async def test_out_of_memory_longer_than_max_deliveries_dead_letters_nothing(
 async def test_read_only_replica_longer_than_max_deliveries_dead_letters_nothing(
     make_fault_redis: Callable[..., FaultRedis], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """REPLICAOF a master that is down for 2 x claim idle x max deliveries, then NO ONE: pause, resume, 0 dead letters."""
+    """REPLICAOF a down master for 2 x claim idle x max deliveries, then NO ONE: pause, resume, 0 dead letters."""
     server = make_fault_redis(appendonly=False)
 
     async def demote(admin: aioredis.Redis) -> None:
