@@ -1,4 +1,4 @@
-"""Backend health of the consume loop: which failures are outages, pause on a confirmed one, probe, resume, one voice."""
+"""Backend health of the consume loop: what is an outage, pause on a confirmed one, probe, resume, one voice."""
 
 from __future__ import annotations
 
