@@ -15,13 +15,13 @@ from redis._parsers.base import BaseParser
 
 from bus import (
     BackendError,
-    EventBus,
     BackendLoadingError,
     BackendOutOfMemoryError,
     BackendPersistenceError,
     BackendReadOnlyError,
     BackendRefusedError,
     BackendUnavailableError,
+    EventBus,
     redis_errors,
 )
 from bus._redis import translate_error

@@ -37,7 +37,7 @@ def _free_port() -> int:
 
 @pytest.mark.integration
 async def test_readyz_and_status_report_a_read_only_redis(redis_process: Callable[..., Any], test_prefix: str) -> None:
-    """REPLICAOF a down master: /readyz 503 with the consumer's pause and bus status says writes are refused; then 200."""
+    """REPLICAOF a down master: /readyz 503 naming the paused consumer, bus status says writes are refused; then 200."""
     server = redis_process(appendonly=False)
     settings = BusSettings.from_url(
         server.url, prefix=test_prefix, block_ms=500, read_timeout_s=2.0, outage_probe_max_s=0.2
@@ -55,16 +55,18 @@ async def test_readyz_and_status_report_a_read_only_redis(redis_process: Callabl
                     assert (await http.get("/readyz")).status_code == 200
                     assert (await ops.status(bus)).writes_refused == ""
                     await admin.execute_command("REPLICAOF", "127.0.0.1", str(_free_port()))  # type: ignore[no-untyped-call]
-                    while (response := await http.get("/readyz")).status_code == 200:
-                        await anyio.sleep(0.05)  # the consumer notices at its next read
+                    consumer = runner.buses[0].consumer
+                    assert consumer is not None
+                    await consumer.wait_until(lambda s: s.outages == 1)  # it notices at its next read
+                    response = await http.get("/readyz")
                     checks = response.json()["checks"]
                     assert response.status_code == 503 and checks["redis"] == "ok"
                     assert "paused" in checks["consumers"] and "read-only replica" in checks["consumers"]
                     assert metrics.value("backend_paused") == 1.0
                     assert "read-only replica" in (await ops.status(bus)).writes_refused
                     await admin.execute_command("REPLICAOF", "NO", "ONE")  # type: ignore[no-untyped-call]
-                    while (response := await http.get("/readyz")).status_code != 200:
-                        await anyio.sleep(0.05)  # it resumes by itself
+                    await consumer.wait_until(lambda s: not consumer.health.paused)  # it resumes by itself
+                    assert (await http.get("/readyz")).status_code == 200
                     assert metrics.value("backend_paused") == 0.0
             tg.cancel_scope.cancel()
     finally:
