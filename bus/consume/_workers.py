@@ -255,6 +255,8 @@ class Workers:
 
         def retryable(exc: BaseException) -> bool:
             # Never a cancellation (tenacity's attempt context catches BaseException).
+            if self.health is not None and self.health.paused:
+                return False  # health hook: Redis refuses writes; the failure is ridden out instead
             return isinstance(exc, Exception) and not isinstance(exc, (RetryLater, Reject)) and not self.stopping
 
         def before_sleep(state: RetryCallState) -> None:
