@@ -22,6 +22,7 @@ from faultlib import FaultRedis
 from faultlib.cluster import EVENT_TYPE, ticket_created
 
 from bus import BackendRefusedError, BusError, BusSettings, Delivery, EventBus, Keys, redis_effect
+from bus.consume import ConsumerStats
 
 pytestmark = pytest.mark.fault
 
@@ -151,10 +152,11 @@ async def _ride_out(
                     await anyio.sleep(0.05)
             drained_s = anyio.current_time() - freed_at
             assert not consumer.health.paused
-            stats = load.consumer.stats
+            stats: ConsumerStats = load.consumer.stats
             tg.cancel_scope.cancel()
         dead = int(await admin.xlen(Keys.dead_letter(STREAM)))
-        counts = [int(v) for v in await admin.mget([f"{PREFIX}effect-count:{e}" for e in load.published])]
+        values: list[Any] = await admin.mget([f"{PREFIX}effect-count:{e}" for e in load.published])
+        counts = [int(v) for v in values]
     await admin.aclose()
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert dead == 0 and stats.dead_lettered == 0, f"{dead} good events dead-lettered"
