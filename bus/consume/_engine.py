@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import TaskStatus
 
-from .._errors import BusError, ConfigurationError
+from .._errors import BackendError, BusError, ConfigurationError
 from ._acker import AckBuffer
 from ._deadletter import DeadLetterCap
 from ._dispatch import Dispatcher
@@ -150,8 +150,17 @@ class Consumer:
         return await self.groups.ensure()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Create the groups, signal ``task_status``, then consume until cancelled or stopped."""
-        await self.groups.ensure()
+        """Create the groups, signal ``task_status``, then consume until cancelled or stopped.
+
+        Started while Redis refuses writes (XGROUP CREATE is refused out of memory, too), it waits
+        paused until Redis writes again, then starts.
+        """
+        try:
+            await self.groups.ensure()
+        except BackendError as exc:
+            if not await self.health.confirm(exc, "XGROUP CREATE"):
+                raise
+            await self._retry("XGROUP CREATE", self.groups.ensure)
         send, recv = anyio.create_memory_object_stream[Entry](max_buffer_size=self.subscription.count)
         try:
             async with anyio.create_task_group() as tg:

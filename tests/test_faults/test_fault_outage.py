@@ -209,3 +209,37 @@ async def test_read_only_replica_longer_than_max_deliveries_dead_letters_nothing
     with anyio.fail_after(60):
         summary = await _ride_out(server, caplog, demote, promote, "BackendReadOnlyError")
     print(summary)
+
+
+async def test_a_consumer_started_while_redis_is_full_waits_then_starts(
+    make_fault_redis: Callable[..., FaultRedis], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started on a Redis out of memory (XGROUP CREATE refused), a consumer waits paused, then starts by itself."""
+    server = make_fault_redis(appendonly=False, extra=("--maxmemory-policy", "noeviction", "--maxmemory", "1"))
+    admin = aioredis.Redis(port=server.port, socket_timeout=5)
+    load = Load(server.url)
+    try:
+        async with load.consumer, anyio.create_task_group() as tg:
+            load.consumer.subscribe(EVENT_TYPE, load.handle, subscriber_id="effect")
+            started = anyio.Event()
+
+            async def run() -> None:
+                await tg.start(load.consumer.run)
+                started.set()
+
+            tg.start_soon(run)
+            with anyio.fail_after(15):
+                while load.consumer.consumer is None:  # noqa: ASYNC110 (the loop object appears at once)
+                    await anyio.sleep(0.01)
+                consumer = load.consumer.consumer
+                await consumer.wait_until(lambda s: s.outages == 1)
+            assert consumer.health.paused and not started.is_set()
+            await admin.config_set("maxmemory", "0")
+            with anyio.fail_after(15):
+                await started.wait()
+            assert not consumer.health.paused
+            assert [g["name"] for g in await admin.xinfo_groups(STREAM)] == [b"event-processors"]
+            tg.cancel_scope.cancel()
+    finally:
+        await admin.aclose()
+    assert sum(r.levelno >= logging.WARNING for r in caplog.records) == 2  # began, ended
