@@ -26,13 +26,14 @@ from ._errors import (
     BackendRefusedError,
     BusClosedError,
     BusError,
+    ConfigurationError,
     PayloadTooLargeError,
     PayloadValidationError,
 )
 from ._keys import CHANNEL_GLOBAL, Keys
 from ._options import PublishOptions, WorkflowHooks
 from ._redact import register_secret
-from ._redis import create_client, redis_errors, rotate_credentials
+from ._redis import create_client, is_cluster_client, redis_errors, rotate_credentials
 from ._settings import BusSettings
 from .consume import Consumer, ConsumerStats, Subscription
 from .publish import PreparedEvent, Publisher, PublishResult
@@ -112,7 +113,9 @@ class EventBus:
     ) -> None:
         self._settings = settings or BusSettings()
         register_secret(self.settings.password)  # masked in every log line, error and dead letter
-        self.keys = Keys(self.settings.prefix, self.settings.stream_prefix)
+        s = self.settings
+        cluster = s.is_cluster or (client is not None and is_cluster_client(client))
+        self.keys = Keys.tagged(s.prefix, s.stream_prefix, cluster=cluster, hashtag=s.key_hashtag)
         self.registry = registry
         self.consumer_name = self.settings.resolved_consumer_name
         self._owns_client = client is None
@@ -206,6 +209,10 @@ class EventBus:
         command; ``settings`` take the new credentials (the URL keeps only the host part).
         """
         self._check_open()
+        if is_cluster_client(self._client):
+            raise ConfigurationError(
+                "rotate_credentials", "is not supported on Redis Cluster: restart the process with the new credentials"
+            )
         await rotate_credentials(self._client, username, password, verify=verify)
         url = self.settings.redis_url
         if url is not None:

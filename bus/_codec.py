@@ -280,6 +280,7 @@ class Route:
         *,
         force: bool,
         workflow: bool,
+        workflow_stream: str = WORKFLOW_STREAM,
     ) -> None:
         middle = _envelope_middle(event_type)
         self.event_type = event_type
@@ -297,14 +298,14 @@ class Route:
             (prefix, b"}" + CRLF + suffix)
             for prefix, suffix in (packer.per_type_parts(st, ch, force) for ch, st in zip(chans, streams, strict=True))
         )
-        self.streams = (WORKFLOW_STREAM, *streams) if workflow else streams
+        self.streams = (workflow_stream, *streams) if workflow else streams
         self.n_commands = len(streams) + (1 if workflow else 0)
         etype = self.type_bytes = event_type.encode()
         self.type_blen = _blen(etype)
         # The workflow XADD as constant segments around the per-event values (_WF_PER_EVENT):
         # segment i ends with the head of per-event field i, the last one closes payload_json.
         segments: list[bytes] = []
-        segment = packer.workflow_prefix(WORKFLOW_STREAM)
+        segment = packer.workflow_prefix(workflow_stream)
         for (name, _), head in zip(_WF_NAMES, _WF_HEADS, strict=True):
             segment += head
             if name == "event_type":

@@ -91,6 +91,11 @@ class BackendUnavailableError(BackendError, ConnectionError):
     """Redis could not be reached (refused, reset, loading)."""
 
 
+class BackendProtocolError(BackendError):
+    """The server answered with something that is not the Redis protocol: the URL names another
+    service's port (an HTTP server, a proxy, ...). Retrying cannot help; fix the URL."""
+
+
 class BackendTimeoutError(BackendError, TimeoutError):
     """A Redis command or blocking read timed out."""
 

@@ -33,6 +33,25 @@ class Keys(msgspec.Struct, frozen=True):
 
     prefix: str = "alga-psa:"
     stream_prefix: str = "event-stream:"
+    #: Redis Cluster: our marker sets hash-tag the tenant (``{prefix}processed:{{tenantId}}``), so
+    #: a set, its rotated ``:prev`` and its ``:born`` share the slot the rotation script needs.
+    cluster: bool = False
+    #: BUS_KEY_HASHTAG (cluster only): every key carries ``{tag}``; set through :meth:`tagged`.
+    hashtag: str | None = None
+
+    @classmethod
+    def tagged(cls, prefix: str, stream_prefix: str, *, cluster: bool, hashtag: str | None) -> Keys:
+        """The keys of a bus: with a hash tag, ``{tag}`` joins the prefix (``alga-psa:{tag}:``) so that
+        every prefixed key, and the workflow stream (:attr:`workflow_stream`), hash to the tag's slot."""
+        if hashtag:
+            prefix = f"{prefix}{{{hashtag}}}:"
+        return cls(prefix, stream_prefix, cluster=cluster, hashtag=hashtag)
+
+    @property
+    def workflow_stream(self) -> str:
+        """The workflow stream: the reference's ``workflow:events:global``, or ``{tag}:workflow:events:global``
+        with a hash tag (which the reference does not read)."""
+        return f"{{{self.hashtag}}}:{WORKFLOW_STREAM}" if self.hashtag else WORKFLOW_STREAM
 
     def stream(self, channel: str, event_type: str) -> str:
         """The per-type stream of a channel: ``alga-psa:event-stream:global:TICKET_CREATED``."""
@@ -71,11 +90,16 @@ class Keys(msgspec.Struct, frozen=True):
 
     def marker_events(self, tenant_id: str) -> str:
         """OUR consumers' processed-event set of a tenant: ``{prefix}processed:{tenantId}``."""
-        return f"{self.prefix}processed:{check_tenant_id(tenant_id)}"
+        return f"{self.prefix}processed:{self._tenant_part(tenant_id)}"
 
     def marker_handlers(self, tenant_id: str) -> str:
         """OUR consumers' processed-handler set of a tenant: ``{prefix}processed-handlers:{tenantId}``."""
-        return f"{self.prefix}processed-handlers:{check_tenant_id(tenant_id)}"
+        return f"{self.prefix}processed-handlers:{self._tenant_part(tenant_id)}"
+
+    def _tenant_part(self, tenant_id: str) -> str:
+        """The checked tenant id, as a hash tag on a cluster (tenant ids never contain braces)."""
+        tenant = check_tenant_id(tenant_id)
+        return "{" + tenant + "}" if self.cluster and not self.hashtag else tenant
 
     def notification_channel(self, tenant_id: str, user_id: str) -> str:
         """Pub/sub channel of a user's in-app notifications."""

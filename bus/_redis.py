@@ -16,13 +16,14 @@ from __future__ import annotations
 import ssl as _ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import redis.asyncio as aioredis
 import redis.exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot as _key_slot
 from redis.credentials import CredentialProvider
 
 from ._errors import (
@@ -31,6 +32,7 @@ from ._errors import (
     BackendLoadingError,
     BackendOutOfMemoryError,
     BackendPersistenceError,
+    BackendProtocolError,
     BackendReadOnlyError,
     BackendRefusedError,
     BackendTimeoutError,
@@ -41,9 +43,20 @@ from ._errors import (
     TLSHandshakeError,
 )
 from ._redact import register_secret
+from ._sentinel import copy_sentinel_pool, is_sentinel_pool, sentinel_client
 from ._settings import BusSettings
 
-__all__ = ["RotatingCredentials", "create_client", "redis_errors", "rotate_credentials", "translate_error"]
+__all__ = [
+    "RotatingCredentials",
+    "copy_pool",
+    "create_client",
+    "create_cluster_client",
+    "is_cluster_client",
+    "key_slot",
+    "redis_errors",
+    "rotate_credentials",
+    "translate_error",
+]
 
 
 class RotatingCredentials(CredentialProvider):
@@ -77,7 +90,13 @@ class RotatingCredentials(CredentialProvider):
 
 
 def create_client(settings: BusSettings, **extra: Any) -> aioredis.Redis:
-    """A redis.asyncio client for ``settings``, with command retries disabled."""
+    """A redis.asyncio client for ``settings``, with command retries disabled.
+
+    In cluster mode (:attr:`BusSettings.is_cluster`) a :func:`create_cluster_client`, typed as
+    the ``Redis`` it stands in for: the bus's own fast paths check :func:`bus.wire.is_cluster`.
+    """
+    if settings.is_cluster:
+        return create_cluster_client(settings, **extra)
     kwargs: dict[str, Any] = {
         "socket_timeout": settings.socket_timeout_s,
         "socket_connect_timeout": settings.connect_timeout_s,
@@ -99,6 +118,8 @@ def create_client(settings: BusSettings, **extra: Any) -> aioredis.Redis:
         if settings.ssl_keyfile:
             kwargs["ssl_keyfile"] = settings.ssl_keyfile
     kwargs.update(extra)
+    if settings.sentinels:
+        return sentinel_client(settings, kwargs)
     if settings.redis_url and not settings.redis_url.startswith("unix://"):
         # Host, port, credentials and db were parsed from the URL into settings already.
         kwargs.update(host=settings.host, port=settings.port)
@@ -110,6 +131,54 @@ def create_client(settings: BusSettings, **extra: Any) -> aioredis.Redis:
     if settings.uses_tls:
         kwargs["ssl"] = True
     return aioredis.Redis(host=settings.host, port=settings.port, **kwargs)
+
+
+def create_cluster_client(settings: BusSettings, **extra: Any) -> aioredis.Redis:
+    """redis-py's asyncio ``RedisCluster`` over ``settings.cluster_nodes`` (it owns the slot map,
+    the per-node connections, MOVED/ASK on its own commands). Command retries stay off, as for
+    a single node: a lost XADD reply retried would write twice."""
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    kwargs: dict[str, Any] = {
+        "startup_nodes": [ClusterNode(host, port) for host, port in settings.cluster_addresses],
+        "socket_timeout": settings.socket_timeout_s,
+        "socket_connect_timeout": settings.connect_timeout_s,
+        "retry": Retry(NoBackoff(), 0),
+        "username": settings.username,
+        "password": settings.password,
+    }
+    if settings.uses_tls:
+        insecure = settings.ssl_insecure_for_tests
+        kwargs["ssl"] = True
+        kwargs["ssl_cert_reqs"] = _ssl.CERT_NONE if insecure else _ssl.CERT_REQUIRED
+        kwargs["ssl_check_hostname"] = settings.ssl_check_hostname and not insecure
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            if getattr(settings, name):
+                kwargs[name] = getattr(settings, name)
+    kwargs.update(extra)
+    return cast("aioredis.Redis", RedisCluster(**kwargs))
+
+
+def is_cluster_client(client: Any) -> bool:
+    """True for redis-py's asyncio ``RedisCluster`` (cluster mode, whatever the settings say)."""
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
+
+
+def key_slot(key: str | bytes) -> int:
+    """The Redis Cluster hash slot of ``key`` (its ``{tag}`` when it has one)."""
+    return _key_slot(key.encode() if isinstance(key, str) else key)
+
+
+def copy_pool(pool: Any, **overrides: Any) -> Any:
+    """A new connection pool to the same server (the same master, in Sentinel mode) with the same
+    options and ``overrides``: for a dedicated connection (the consume loop's blocking reader)."""
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"}
+    kwargs.update(overrides)
+    if is_sentinel_pool(pool):
+        return copy_sentinel_pool(pool, kwargs)
+    return type(pool)(connection_class=pool.connection_class, **kwargs)
 
 
 async def rotate_credentials(
@@ -242,6 +311,11 @@ def translate_error(exc: BaseException, what: str = "") -> BusError:
             f"refuses our client certificate; {advice}"
         )
     text = str(exc)
+    if isinstance(exc, rex.InvalidResponse):  # e.g. 'Protocol error, got "H" as reply type byte' (HTTP)
+        return BackendProtocolError(
+            f"the server does not speak the Redis protocol{where} ({text}): check that the URL names a Redis "
+            "server's host and port"
+        )
     if isinstance(exc, rex.NoPermissionError) or text.startswith("NOPERM"):
         return PermissionDeniedError(f"Redis denied the command{where}: {text}")
     if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError) or text.startswith(("NOAUTH", "WRONGPASS")):

@@ -18,6 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from ._errors import ConfigurationError
+from ._sentinel import SENTINEL_SCHEMES, sentinel_addresses, sentinel_url_values
 
 __all__ = ["BusSettings", "default_consumer_name"]
 
@@ -55,6 +56,14 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     ssl_insecure_for_tests: bool = False
     socket_timeout_s: PosFloat = 10.0
     connect_timeout_s: PosFloat = 5.0
+    #: Redis Cluster: ``host:port`` seed nodes (REDIS_CLUSTER_NODES, or a ``redis+cluster://`` URL).
+    cluster_nodes: tuple[str, ...] | None = None
+    #: Hash tag put into every key (``{tag}``): one publish's keys share one slot (cluster only;
+    #: the reference cannot read tagged keys).
+    key_hashtag: str | None = None
+    #: Sentinel mode (bus/_sentinel.py): ``host:port,host:port`` of the sentinels and the master's name.
+    sentinels: str | None = None
+    sentinel_master: str | None = None
 
     # Keys (reference: REDIS_PREFIX, REDIS_EVENT_STREAM_PREFIX, REDIS_EVENT_CONSUMER_GROUP).
     prefix: str = "alga-psa:"
@@ -103,6 +112,10 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     outage_log_interval_s: PosFloat = 60.0
     #: Dead letters per dead-letter stream before a warning (a threshold: nothing is trimmed).
     dead_letter_max_len: PosInt = 10_000
+    #: A publish returns once ``WAIT n`` confirms this many replicas (0: no WAIT), within
+    #: ``publish_replicas_timeout_ms``; else PublishOutcomeUnknownError.
+    publish_min_replicas: NonNegInt = 0
+    publish_replicas_timeout_ms: PosInt = 1000
 
     ENV: ClassVar[dict[str, str]] = {
         "REDIS_URL": "redis_url",
@@ -143,10 +156,16 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_OUTAGE_PROBE_MAX_S": "outage_probe_max_s",
         "BUS_OUTAGE_LOG_INTERVAL_S": "outage_log_interval_s",
         "BUS_DEAD_LETTER_MAXLEN": "dead_letter_max_len",
+        "REDIS_CLUSTER_NODES": "cluster_nodes",
+        "BUS_KEY_HASHTAG": "key_hashtag",
+        "REDIS_SENTINELS": "sentinels",
+        "REDIS_SENTINEL_MASTER": "sentinel_master",
+        "BUS_PUBLISH_MIN_REPLICAS": "publish_min_replicas",
+        "BUS_PUBLISH_REPLICAS_TIMEOUT_MS": "publish_replicas_timeout_ms",
     }
 
-    #: One line per variable for the README's table (``tests/test_docs`` checks it is complete
-    #: and that the README shows exactly this). Grouped: connection, keys, publish, consume.
+    #: One line per variable for the docs' table (``tests/test_docs`` checks it is complete and that
+    #: docs/environment.md shows exactly this). Grouped: connection, keys, publish, consume.
     DOCS: ClassVar[dict[str, tuple[str, str]]] = {
         "REDIS_URL": (
             "connection",
@@ -160,6 +179,20 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "REDIS_TLS_CA_FILE": ("connection", "CA bundle that signs the server's certificate (`rediss://`)"),
         "REDIS_TLS_CERT_FILE": ("connection", "client certificate, when the server asks for one"),
         "REDIS_TLS_KEY_FILE": ("connection", "the client certificate's key"),
+        "REDIS_CLUSTER_NODES": (
+            "connection",
+            "Redis Cluster seed nodes `host:port,host:port` (or a `redis+cluster://h:p,h:p` URL): cluster mode",
+        ),
+        "BUS_KEY_HASHTAG": (
+            "keys",
+            "cluster only: `{tag}` in every key, so one publish is one slot and one MULTI/EXEC (all traffic "
+            "on one node; the reference cannot read tagged keys)",
+        ),
+        "REDIS_SENTINELS": (
+            "connection",
+            "Sentinel mode: `host:port,host:port` of the sentinels (or a `redis+sentinel://h:p,h:p/master` URL)",
+        ),
+        "REDIS_SENTINEL_MASTER": ("connection", "Sentinel mode: the monitored master's name"),
         "BUS_SOCKET_TIMEOUT_S": ("connection", "timeout of one command's reply (not of blocking reads)"),
         "BUS_CONNECT_TIMEOUT_S": ("connection", "timeout of opening a connection (and its handshake)"),
         "BUS_RETRY_BACKOFF_S": ("connection", "first wait of the capped, jittered reconnect and retry backoff"),
@@ -170,6 +203,11 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_TRIM_POLICY": ("publish", "`approx` (as the reference), `safe` (never trims unread entries) or `none`"),
         "BUS_MAX_PAYLOAD_BYTES": ("publish", "largest encoded event; a larger one is refused before writing"),
         "BUS_IDEMPOTENCY_WINDOW_S": ("publish", "how long an idempotency key is remembered"),
+        "BUS_PUBLISH_MIN_REPLICAS": (
+            "publish",
+            "a publish returns once `WAIT n` confirms n replicas (else PublishOutcomeUnknownError); 0: no WAIT",
+        ),
+        "BUS_PUBLISH_REPLICAS_TIMEOUT_MS": ("publish", "the WAIT's timeout; below BUS_SOCKET_TIMEOUT_S"),
         "REDIS_EVENT_CONSUMER_GROUP": ("consume", "consumer group of `EventBus.subscribe` (reference variable)"),
         "BUS_CONSUMER_NAME": (
             "consume",
@@ -244,13 +282,41 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             raise ConfigurationError(
                 "BUS_READ_TIMEOUT_S", f"must exceed REDIS_STREAM_BLOCKING_TIMEOUT ({self.block_ms} ms)"
             )
+        self._check_sentinel()
+        if self.publish_min_replicas and self.publish_replicas_timeout_ms >= self.socket_timeout_s * 1000:
+            raise ConfigurationError(
+                "BUS_PUBLISH_REPLICAS_TIMEOUT_MS", f"must be below BUS_SOCKET_TIMEOUT_S ({self.socket_timeout_s:g} s)"
+            )
         if self.retry_backoff_max_s < self.retry_backoff_s:
             raise ConfigurationError("retry_backoff_max_s", "must be >= retry_backoff_s")
+        _check_cluster(self)
+
+    @property
+    def is_cluster(self) -> bool:
+        """True in Redis Cluster mode (REDIS_CLUSTER_NODES or a ``redis+cluster://`` URL)."""
+        return bool(self.cluster_nodes)
+
+    @property
+    def cluster_addresses(self) -> list[tuple[str, int]]:
+        """The cluster seed nodes as ``(host, port)``."""
+        return [_address(node) for node in self.cluster_nodes or ()]
+
+    def _check_sentinel(self) -> None:
+        """Sentinel mode needs both the sentinels and the master's name, with valid addresses."""
+        if self.sentinels is None and self.sentinel_master is None:
+            return
+        if not self.sentinels or not self.sentinel_master:
+            missing = "REDIS_SENTINEL_MASTER" if self.sentinels else "REDIS_SENTINELS"
+            raise ConfigurationError(missing, "Sentinel mode needs REDIS_SENTINELS and REDIS_SENTINEL_MASTER")
+        sentinel_addresses(self.sentinels)
+        if self.cluster_nodes:
+            raise ConfigurationError("REDIS_SENTINELS", "cannot be combined with Redis Cluster (REDIS_CLUSTER_NODES)")
 
     @property
     def uses_tls(self) -> bool:
         """True for rediss:// URLs or ``ssl=True``."""
-        return self.ssl or (self.redis_url is not None and urlsplit(self.redis_url).scheme == "rediss")
+        scheme = urlsplit(self.redis_url).scheme if self.redis_url is not None else ""
+        return self.ssl or scheme in ("rediss", "rediss+cluster")
 
     @property
     def resolved_consumer_name(self) -> str:
@@ -280,6 +346,8 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             raw = env.get(var)
             if raw is not None and raw != "":
                 values[name] = raw
+        if isinstance(values.get("cluster_nodes"), str):
+            values["cluster_nodes"] = _split_nodes(values["cluster_nodes"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "redis_url" in values:
             return cls.from_url(values.pop("redis_url"), **values)
@@ -289,8 +357,14 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     def _url_values(url: str) -> dict[str, Any]:
         """The settings a ``redis://`` / ``rediss://`` / ``unix://`` URL carries."""
         parts = urlsplit(url)
+        if parts.scheme in ("redis+cluster", "rediss+cluster"):
+            return _cluster_url_values(url)
+        if parts.scheme in SENTINEL_SCHEMES:
+            return sentinel_url_values(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ConfigurationError("REDIS_URL", f"scheme {parts.scheme!r} is not redis://, rediss:// or unix://")
+            raise ConfigurationError(
+                "REDIS_URL", f"scheme {parts.scheme!r} is not redis://, rediss://, unix:// or redis+sentinel://"
+            )
         values: dict[str, Any] = {}
         try:
             if parts.hostname:
@@ -341,3 +415,52 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
                 netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
                 out["redis_url"] = parts._replace(netloc=netloc).geturl()
         return out
+
+
+# -- Redis Cluster (kept apart: the Sentinel settings live in their own functions) -------------
+
+
+def _split_nodes(text: str) -> tuple[str, ...]:
+    """``"h1:p1, h2:p2"`` as ``("h1:p1", "h2:p2")``."""
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _address(node: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) as ``(host, port)``; ConfigurationError when malformed."""
+    host, sep, port = node.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError("REDIS_CLUSTER_NODES", f"{node!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _cluster_url_values(url: str) -> dict[str, Any]:
+    """``redis+cluster://[user:pass@]h1:p1,h2:p2`` (or ``rediss+cluster://``): the seed nodes and credentials."""
+    scheme, _, rest = url.partition("://")
+    netloc = rest.split("/", 1)[0].split("?", 1)[0]
+    creds, at, hosts = netloc.rpartition("@")
+    values: dict[str, Any] = {"cluster_nodes": _split_nodes(hosts)}
+    if not values["cluster_nodes"]:
+        raise ConfigurationError("REDIS_URL", "a redis+cluster:// URL needs at least one host:port")
+    if at:
+        user, colon, password = creds.partition(":")
+        if user:
+            values["username"] = unquote(user)
+        if colon and password:
+            values["password"] = unquote(password)
+    if scheme == "rediss+cluster":
+        values["ssl"] = True
+    return values
+
+
+def _check_cluster(settings: BusSettings) -> None:
+    """The cluster's cross-field rules: valid seed nodes, db 0, a usable hash tag."""
+    for node in settings.cluster_nodes or ():
+        _address(node)
+    if settings.is_cluster and settings.db != 0:
+        raise ConfigurationError("REDIS_DB", "Redis Cluster has only database 0")
+    tag = settings.key_hashtag
+    if tag is not None:
+        if not settings.is_cluster:
+            raise ConfigurationError("BUS_KEY_HASHTAG", "is for Redis Cluster only (set REDIS_CLUSTER_NODES)")
+        if not tag or any(c in tag for c in "{}*?[] \t\r\n"):
+            raise ConfigurationError("BUS_KEY_HASHTAG", f"{tag!r}: use a non-empty tag without braces, globs or spaces")

@@ -2,7 +2,7 @@
 
 The one source of these facts: publishers fan out with it, the built-in subscribers derive the
 types they take from it, ``bus.prepare``/``bus.publish`` apply it when no channel is named
-(``PublishOptions(channels=None)``), and the README's table is checked against it.
+(``PublishOptions(channels=None)``), and the docs' table (docs/publishing.md) is checked against it.
 
 1. Always ``global`` (only that copy writes the workflow stream entry).
 2. A type in the in-app notification set: a copy on ``internal-notifications``.
@@ -136,7 +136,7 @@ def fanout_sets() -> dict[str, frozenset[str]]:
 
 
 def markdown_table() -> str:
-    """The fan-out as the README shows it (a test holds the README to this)."""
+    """The fan-out table as docs/publishing.md shows it (a test holds the page to this)."""
     lines = [
         "| channel | gets a copy of | types |",
         "|---|---|---|",

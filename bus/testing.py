@@ -21,6 +21,7 @@ import anyio
 
 from ._bus import EventBus
 from ._codec import now_iso
+from ._inspect import GroupStatus, StreamStatus
 from ._keys import CHANNEL_GLOBAL, Keys
 from ._settings import BusSettings
 from .consume import ConsumerStats, Delivery
@@ -192,6 +193,21 @@ async def wait_drained(bus: EventBus, *, interval: float = 0.02) -> None:
     mine = {s.stream for s in bus.subscriptions}
     while True:
         status = await bus.status(group=bus.settings.consumer_group)
-        if all(g.lag == 0 and g.pending == 0 for s in status.streams if s.stream in mine for g in s.groups):
+        if all(_caught_up(s, g) for s in status.streams if s.stream in mine for g in s.groups):
             return
         await anyio.sleep(interval)
+
+
+def _entry_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _caught_up(stream: StreamStatus, group: GroupStatus) -> bool:
+    """Nothing pending, and nothing unread: lag 0, or (when Redis reports no lag, as for a group
+    created on a stream that was still empty) the group delivered up to the stream's last entry."""
+    if group.pending:
+        return False
+    if group.lag is not None:
+        return group.lag == 0
+    return stream.last_entry_id is None or _entry_id(group.last_delivered_id) >= _entry_id(stream.last_entry_id)

@@ -1,7 +1,7 @@
 """Subscribers: email, in-app notifications and workflow conversion, each a service the runner runs.
 
 Every service has ``async def run(self, bus, *, task_status)``; ``bus run email|notifications|workflow``
-loads them by import string. See the README's "Subscribers" section.
+loads them by import string. See docs/subscribers.md.
 """
 
 from __future__ import annotations

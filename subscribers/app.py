@@ -140,7 +140,7 @@ class AppSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_WORKFLOW_CONVERTER": "workflow_converter",
         "BUS_CONVERTER_EVENT_TYPES": "converter_event_types",
     }
-    #: One line per variable for the README's table (checked by ``tests/test_docs``).
+    #: One line per variable for the docs' table (docs/environment.md) (checked by ``tests/test_docs``).
     DOCS: ClassVar[dict[str, tuple[str, str]]] = {
         "BUS_DIRECTORY_FILE": ("services", "JSON/YAML directory of users and contacts (email and notifications)"),
         "BUS_EMAIL_SENDER": (

@@ -31,6 +31,7 @@ from schemas import UnknownEventTypeError, UnknownSchemaRefError
 from .._bus import EventBus
 from .._errors import (
     AuthenticationError,
+    BackendProtocolError,
     BackendTimeoutError,
     BackendUnavailableError,
     BusError,
@@ -84,10 +85,16 @@ class CommandError(Exception):
         super().__init__(message)
 
 
-#: Variables only the CLI reads (the rest are BusSettings' and the services'), for the README's table.
+#: Variables only the CLI reads (the rest are BusSettings' and the services'), for docs/environment.md.
 CLI_DOCS: dict[str, tuple[str, str]] = {
     "BUS_LOG_LEVEL": ("cli", "`bus run` log level: debug, info (default), warning, error"),
     "BUS_LOG_FORMAT": ("cli", "`bus run` log format: `text` (default) or `json` (one object per line)"),
+    "BUS_HTTP_PORT": ("cli", "`bus run` port of `/metrics`, `/healthz` and `/readyz` (unset: no HTTP server)"),
+    "BUS_HTTP_HOST": ("cli", "`bus run` address of that server (default `0.0.0.0`)"),
+    "BUS_PROCESSES": (
+        "cli",
+        "`bus run` consumer processes under one supervisor (default 1): signals forwarded, crashed ones restarted",
+    ),
     "BUS_DASHBOARD_TOKEN": (
         "cli",
         "`bus dashboard` write token (16+ characters); without it the dashboard is read-only",
@@ -145,6 +152,8 @@ def _target(settings: BusSettings) -> str:
     """Where we connect, without credentials."""
     if settings.redis_url and settings.redis_url.startswith("unix://"):
         return f"unix socket {urlsplit(settings.redis_url).path}"
+    if settings.sentinels:
+        return f"the master {settings.sentinel_master!r} of the sentinels {settings.sentinels} db {settings.db}"
     return f"{settings.host}:{settings.port} db {settings.db}"
 
 
@@ -170,7 +179,7 @@ def exit_code_of(exc: BaseException) -> int:
     """The exit code an error means (see the module docstring)."""
     if isinstance(exc, CommandError):
         return exc.code
-    if isinstance(exc, BackendUnavailableError | BackendTimeoutError | AuthenticationError):
+    if isinstance(exc, BackendUnavailableError | BackendTimeoutError | AuthenticationError | BackendProtocolError):
         return EXIT_UNREACHABLE
     if isinstance(
         exc,
@@ -194,6 +203,8 @@ def report(command: str, exc: BaseException, settings: BusSettings | None) -> in
     message = str(exc) or type(exc).__name__
     if settings is not None and isinstance(exc, BackendUnavailableError | BackendTimeoutError):
         message = f"cannot reach Redis at {_target(settings)} ({message}); check --redis-url or REDIS_URL"
+    elif settings is not None and isinstance(exc, BackendProtocolError):
+        message = f"{_target(settings)}: {message} (--redis-url or REDIS_URL)"
     elif settings is not None and isinstance(exc, AuthenticationError):
         message = f"Redis at {_target(settings)} refused: {message}"
     return fail(command, _scrub(message, settings), code)

@@ -14,6 +14,10 @@ first SIGTERM/SIGINT stops reading and gives in-flight handlers ``--grace-s``
 (``BUS_SHUTDOWN_GRACE_S``); a second signal, or a shutdown still running ``grace + 10 s`` later,
 exits at once (unacked entries stay pending and are redelivered).
 
+``--processes N`` (``BUS_PROCESSES``) runs N such processes under a supervisor
+(:mod:`bus.cli._supervise`): signals forwarded, crashed children restarted, the group's probes
+on ``--http-port``.
+
 Exit codes: 0 clean shutdown; 1 a service crashed; 2 usage (bad flags, unknown service or
 import string, invalid configuration); 3 Redis unreachable or refusing the credentials (at
 start, or fatally later; no retry loop); 4 the shutdown did not finish within the grace period
@@ -23,6 +27,7 @@ start, or fatally later; no retry loop); 4 the shutdown did not finish within th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import logging
 import os
@@ -57,6 +62,7 @@ from ._common import (
     report,
     settings_from_args,
 )
+from ._supervise import Supervisor
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
@@ -283,7 +289,40 @@ async def _watch_signals(
                 _exit_now(EXIT_FORCED)
 
 
-async def _serve(services: Sequence[Service], settings: BusSettings, stop: _Stop, http: _Http | None = None) -> None:
+class _Supervised:
+    """A child of ``bus run --processes N``: reports to the supervisor on a pipe (one JSON object
+    a line: ``{"http_port": n}``, ``{"ready": true}``) and stops when the supervisor is gone."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.parent = os.getppid()
+
+    def report(self, **values: Any) -> None:
+        with contextlib.suppress(OSError):  # the supervisor is gone: watch_parent stops us
+            os.write(self.fd, orjson.dumps(values) + b"\n")
+
+    def started(self, value: None = None) -> None:
+        """``task_status.started()`` of the runner: the services are running."""
+        self.report(ready=True)
+
+    async def watch_parent(self, run_scope: anyio.CancelScope, stop: _Stop, grace_s: float, tg: TaskGroup) -> None:
+        """Drain as on SIGTERM when the supervisor died (we were handed to another parent)."""
+        while os.getppid() == self.parent:  # noqa: ASYNC110 - no event says "parent died" (gunicorn polls too)
+            await anyio.sleep(1.0)
+        if stop.signal is None:
+            stop.signal, stop.at = signal.SIGTERM, time.monotonic()
+            log.error("the supervisor (pid %d) is gone: stopping; in-flight handlers get %.1fs", self.parent, grace_s)
+            run_scope.cancel()
+            tg.start_soon(_watchdog, grace_s)
+
+
+async def _serve(
+    services: Sequence[Service],
+    settings: BusSettings,
+    stop: _Stop,
+    http: _Http | None = None,
+    supervised: _Supervised | None = None,
+) -> None:
     metrics = http.metrics if http is not None else None
     runner = Runner(services, settings, signals=(), bus_factory=lambda s: EventBus(s, metrics=metrics))
     try:
@@ -292,9 +331,15 @@ async def _serve(services: Sequence[Service], settings: BusSettings, stop: _Stop
                 stop.health = runner_health(runner, http.metrics)
                 port = await tg.start(serve_http, probe_app(stop.health, http.metrics), http.host, http.port)
                 log.info("serving /metrics, /healthz and /readyz on %s:%d", http.host, port)
+                if supervised is not None:
+                    supervised.report(http_port=port)
             with anyio.CancelScope() as run_scope:
                 await tg.start(_watch_signals, run_scope, stop, settings.shutdown_grace_s, tg)
-                await runner.run()
+                if supervised is not None:
+                    tg.start_soon(supervised.watch_parent, run_scope, stop, settings.shutdown_grace_s, tg)
+                    await runner.run(task_status=supervised)
+                else:
+                    await runner.run()
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         error = single_error(group)
@@ -325,9 +370,18 @@ def _describe(settings: BusSettings) -> str:
     where = (
         "unix socket"
         if (settings.redis_url or "").startswith("unix://")
+        else f"sentinel master {settings.sentinel_master!r} via {settings.sentinels} db {settings.db}"
+        if settings.sentinels
         else f"{settings.host}:{settings.port} db {settings.db}"
     )
-    return f"Redis {where}, prefix {settings.prefix!r}, group {settings.consumer_group!r}"
+    return f"Redis {where}, prefix {settings.prefix!r}, default group {settings.consumer_group!r}"
+
+
+def _service_name(service: Service) -> str:
+    """The service's name, with its own consumer group when it has one (an ``App``: its name by default)."""
+    name = str(getattr(service, "name", type(service).__name__))
+    group = getattr(service, "group", None)
+    return f"{name} (group {group!r})" if isinstance(group, str) else name
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -352,7 +406,47 @@ def _run_command(args: argparse.Namespace) -> int:
         logging.getLogger().removeHandler(handler)
 
 
+def _processes(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    raw = args.processes if args.processes is not None else env.get("BUS_PROCESSES") or "1"
+    try:
+        n = int(raw)
+        if n < 1:
+            raise ValueError(raw)
+    except ValueError:
+        raise ConfigurationError("BUS_PROCESSES", f"{raw!r} is not a positive number of processes") from None
+    return n
+
+
+def _supervise(args: argparse.Namespace, env: Mapping[str, str], settings: BusSettings, processes: int) -> int:
+    http = _http_from(args, env)
+    log.info(
+        "starting %d processes of %s on %s (grace %.1fs)",
+        processes,
+        ", ".join(args.services),
+        _describe(settings),
+        settings.shutdown_grace_s,
+    )
+    child_env = {k: v for k, v in env.items() if k != "BUS_PROCESSES"}
+    supervisor = Supervisor(
+        list(dict.fromkeys(args.services)),
+        child_env,
+        processes=processes,
+        grace_s=settings.shutdown_grace_s,
+        http=(http.host, http.port) if http is not None else None,
+    )
+    try:
+        return anyio.run(supervisor.run)
+    except KeyboardInterrupt:
+        return 130
+
+
 def _run_services(args: argparse.Namespace, env: Mapping[str, str], settings: BusSettings) -> int:
+    try:
+        processes = _processes(args, env)
+        if processes > 1 and args.supervisor_fd is None:
+            return _supervise(args, env, settings, processes)
+    except ConfigurationError as exc:
+        return fail("run", str(exc), EXIT_USAGE)
     services: list[Service] = []
     try:
         for spec in dict.fromkeys(args.services):
@@ -361,7 +455,7 @@ def _run_services(args: argparse.Namespace, env: Mapping[str, str], settings: Bu
         return fail("run", str(exc), exc.code)
     except ConfigurationError as exc:
         return fail("run", str(exc), EXIT_USAGE)
-    names = ", ".join(str(getattr(s, "name", type(s).__name__)) for s in services)
+    names = ", ".join(_service_name(s) for s in services)
     log.info(
         "starting %s on %s (grace %.1fs)",
         names,
@@ -375,7 +469,8 @@ def _run_services(args: argparse.Namespace, env: Mapping[str, str], settings: Bu
     except ConfigurationError as exc:
         return fail("run", str(exc), EXIT_USAGE)
     try:
-        anyio.run(_serve, services, settings, stop, http)
+        supervised = _Supervised(args.supervisor_fd) if args.supervisor_fd is not None else None
+        anyio.run(_serve, services, settings, stop, http, supervised)
     except KeyboardInterrupt:
         return 130
     except (BusError, rex.RedisError) as exc:
@@ -423,6 +518,13 @@ def _add_run(sub: Any) -> None:
         help="BUS_HTTP_PORT: serve /metrics (Prometheus), /healthz and /readyz on PORT (default: no server)",
     )
     run.add_argument("--http-host", metavar="HOST", help="BUS_HTTP_HOST: address of that server (default 0.0.0.0)")
+    run.add_argument(
+        "--processes",
+        type=positive_int,
+        metavar="N",
+        help="BUS_PROCESSES: run N consumer processes under one supervisor (default 1)",
+    )
+    run.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)  # a child of --processes N
     mail = p.add_argument_group("email and notifications")
     mail.add_argument("--directory", metavar="FILE", help="BUS_DIRECTORY_FILE: users, contacts, tickets (JSON/YAML)")
     mail.add_argument("--templates", metavar="DIR", help="BUS_EMAIL_TEMPLATES: template overrides")

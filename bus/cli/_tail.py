@@ -25,7 +25,8 @@ def _reconnecting(error: BaseException, wait_s: float) -> None:
 
 
 async def _tail(bus: EventBus, args: argparse.Namespace) -> int:
-    stream = ops.stream_of(bus.keys, args.stream, args.channel)
+    stream = ops.stream_of(bus.keys, args.stream, args.channel)  # an unknown type: exit 2 before connecting
+    await bus.connect()
     entries = ops.tail(
         bus, stream, count=args.count, follow=args.follow, on_missing=_waiting, on_reconnect=_reconnecting
     )
@@ -57,4 +58,4 @@ def register(sub: Any) -> None:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new entries until interrupted")
     p.add_argument("--max", type=positive_int, metavar="N", help="exit after printing N entries in all")
     p.add_argument("--raw", action="store_true", help="field values as stored strings, JSON not parsed")
-    p.set_defaults(handler=command("tail", _tail))
+    p.set_defaults(handler=command("tail", _tail, connect=False))

@@ -3,7 +3,8 @@
 Workers, the dispatcher and the reader put entries whose outcome is known (``Entry.outcome``)
 into the :class:`AckBuffer`; the acker flushes whatever finished since its last flush: the dead
 letters, one XACK per stream, and the event and handler markers with their TTL, in one
-transaction. Outcomes are counted once Redis confirmed them.
+transaction. Outcomes are counted once Redis confirmed them. On Redis Cluster the flush is one
+transaction per slot, phase after phase (see :meth:`AckBuffer._send_per_slot`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,24 @@ import logging
 import time
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .._errors import AuthenticationError, BackendError, GroupMissingError
 from .._redis import redis_errors, translate_error
-from ..wire import EXEC, MULTI, fields_dict, pack, pack_command, round_trip
+from ..wire import (
+    EXEC,
+    MULTI,
+    SlotBlock,
+    fields_dict,
+    is_cluster,
+    pack,
+    pack_command,
+    round_trip,
+    slot_of,
+    slot_transactions,
+)
 from ._entry import DEAD, DUPLICATE, HANDLED, MARKS, PROGRESS, Entry
 from ._health import outage_cause
 
@@ -63,6 +75,7 @@ class AckBuffer:
         self.wakeup = anyio.Event()
         #: Called with a GroupMissingError met in a flush (the entries' group is gone: nothing to ack).
         self.on_nogroup: Callable[[BaseException], None] = _ignore
+        self._cluster = is_cluster(client)
 
     def put(self, entry: Entry, outcome: int) -> None:
         """Queue ``entry`` with its outcome and wake the acker."""
@@ -93,7 +106,7 @@ class AckBuffer:
         ids: dict[str, list[bytes]] = {}
         event_members: dict[str, list[bytes]] = {}
         handler_members: dict[str, list[bytes]] = {}
-        commands: list[bytes] = [MULTI]
+        dead: list[tuple[str, bytes]] = []
         stream, tenant = "", ""
         stream_ids: list[bytes] = []
         members: list[bytes] = []
@@ -121,7 +134,7 @@ class AckBuffer:
                 target, fields = self.dead_letters.build(
                     entry.stream, entry.entry_id.decode(), fields_dict(entry.fields), entry.deliveries, failure
                 )
-                commands.append(pack("XADD", target, "*", *itertools.chain(*fields.items())))
+                dead.append((target, pack("XADD", target, "*", *itertools.chain(*fields.items()))))
                 targets.setdefault(target, []).append(entry)
             elif outcome in (MARKS, PROGRESS):
                 handler_members.setdefault(entry.delivery.tenant_id, []).extend(entry.members or ())
@@ -131,24 +144,27 @@ class AckBuffer:
             else:
                 n_dropped += 1
             ids.setdefault(entry.stream, []).append(entry.entry_id)
-        for stream, stream_ids in ids.items():
-            commands.append(pack_command((b"XACK", stream, self.group), stream_ids))
+        acks = [(stream, pack_command((b"XACK", stream, self.group), sids)) for stream, sids in ids.items()]
+        marks: list[tuple[str, bytes]] = []
         if self.markers is not None:
             for members_by_tenant, key_of in (
                 (event_members, self.markers.events_key),
                 (handler_members, self.markers.handlers_key),
             ):
                 for tenant, members in members_by_tenant.items():
-                    commands.append(self.markers.add_command(key_of(tenant), members))
-        if self.cap is not None:
-            commands.extend(pack("XLEN", target) for target in targets)
-        commands.append(EXEC)
-        results = await self._send(commands, retry_safe=not n_dead)
-        if self.cap is not None and targets:
-            lengths = results[len(results) - len(targets) :]
-            for (target, dead), length in zip(targets.items(), lengths, strict=True):
-                if isinstance(length, int):
-                    self.cap.seen(target, length, dead, self.board)
+                    key = key_of(tenant)
+                    marks.append((key, self.markers.add_command(key, members)))
+        if self._cluster:  # (no dead-letter cap check on a cluster: the lengths live on other nodes)
+            await self._send_per_slot((dead, marks, acks), retry_safe=not n_dead)
+        else:
+            lens = [pack("XLEN", target) for target in targets] if self.cap is not None else []
+            commands = [MULTI, *(c for _, c in (*dead, *acks, *marks)), *lens, EXEC]
+            results = await self._send(commands, retry_safe=not n_dead)
+            if self.cap is not None and targets:
+                lengths = results[len(results) - len(targets) :]
+                for (target, added), length in zip(targets.items(), lengths, strict=True):
+                    if isinstance(length, int):
+                        self.cap.seen(target, length, added, self.board)
         # Done: drop exactly what was flushed (workers may have appended meanwhile).
         del self.entries[: len(batch)]
         stats = self.board.stats
@@ -208,7 +224,7 @@ class AckBuffer:
             duration.total += d_total
             latency.total += l_total
 
-    async def _send(self, commands: list[bytes], *, retry_safe: bool = True) -> list[object]:
+    async def _send(self, commands: list[bytes], *, retry_safe: bool = True) -> list[Any]:
         """Send the transaction; its replies. A Redis-wide refusal of a command inside it (a marker
         script refused for OOM) is raised when the whole flush can be sent again (no dead letters
         in it: XACK and marker adds repeat harmlessly), so the loop pauses and retries it."""
@@ -221,6 +237,38 @@ class AckBuffer:
             if refused is None:
                 raise BackendError(f"{what}: unexpected EXEC reply {results!r}")
             raise translate_error(refused, what) from refused
+        return self._check(results, retry_safe)
+
+    async def _send_per_slot(self, phases: tuple[list[tuple[str, bytes]], ...], *, retry_safe: bool = True) -> None:
+        """Redis Cluster: one MULTI/EXEC per slot, phase after phase: the dead letters, then the
+        markers, then the XACKs. A flush cut off between phases leaves entries dead-lettered or
+        marked but still pending: redelivered, they are skipped as duplicates, never lost."""
+        what = "ack flush (MULTI/EXEC per slot)"
+        for phase in phases:
+            by_slot: dict[int, tuple[SlotBlock, set[str]]] = {}
+            for key, command in phase:
+                slot = slot_of(key)
+                entry = by_slot.get(slot)
+                if entry is None:
+                    entry = by_slot[slot] = (SlotBlock(slot, []), set())
+                entry[0].commands.append(command)
+                entry[1].add(key)
+            if not by_slot:
+                continue
+            for block, keys in by_slot.values():
+                block.n_keys = len(keys)
+            blocks = [b for b, _ in by_slot.values()]
+            await slot_transactions(self.client, blocks, self.timeout_s)
+            for block in blocks:
+                if not isinstance(block.replies, list):
+                    error = block.replies
+                    raise translate_error(error, what) from (error if isinstance(error, BaseException) else None)
+                self._check(block.replies, retry_safe)
+
+    def _check(self, results: list[Any], retry_safe: bool) -> list[Any]:
+        """The run-time errors of one transaction's commands: auth raises, NOGROUP is reported, a
+        Redis-wide refusal raises when ``retry_safe`` (the loop pauses, then sends it all again),
+        others are logged; the results."""
         for reply in results:
             if isinstance(reply, Exception):
                 failure = translate_error(reply, "ack flush")

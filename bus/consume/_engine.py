@@ -69,7 +69,7 @@ class Consumer:
         stats: ConsumerStats | None = None,
         metrics: BusMetrics | None = None,
     ) -> None:
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
+        if _decodes_responses(client):
             raise ConfigurationError("client", "a redis client with decode_responses=True cannot read entries")
         spec = subscription
         self.client = client
@@ -237,3 +237,10 @@ class Consumer:
                 await acks.wait()
                 continue
             await self._retry("ack flush", acks.flush)
+
+
+def _decodes_responses(client: aioredis.Redis) -> bool:
+    """Whether the client returns str (a single node's pool, or a cluster's connection kwargs)."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = pool.connection_kwargs if pool is not None else getattr(client, "get_connection_kwargs", dict)()
+    return bool(kwargs.get("decode_responses"))

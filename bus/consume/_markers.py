@@ -38,11 +38,11 @@ at most two TTLs' worth of events. Only our own keys rotate.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._keys import Keys
 from .._redis import redis_errors
-from ..wire import pack_command, round_trip
+from ..wire import SlotBlock, is_cluster, pack_command, round_trip, slot_of, slot_transactions
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -112,7 +112,7 @@ class Markers:
     ) -> MarkerCheck:
         """Which members (by tenant) are present, in one round trip (SMISMEMBER on each set and its rotated one)."""
         out = MarkerCheck()
-        order: list[tuple[set[bytes], Sequence[bytes]]] = []
+        order: list[tuple[set[bytes], Sequence[bytes], str]] = []
         data: list[bytes] = []
         for target, by_tenant, key_of in (
             (out.events, events, self.events_key),
@@ -123,16 +123,42 @@ class Markers:
                     key = key_of(tenant)
                     for name in (key, key + ":prev"):  # the current set and the rotated one
                         data.append(pack_command((b"SMISMEMBER", name), members))
-                        order.append((target, members))
+                        order.append((target, members, name))
         if not order:
             return out
         what = "SMISMEMBER (processed markers)"
         with redis_errors(what):
-            replies = await round_trip(client, b"".join(data), len(order), self.timeout_s)
-        for (target, asked), flags in zip(order, replies, strict=True):
+            if is_cluster(client):
+                replies = await _per_slot(client, data, order, self.timeout_s)
+            else:
+                replies = await round_trip(client, b"".join(data), len(order), self.timeout_s)
+        for (target, asked, _), flags in zip(order, replies, strict=True):
             if isinstance(flags, Exception):
                 with redis_errors(what):
                     raise flags
             if any(flags):
                 target.update(m for m, flag in zip(asked, flags, strict=True) if flag)
         return out
+
+
+async def _per_slot(
+    client: aioredis.Redis, data: list[bytes], order: list[tuple[set[bytes], Sequence[bytes], str]], timeout_s: float
+) -> list[Any]:
+    """Redis Cluster: the lookups grouped by slot (a tenant's sets share one: their tag), the
+    slots of one node in one round trip; the replies in ``order``'s order."""
+    blocks: dict[int, tuple[SlotBlock, list[int]]] = {}
+    for i, (_, _, key) in enumerate(order):
+        slot = slot_of(key)
+        entry = blocks.get(slot)
+        if entry is None:
+            entry = blocks[slot] = (SlotBlock(slot, [], n_keys=2, transaction=False), [])
+        entry[0].commands.append(data[i])
+        entry[1].append(i)
+    await slot_transactions(client, [b for b, _ in blocks.values()], timeout_s)
+    replies: list[Any] = [None] * len(order)
+    for block, positions in blocks.values():
+        if not isinstance(block.replies, list):
+            raise block.replies
+        for i, reply in zip(positions, block.replies, strict=True):
+            replies[i] = reply
+    return replies

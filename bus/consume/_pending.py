@@ -27,6 +27,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from .._redis import redis_errors
+from ..wire import is_cluster, slot_of
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -70,6 +71,18 @@ async def read_own_pending(
     """
     if not after:
         return [], {}
+    if is_cluster(client):  # one XREADGROUP per hash slot
+        by_slot: dict[int, dict[str, bytes]] = {}
+        for stream, start in after.items():
+            by_slot.setdefault(slot_of(stream), {})[stream] = start
+        if len(by_slot) > 1:
+            merged: list[PendingEntry] = []
+            following: dict[str, bytes] = {}
+            for part in by_slot.values():
+                page, more = await read_own_pending(client, group, consumer, part, count)
+                merged += page
+                following.update(more)
+            return merged, following
     with redis_errors("XREADGROUP (own pending entries)"):
         reply: Any = await client.xreadgroup(group, consumer, cast("Any", dict(after)), count=count)
     pages: list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]] = []

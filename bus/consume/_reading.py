@@ -5,6 +5,9 @@ The connection is set up (connect, authenticate) before the read and outside its
 under its own budget (connect plus one socket timeout for the handshake replies): on a slow
 link a new connection's handshake plus a full BLOCK could otherwise exceed the read timeout on
 every attempt after a reset.
+
+On Redis Cluster, :class:`bus.consume._cluster_reading.ClusterReads` reads instead (one
+connection per node; see there).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import anyio
 import redis.asyncio as aioredis
 
 from .._errors import AuthenticationError, BackendError, BackendTimeoutError, BusError, GroupMissingError
-from .._redis import redis_errors
-from ..wire import GroupReader, RawEntry
+from .._redis import copy_pool, redis_errors
+from ..wire import GroupReader, RawEntry, is_cluster
 from ._dispatch import send_batch
 from ._pending import PendingEntry, read_own_pending
 
@@ -59,19 +62,22 @@ class Reader:
         # spec.read_bytes whatever a writer put in the stream.
         self._command = GroupReader(spec.group, spec.consumer, spec.streams, min(spec.count, 10), spec.block_ms)
         self._own: aioredis.Redis | None = None
+        self.is_cluster = is_cluster(client)
         self._stream_of: dict[bytes | str, str] = {}
         for stream in spec.streams:
             self._stream_of[stream] = stream
             self._stream_of[stream.encode()] = stream
 
+    @property
+    def command(self) -> GroupReader:
+        """The packed XREADGROUP of a single node (its count is where cluster reads start)."""
+        return self._command
+
     def _read_client(self) -> aioredis.Redis:
         """The dedicated connection for blocking reads (same server and options, no socket timeout:
         the hard read timeout governs it)."""
         if self._own is None:
-            pool = self.client.connection_pool
-            kwargs = dict(pool.connection_kwargs)
-            kwargs["socket_timeout"] = None
-            own = type(pool)(connection_class=pool.connection_class, **kwargs)
+            own = copy_pool(self.client.connection_pool, socket_timeout=None)
             self._own = aioredis.Redis(connection_pool=own, single_connection_client=True)
         return self._own
 
@@ -105,38 +111,54 @@ class Reader:
 
     async def run(self, batches: MemoryObjectSendStream[list[Entry]]) -> None:
         """Read until cancelled; each batch goes to the dispatcher as one list."""
+        if self.is_cluster:
+            from ._cluster_reading import ClusterReads
+
+            await ClusterReads(self).run(batches)
+            return
         early_s = self.spec.block_ms / 2000
-        stream_of = self._stream_of
-        stats = self.board.stats
         while True:
             started = anyio.current_time()
             reply = await self.retry("XREADGROUP", self.read_once)
             if reply:
-                batch: list[Entry] = []
-                size = 0
-                for key, entries in reply:
-                    batch.extend(self.in_flight.admit(stream_of[key], entries))
-                    for entry in entries:
-                        size += sum(map(len, entry[1])) if entry[1] else 0
-                self._adapt(len(batch), size)
-                stats.read += len(batch)
-                self.board.notify()
-                await send_batch(batches, batch, self.in_flight)
-                await anyio.lowlevel.checkpoint()  # let the dispatcher, workers and acker in between
+                await self.deliver(reply, batches, self._command)
             elif anyio.current_time() - started < early_s:
                 # An empty BLOCK read that returned early (fakeredis ignores BLOCK when COUNT is
                 # given; a recreated group) must not become a busy loop: poll gently instead.
                 await anyio.sleep(min(0.01, early_s))
 
-    def _adapt(self, n: int, size: int) -> None:
+    async def deliver(
+        self,
+        reply: list[tuple[bytes, list[RawEntry]]],
+        batches: MemoryObjectSendStream[list[Entry]],
+        command: GroupReader,
+    ) -> int:
+        """Admit one read's entries and hand them to the dispatcher as one batch; how many."""
+        stream_of = self._stream_of
+        batch: list[Entry] = []
+        size = 0
+        for key, entries in reply:
+            batch.extend(self.in_flight.admit(stream_of[key], entries))
+            for entry in entries:
+                size += sum(map(len, entry[1])) if entry[1] else 0
+        self._adapt(len(batch), size, command)
+        self.board.stats.read += len(batch)
+        self.board.notify()
+        await send_batch(batches, batch, self.in_flight)
+        await anyio.lowlevel.checkpoint()  # let the dispatcher, workers and acker in between
+        return len(batch)
+
+    def _adapt(self, n: int, size: int, command: GroupReader | None = None) -> None:
         """The next read's count: double while replies stay under half of ``read_bytes`` (up to
-        ``spec.count``), else as many average entries as ``read_bytes`` holds (at least 1)."""
+        ``spec.count``), else as many average entries as ``read_bytes`` holds (at least 1). Of
+        ``command`` (a cluster's slot read), by default of the single node's read."""
+        command = command or self._command
         budget = self.spec.read_bytes
-        count = self._command.count
+        count = command.count
         wanted = count * 2 if size * 2 < budget else budget * n // max(size, 1)
         wanted = max(1, min(wanted, self.spec.count))
         if wanted != count:
-            self._command.set_count(wanted)
+            command.set_count(wanted)
 
     async def drain_own_pending(self, batches: MemoryObjectSendStream[list[Entry]]) -> None:
         """Entries this consumer name read but never acked (a crash): first, before new ones."""

@@ -6,6 +6,16 @@ stream as a new entry and deletes the dead letter, in ONE Lua script per entry
 at once replay it once) and deletes it only after the XADD succeeded (a refused XADD, e.g.
 WRONGTYPE, deletes nothing; MULTI/EXEC would still run the XDEL). Replays never trim the source
 stream. A purge XDELs exactly the entries given, in one MULTI/EXEC.
+
+On Redis Cluster a per-type stream ``X`` and its dead letters ``X:dead-letter`` hash to
+different slots (the reference's names carry no hash tag), and a script must keep its keys in
+one slot. There a replay is three commands instead (:func:`_replay_in_steps`): XRANGE (is the
+dead letter still there?), XADD to the source, then XDEL. Two operators replaying the same dead
+letter at the same moment may then both write it, and a crash between the XADD and the XDEL
+leaves the dead letter to be replayed again: either way the entry is in the source stream twice
+with the same event id, which the consumers' processed markers absorb. With BUS_KEY_HASHTAG
+both keys carry the tag and the script runs as on a single node. A purge on a cluster is one
+XDEL per stream without MULTI/EXEC (the streams are in different slots).
 """
 
 from __future__ import annotations
@@ -15,7 +25,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from .._errors import AuthenticationError
+from .._errors import AuthenticationError, BackendTimeoutError, BackendUnavailableError, BusError
+from .._redis import is_cluster_client as is_cluster
+from .._redis import key_slot as slot_of
 from .._redis import redis_errors, translate_error
 from ._deadletters import DeadLetterView
 from ._streams import s
@@ -72,6 +84,11 @@ async def replay_dead_letters(bus: EventBus, dead_letters: Sequence[DeadLetterVi
             )
         else:
             todo.append((i, v))
+    if is_cluster(bus.client):
+        split = [(i, v) for i, v in todo if slot_of(v.dead_letter_stream) != slot_of(v.source_stream)]
+        for i, v in split:
+            outcomes[i] = await _replay_in_steps(bus, v)
+        todo = [(i, v) for i, v in todo if i not in outcomes]
     for start in range(0, len(todo), _CHUNK):
         chunk = todo[start : start + _CHUNK]
         pipe = bus.client.pipeline(transaction=False)
@@ -102,8 +119,37 @@ async def purge_dead_letters(bus: EventBus, dead_letters: Sequence[DeadLetterVie
         by_stream.setdefault(v.dead_letter_stream, []).append(v.id)
     if not by_stream:
         return 0
-    pipe = bus.client.pipeline(transaction=True)
+    pipe = bus.client.pipeline(transaction=not is_cluster(bus.client) or len(by_stream) == 1)
     for name, ids in by_stream.items():
         pipe.xdel(name, *ids)
     with redis_errors("XDEL (dead letters)"):
         return sum(int(n) for n in await pipe.execute())
+
+
+async def _replay_in_steps(bus: EventBus, v: DeadLetterView) -> ReplayOutcome:
+    """A replay whose two streams are in different cluster slots: XRANGE, XADD, XDEL (see the module docstring)."""
+    assert v.original is not None
+    client: Any = bus.client
+    try:
+        with redis_errors("replay (XRANGE)"):
+            if not await client.xrange(v.dead_letter_stream, v.id, v.id):
+                detail = "no longer in the dead-letter stream (replayed or purged meanwhile)"
+                return ReplayOutcome(dead_letter=v, status="skipped", detail=detail)
+        with redis_errors("replay (XADD)"):
+            kind = await client.type(v.source_stream)
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            if kind not in ("stream", "none"):
+                detail = f"WRONGTYPE {v.source_stream} holds a {kind}, not a stream; nothing was replayed"
+                return ReplayOutcome(dead_letter=v, status="failed", detail=detail)
+            entry_id = await client.execute_command(
+                "XADD", v.source_stream, "*", *(part for pair in v.original for part in pair)
+            )
+        with redis_errors("replay (XDEL)"):
+            await client.xdel(v.dead_letter_stream, v.id)
+    except AuthenticationError:
+        raise
+    except BusError as exc:
+        if isinstance(exc, BackendUnavailableError | BackendTimeoutError):
+            raise
+        return ReplayOutcome(dead_letter=v, status="failed", detail=str(exc))
+    return ReplayOutcome(dead_letter=v, status="replayed", entry_id=s(entry_id))

@@ -27,7 +27,7 @@ from .._codec import (
     workflow_pairs,
 )
 from .._errors import PayloadTooLargeError, PayloadValidationError
-from .._keys import CHANNEL_GLOBAL, WORKFLOW_STREAM, Keys
+from .._keys import CHANNEL_GLOBAL, Keys
 from .._options import PublishOptions, WorkflowHooks
 from .._settings import BusSettings
 from .._tenant import tenant_id_problem
@@ -141,7 +141,7 @@ class Preparer:
         cids = None if copy_ids is None else [c.encode() for c in copy_ids]
         if route.workflow and (type(payload) is not dict or (hooks is not None and hooks.is_set)):
             values = self._workflow_values(event_type, payload, data, event_id, timestamp, hooks)
-            wf = self._packer.workflow(WORKFLOW_STREAM, values)
+            wf = self._packer.workflow(self._keys.workflow_stream, values)
             command = route.pack(eid, ts, data, env_len, workflow=wf, copy_ids=cids)
         else:
             try:
@@ -158,7 +158,15 @@ class Preparer:
         chans = fanout_channels(event_type) if channels is None else self._channels(event_type, channels)
         wf = bool(workflow) if workflow is not None else CHANNEL_GLOBAL in chans
         streams = tuple([self.stream(ch, event_type) for ch in chans])
-        route = Route(self._packer, event_type, chans, streams, force=force, workflow=wf)
+        route = Route(
+            self._packer,
+            event_type,
+            chans,
+            streams,
+            force=force,
+            workflow=wf,
+            workflow_stream=self._keys.workflow_stream,
+        )
         if channels is None or isinstance(channels, str | tuple):
             if len(self._routes) >= 4096:
                 self._routes.clear()
@@ -245,7 +253,7 @@ class Preparer:
         packer = self._packer
         parts = [packer.per_type(key, ch, env, options.force) for ch, key, _, env in copies]
         if wf is not None:
-            parts.insert(0, packer.workflow(WORKFLOW_STREAM, wf))
+            parts.insert(0, packer.workflow(self._keys.workflow_stream, wf))
         return PreparedEvent(event_id, event_type, streams, event_ids, b"".join(parts), len(parts), None)
 
     def _channels(self, event_type: str, channels: str | Sequence[str]) -> tuple[str, ...]:
@@ -275,7 +283,7 @@ class Preparer:
     ) -> tuple[int, bytes]:
         keys = [self.marker_key(tenant, idempotency_key).encode()]
         if wf is not None:
-            keys.append(WORKFLOW_STREAM.encode())
+            keys.append(self._keys.workflow_stream.encode())
         keys += [c[1].encode() for c in copies]
         opts: list[bytes] = []
         if self._capabilities.get("xadd_idmp"):

@@ -5,6 +5,9 @@ event (a result, an error, or :class:`PartialWriteError` when Redis ran only som
 A connection that fails after the bytes went out raises ``PublishOutcomeUnknownError`` with the
 event ids; nothing is retried then (a blind retry could write twice). Failures to connect
 (nothing sent) are retried with tenacity.
+
+On Redis Cluster the write goes through :func:`bus.publish._slots.write_per_slot` (one
+MULTI/EXEC per hash slot, in the reference's order) instead.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from .._keys import Keys
 from .._redis import redis_errors, translate_error
 from .._settings import BusSettings
 from .._text import text
-from ..wire import DISCARD, EXEC, MULTI, drop, exchange, read_replies, release, send_packed
+from ..wire import DISCARD, EXEC, MULTI, drop, exchange, is_cluster, pack, read_replies, release, send_packed
 from ._results import Outcome, PartialWriteError, PreparedEvent, PublishResult, results_or_raise
+from ._slots import PhaseHook, write_per_slot
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -63,8 +67,17 @@ class Writer:
         #: Prometheus metrics when the process exports them (set by the bus; None skips them).
         self.metrics: BusMetrics | None = None
         self._channel_of: dict[str, str] = {}
+        #: ``WAIT n timeout`` sent after every write when ``publish_min_replicas`` asks for it.
+        self._wait = (
+            pack("WAIT", settings.publish_min_replicas, settings.publish_replicas_timeout_ms)
+            if settings.publish_min_replicas
+            else b""
+        )
         self._in_flight = 0
         self._idle: anyio.Event | None = None
+        self._cluster = is_cluster(client)
+        #: Cluster only: awaited after each confirmed phase (fault injection in tests).
+        self.after_phase: PhaseHook | None = None
 
     async def write(self, prepared: Sequence[PreparedEvent]) -> list[PublishResult]:
         """Write prepared events in one round trip; raise if any was not fully written."""
@@ -79,6 +92,8 @@ class Writer:
         """
         if not prepared:
             return []
+        if self._cluster:
+            return await self._write_cluster(prepared)
         use_sha = self._script_loaded
         outcomes = await self._exchange(prepared, use_sha=use_sha)
         return await self._settle(prepared, outcomes, use_sha=use_sha)
@@ -94,9 +109,26 @@ class Writer:
         connection failing before EXEC went out writes nothing either (a backend error); after
         it, ``PublishOutcomeUnknownError`` as for :meth:`write`.
         """
+        if self._cluster:  # every chunk prepared (validated) first: an invalid one writes nothing
+            everything = [p for chunk in chunks for p in chunk]
+            return results_or_raise(everything, await self._write_cluster(everything))
         use_sha = self._script_loaded
         prepared, outcomes = await self._exchange_chunks(chunks, use_sha=use_sha)
         return results_or_raise(prepared, await self._settle(prepared, outcomes, use_sha=use_sha))
+
+    async def _write_cluster(self, prepared: Sequence[PreparedEvent]) -> list[Outcome]:
+        """One MULTI/EXEC per hash slot, phase by phase (see :mod:`bus.publish._slots`)."""
+        self._in_flight += 1
+        try:
+            outcomes, phases = await write_per_slot(
+                self._client, prepared, self._settings.socket_timeout_s, self.after_phase
+            )
+        finally:
+            self._done()
+        self.round_trips += phases
+        if self.metrics is not None:
+            self._count(prepared, outcomes)
+        return outcomes
 
     async def _settle(self, prepared: Sequence[PreparedEvent], outcomes: list[Any], *, use_sha: bool) -> list[Outcome]:
         """Resend with EVAL the idempotent events whose EVALSHA met NOSCRIPT; the others' outcomes stand."""
@@ -145,8 +177,35 @@ class Writer:
             append(EXEC)
         else:
             del parts[0]
-        replies = await self._round_trip(b"".join(parts), n_commands + 2 if transaction else 1, prepared)
-        return self._outcomes(prepared, replies, transaction=transaction)
+        wait = self._wait
+        if wait:
+            append(wait)
+        n_replies = (n_commands + 2 if transaction else 1) + (1 if wait else 0)
+        replies = await self._round_trip(b"".join(parts), n_replies, prepared)
+        if not wait:
+            return self._outcomes(prepared, replies, transaction=transaction)
+        confirmed = replies.pop()
+        return self._confirmed(prepared, self._outcomes(prepared, replies, transaction=transaction), confirmed)
+
+    def _confirmed(self, prepared: Sequence[PreparedEvent], outcomes: list[Any], replicas: Any) -> list[Any]:
+        """The outcomes, once ``WAIT``'s reply says enough replicas have every write; else
+        ``PublishOutcomeUnknownError`` for the events written (on the master only, as far as we know)."""
+        wanted = self._settings.publish_min_replicas
+        if isinstance(replicas, int) and replicas >= wanted:
+            return outcomes
+        written = [
+            p for p, o in zip(prepared, outcomes, strict=True) if isinstance(o, PublishResult | PartialWriteError)
+        ]
+        if not written:
+            return outcomes
+        ids = tuple(e for p in written for e in (p.event_ids or (p.event_id,)))
+        got = f"{replicas} replica(s)" if isinstance(replicas, int) else f"an error ({replicas})"
+        raise PublishOutcomeUnknownError(
+            f"{len(written)} event(s) were written on the master but WAIT {wanted} confirmed {got} within "
+            f"{self._settings.publish_replicas_timeout_ms} ms (BUS_PUBLISH_MIN_REPLICAS): a failover now may lose "
+            "them. Publish again with the same event_id or idempotency key (consumers dedupe on it).",
+            ids,
+        )
 
     async def _exchange_chunks(
         self, chunks: Iterable[Sequence[PreparedEvent]], *, use_sha: bool
@@ -182,8 +241,8 @@ class Writer:
                 if head:  # nothing to write at all
                     return prepared, []
                 executing = True
-                await send_packed(conn, EXEC, timeout)
-                replies = await read_replies(conn, n_commands + 2, timeout)
+                await send_packed(conn, EXEC + self._wait, timeout)
+                replies = await read_replies(conn, n_commands + 2 + (1 if self._wait else 0), timeout)
             except BaseException as exc:
                 if not isinstance(exc, PayloadValidationError | PayloadTooLargeError):  # (those were discarded)
                     await drop(conn)  # it may hold unread replies or a half-queued transaction
@@ -196,7 +255,10 @@ class Writer:
         finally:
             await release(self._client, conn)
             self._done()
-        return prepared, self._outcomes(prepared, replies, transaction=True)
+        if not self._wait:
+            return prepared, self._outcomes(prepared, replies, transaction=True)
+        confirmed = replies.pop()
+        return prepared, self._confirmed(prepared, self._outcomes(prepared, replies, transaction=True), confirmed)
 
     @staticmethod
     async def _discard(conn: Any, n_queued: int, timeout_s: float | None) -> None:

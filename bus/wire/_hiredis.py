@@ -4,6 +4,8 @@ redis-py stays the connection, reconnection and parsing layer; this module reach
 exactly three places, each checked by ``tests/test_bus/test_wire.py`` (:func:`check_internals`):
 ``redis._parsers.hiredis._AsyncHiredisParser`` (its ``_reader`` is drained directly),
 ``Connection._parser`` and ``Connection._writer`` (an ``asyncio.StreamWriter`` written directly).
+Sentinel mode's ``SentinelManagedConnection`` is read the same way, with its one addition (a
+demoted master's READONLY disconnects and raises ``ConnectionError``) done here.
 
 Reading: ``Connection.read_response()`` costs ~6 us per reply (a timeout context and error
 formatting per call), which dominates a 1,000-entry MULTI/EXEC (1,000 ``QUEUED`` replies).
@@ -21,6 +23,8 @@ from typing import Any
 import anyio
 import redis.exceptions as rex
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.sentinel import SentinelManagedConnection
+from redis.sentinel import DEMOTED_MASTER_UNBLOCKED_ERROR
 
 _STOCK_READ_RESPONSE = AbstractConnection.read_response
 
@@ -31,6 +35,9 @@ except ImportError:  # pragma: no cover - another redis-py layout: the parser's 
     _AsyncHiredisParser = None  # type: ignore[assignment,misc]
     _NOT_ENOUGH_DATA = None
 _STOCK_SEND = AbstractConnection.send_packed_command
+# Sentinel mode: its connection's read_response is the stock one plus "a demoted master's
+# READONLY/UNBLOCKED reply disconnects and raises ConnectionError"; the fast reader does the same.
+_SENTINEL_READ_RESPONSE = SentinelManagedConnection.read_response
 
 __all__ = ["check_internals", "connect", "fast_reader", "read_replies", "send_packed"]
 
@@ -42,7 +49,7 @@ def fast_reader(conn: Any) -> Any:
     Both parsers return error replies as values and, for RESP3, consume out-of-band push
     messages themselves (``push_request=False``), so replies come back in command order.
     """
-    if getattr(type(conn), "read_response", None) is not _STOCK_READ_RESPONSE:
+    if getattr(type(conn), "read_response", None) not in (_STOCK_READ_RESPONSE, _SENTINEL_READ_RESPONSE):
         return None  # a subclass reads its own way (fakeredis queues Python objects): respect it
     parser = getattr(conn, "_parser", None)
     if parser is None or not callable(getattr(parser, "read_response", None)):
@@ -74,7 +81,21 @@ async def read_replies(conn: Any, count: int, timeout_s: float | None, *, fast: 
                     append(await conn.read_response())
                 except rex.ResponseError as exc:
                     append(exc)
+    if parser is not None and type(conn).read_response is _SENTINEL_READ_RESPONSE and conn.connection_pool.is_master:
+        await _check_master(conn, out)
     return out
+
+
+async def _check_master(conn: Any, replies: list[Any]) -> None:
+    """A sentinel-managed master connection whose server was demoted to a replica: disconnect it
+    and raise ``ConnectionError`` (as redis-py's ``SentinelManagedConnection.read_response``), so
+    the next connect asks the sentinels for the new master."""
+    for reply in replies:
+        if isinstance(reply, rex.ReadOnlyError) or (
+            isinstance(reply, rex.ResponseError) and str(reply).startswith(DEMOTED_MASTER_UNBLOCKED_ERROR)
+        ):
+            await conn.disconnect()
+            raise rex.ConnectionError("The previous master is now a slave")
 
 
 async def _drain_hiredis(parser: Any, count: int, append: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-__all__ = ["DISCARD", "EXEC", "MULTI", "bulk", "header", "pack", "pack_command", "pack_many"]
+__all__ = ["DISCARD", "EXEC", "MULTI", "bulk", "header", "pack", "pack_command", "pack_many", "split_commands"]
 
 MULTI = b"*1\r\n$5\r\nMULTI\r\n"
 EXEC = b"*1\r\n$4\r\nEXEC\r\n"
@@ -60,3 +60,22 @@ def pack_command(head: Sequence[bytes | str], args: Sequence[bytes]) -> bytes:
         else:
             parts += [b"$%d\r\n%b\r\n" % (len(a), a) for a in args]
     return b"".join(parts)
+
+
+def split_commands(data: bytes, count: int) -> list[bytes]:
+    """The first ``count`` packed commands of ``data`` (as :func:`pack` writes them), one bytes each."""
+    out: list[bytes] = []
+    pos = 0
+    find = data.find
+    for _ in range(count):
+        start = pos
+        end = find(b"\r\n", pos)
+        if data[pos : pos + 1] != b"*" or end < 0:
+            raise ValueError(f"not a packed command at byte {pos}")
+        n_args = int(data[pos + 1 : end])
+        pos = end + 2
+        for _ in range(n_args):
+            end = find(b"\r\n", pos)
+            pos = end + 2 + int(data[pos + 1 : end]) + 2
+        out.append(data[start:pos])
+    return out

@@ -57,11 +57,13 @@ def event_of(fields: Fields) -> tuple[bytes | None, bool]:
 
 
 class GroupReader:
-    """``XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS s... > ...``, packed once per count."""
+    """``XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS s... > ...``, packed once per count
+    (without BLOCK when ``block_ms`` is None: a non-blocking read, as a cluster sweep sends)."""
 
-    __slots__ = ("_args", "_commands", "command", "count")
+    __slots__ = ("_args", "_commands", "command", "count", "streams")
 
-    def __init__(self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int) -> None:
+    def __init__(self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int | None) -> None:
+        self.streams = tuple(streams)
         self._args = (group, consumer, block_ms, tuple(streams))
         self._commands: dict[int, bytes] = {}
         self.set_count(count)
@@ -72,9 +74,8 @@ class GroupReader:
         if command is None:
             group, consumer, block_ms, streams = self._args
             ids = (">",) * len(streams)
-            command = pack(
-                "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", block_ms, "STREAMS", *streams, *ids
-            )
+            block = () if block_ms is None else ("BLOCK", block_ms)
+            command = pack("XREADGROUP", "GROUP", group, consumer, "COUNT", count, *block, "STREAMS", *streams, *ids)
             if len(self._commands) < 64:
                 self._commands[count] = command
         self.command = command
@@ -105,7 +106,11 @@ class GroupReader:
         caller translates it); any failure, cancellation included, disconnects the connection,
         which may hold an unread reply (redis-py reconnects it on the next send).
         """
-        reply = (await exchange(conn, self.command, 1, None))[0]
+        return self.entries_of((await exchange(conn, self.command, 1, None))[0])
+
+    @staticmethod
+    def entries_of(reply: Any) -> list[tuple[bytes, list[RawEntry]]]:
+        """An XREADGROUP reply as ``[(stream key, entries), ...]``; an error reply is raised."""
         if isinstance(reply, Exception):
             raise reply
         if not reply:
@@ -113,3 +118,9 @@ class GroupReader:
         if isinstance(reply, dict):  # RESP3: a map of stream -> entries
             return list(reply.items())
         return [(key, entries) for key, entries in reply]
+
+    @staticmethod
+    async def read_many(conn: Any, readers: Sequence[GroupReader]) -> list[Any]:
+        """Every reader's command in one round trip; the raw replies (error replies as values,
+        for :meth:`entries_of`). Any failure disconnects the connection, as :meth:`read`."""
+        return await exchange(conn, b"".join(r.command for r in readers), len(readers), None)

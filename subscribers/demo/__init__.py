@@ -1,7 +1,7 @@
 """``bus demo``: a burst of realistic events through the publishers, every subscriber in-process, a report.
 
-``main(argv)`` is what ``bus demo`` runs (``python -m subscribers.demo`` too); see the README's
-"The demo". ``bus demo`` itself is contributed to the CLI by :func:`register_command`, declared in
+``main(argv)`` is what ``bus demo`` runs (``python -m subscribers.demo`` too); see "The demo" in
+docs/index.md. ``bus demo`` itself is contributed to the CLI by :func:`register_command`, declared in
 the ``psa_event_bus.commands`` entry-point group (``bus`` never imports ``subscribers``). The
 scenario is in ``_scenario.py``, the directory of people in ``directory.yaml``, the demo's
 workflow triggers in ``_triggers.py``, the checks and printing in ``_report.py``.

@@ -383,7 +383,7 @@ def _failed(stage: str, exc: BaseException) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """``bus demo``'s flags (``bus demo`` forwards its own to :func:`main`)."""
-    p = argparse.ArgumentParser(prog="bus demo", description="psa-event-bus demo (see the README, 'The demo').")
+    p = argparse.ArgumentParser(prog="bus demo", description="psa-event-bus demo (see docs/index.md, 'The demo').")
     p.add_argument("--out", default="demo-out", help="output folder; emails go to OUT/emails (default demo-out)")
     p.add_argument("--redis-url", help="a real Redis (default REDIS_URL; none: embedded fakeredis)")
     p.add_argument("--fake", action="store_true", help="embedded fakeredis even when REDIS_URL is set")

@@ -133,8 +133,11 @@ class WorkflowConsumer:
         async def handle(entry: StreamEntry) -> None:
             await self._handle(bus, keys, entry.stream, entry.entry_id, entry.fields, entry.delivery_count)
 
+        # With BUS_KEY_HASHTAG the bus's workflow stream (and so its DLQ) carries the tag.
+        stream = bus.keys.workflow_stream if s.stream == WORKFLOW_STREAM else s.stream
+        dlq = f"{stream}:dlq" if s.dlq == WORKFLOW_DLQ and stream != WORKFLOW_STREAM else s.dlq
         return StreamSubscription(
-            streams=(s.stream,),
+            streams=(stream,),
             group=s.group,
             consumer=s.consumer or bus.consumer_name,
             start_id=s.start_id,
@@ -148,7 +151,7 @@ class WorkflowConsumer:
             reclaim_interval_s=s.reclaim_interval_s,
             entry_handler=handle,
             entry_handler_key=f"workflow:{s.group}",
-            dead_letters=WorkflowDeadLetters(s.dlq),
+            dead_letters=WorkflowDeadLetters(dlq),
             dead_letter_stack=True,
         )
 

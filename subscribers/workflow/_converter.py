@@ -18,6 +18,10 @@ Exactly once, per event id, across both writers. One Lua script decides and writ
 A workflow entry already trimmed away when the converter looks is not seen by step 2; the
 workflow consumer's durable event-id dedupe still makes such a copy trigger nothing twice.
 
+On Redis Cluster the marker carries the workflow stream's name as its hash tag
+(``{prefix}workflow:written:{eventId}{workflow:events:global}``), so the script's two keys
+share the stream's slot.
+
 It runs on the bus's consume engine (:class:`bus.consume.StreamSubscription` of flat entries,
 one at a time); an entry without a decodable envelope is dead-lettered as ``invalid`` to the
 stream's ``{stream}:dead-letter`` (with ``consumerGroup``), as the bus's own consumer does.
@@ -171,7 +175,11 @@ class WorkflowConverter:
         for name, value in wf.to_fields().items():
             args += [name, value]
         marker = SubscriberKeys(bus.keys.prefix).workflow_written(wf.event_id)
-        reply = await bus.client.eval(CONVERT_SCRIPT, 2, marker, s.workflow_stream, *args)
+        # With BUS_KEY_HASHTAG the bus's workflow stream carries the tag (as the marker, by its prefix).
+        stream = bus.keys.workflow_stream if s.workflow_stream == WORKFLOW_STREAM else s.workflow_stream
+        if bus.keys.cluster and not bus.keys.hashtag:  # the script's keys: the stream's slot
+            marker += "{" + stream + "}"
+        reply = await bus.client.eval(CONVERT_SCRIPT, 2, marker, stream, *args)
         if not reply:
             self.stats["skipped"] += 1
             return None

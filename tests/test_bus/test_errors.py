@@ -12,6 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as rex
 from redis._parsers.base import BaseParser
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from bus import (
     BackendError,
@@ -180,7 +182,7 @@ async def test_publish_while_redis_loads_raises_loading(redis_process: Callable[
     """A Redis still loading its dataset (slowed by key-load-delay) refuses publishes with BackendLoadingError."""
     slow_load = ("--key-load-delay", "2000", "--loading-process-events-interval-bytes", "1024")
     server = redis_process(appendonly=False, extra=slow_load)
-    client = aioredis.Redis(port=server.port)
+    client = aioredis.Redis(port=server.port, retry=Retry(NoBackoff(), 0))  # as the bus builds its clients
     try:
         async with open_bus(client, test_prefix) as bus, anyio.create_task_group() as tg:
             with anyio.fail_after(20):

@@ -27,7 +27,7 @@ from bus._codec import (
     workflow_entry,
     workflow_pairs,
 )
-from bus.wire import EXEC, MULTI, bulk, header, pack, pack_many, read_replies
+from bus.wire import EXEC, MULTI, bulk, header, pack, pack_many, read_replies, redirect_of, split_commands
 from schemas import WORKFLOW_FIELDS, WorkflowEvent, encode_bus_event
 from schemas.events.tickets import TicketCreated
 
@@ -395,3 +395,26 @@ async def test_send_packed_writes_to_the_stream_of_a_stock_connection(
         assert await read_replies(conn, 1, 5.0) == [b"PONG"]
     finally:
         await fake_client.connection_pool.release(conn)
+
+
+def test_split_commands_returns_each_packed_command() -> None:
+    """split_commands cuts packed commands apart exactly where pack put them (long and binary values too)."""
+    commands = [pack("XADD", "s", "*", "event", b"\r\n" * 200), pack("PING"), pack("SET", "k", "x" * 70000)]
+    assert split_commands(b"".join(commands), 3) == commands
+    assert split_commands(b"".join(commands), 1) == commands[:1]
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        pytest.param(rex.ResponseError("MOVED 3999 127.0.0.1:7001"), ("MOVED", "127.0.0.1:7001"), id="moved"),
+        pytest.param(rex.ResponseError("ASK 3999 127.0.0.1:7002"), ("ASK", "127.0.0.1:7002"), id="ask"),
+        pytest.param(rex.ResponseError("TRYAGAIN Multiple keys request"), ("TRYAGAIN", None), id="tryagain"),
+        pytest.param(rex.ResponseError("CLUSTERDOWN The cluster is down"), ("CLUSTERDOWN", None), id="down"),
+        pytest.param(rex.ResponseError("WRONGTYPE Operation"), ("", None), id="other"),
+        pytest.param(b"1-0", ("", None), id="not-an-error"),
+    ],
+)
+def test_redirect_of_reads_cluster_redirects(reply: Any, expected: tuple[str, str | None]) -> None:
+    """MOVED/ASK (with the node), TRYAGAIN and CLUSTERDOWN are recognised from the raw error reply; nothing else is."""
+    assert redirect_of(reply) == expected

@@ -215,3 +215,50 @@ def test_socket_and_connect_timeouts_come_from_the_environment() -> None:
     """Daemons can set the socket and connect timeouts through BUS_SOCKET_TIMEOUT_S / BUS_CONNECT_TIMEOUT_S."""
     s = BusSettings.from_env({"BUS_SOCKET_TIMEOUT_S": "2.5", "BUS_CONNECT_TIMEOUT_S": "1"})
     assert (s.socket_timeout_s, s.connect_timeout_s) == (2.5, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("url", "nodes", "username", "password", "ssl"),
+    [
+        pytest.param("redis+cluster://h1:7000,h2:7001", ("h1:7000", "h2:7001"), None, None, False, id="plain"),
+        pytest.param("redis+cluster://u:p%40w@h1:7000", ("h1:7000",), "u", "p@w", False, id="credentials"),
+        pytest.param("rediss+cluster://h1:7000,h2:7001/", ("h1:7000", "h2:7001"), None, None, True, id="tls"),
+    ],
+)
+def test_cluster_url_selects_cluster_mode(
+    url: str, nodes: tuple[str, ...], username: str | None, password: str | None, ssl: bool
+) -> None:
+    """A redis+cluster:// URL gives the seed nodes, credentials and TLS of cluster mode."""
+    s = BusSettings.from_url(url)
+    assert (s.cluster_nodes, s.username, s.password, s.uses_tls, s.is_cluster) == (nodes, username, password, ssl, True)
+
+
+def test_cluster_nodes_from_env() -> None:
+    """REDIS_CLUSTER_NODES (comma separated, spaces allowed) selects cluster mode; unset: a single node."""
+    s = BusSettings.from_env({"REDIS_CLUSTER_NODES": "10.0.0.1:7000, 10.0.0.2:7000"})
+    assert s.cluster_addresses == [("10.0.0.1", 7000), ("10.0.0.2", 7000)]
+    assert not BusSettings.from_env({}).is_cluster
+
+
+@pytest.mark.parametrize(
+    ("values", "variable"),
+    [
+        pytest.param({"cluster_nodes": ("h1",)}, "REDIS_CLUSTER_NODES", id="no-port"),
+        pytest.param({"cluster_nodes": ("h1:99999",)}, "REDIS_CLUSTER_NODES", id="bad-port"),
+        pytest.param({"cluster_nodes": ("h1:7000",), "db": 2}, "REDIS_DB", id="db"),
+    ],
+)
+def test_invalid_cluster_settings_name_their_variable(values: dict[str, Any], variable: str) -> None:
+    """Malformed seed nodes and a database other than 0 on a cluster fail at start, naming the variable."""
+    with pytest.raises(ConfigurationError) as info:
+        BusSettings(**values)
+    assert variable in str(info.value)
+
+
+def test_cluster_settings_build_a_cluster_client() -> None:
+    """create_client builds redis-py's asyncio RedisCluster with command retries off in cluster mode."""
+    from redis.asyncio.cluster import RedisCluster
+
+    client: Any = create_client(BusSettings(cluster_nodes=("127.0.0.1:7000",)))
+    assert isinstance(client, RedisCluster)
+    assert client.retry.get_retries() == 0

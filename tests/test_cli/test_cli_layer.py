@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
+import socket
+import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -285,3 +289,53 @@ def test_unknown_outcome_advice_never_shares_one_id_across_copies(argv: list[str
     one event id for a fan-out (its copies would share it)."""
     args = build_parser().parse_args(["publish", "T", "--payload", "{}", *argv])
     assert advice in _retry_advice(args, "E")
+
+
+# --- a server that is not Redis --------------------------------------------------------------
+
+
+@pytest.fixture
+def http_server() -> Iterator[int]:
+    """A plain TCP server on a free port that answers anything with an HTTP error (not Redis)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    conn.recv(1024)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+@pytest.mark.parametrize("command", [["status"], ["tail", "TICKET_CREATED"], ["run", "email"]])
+def test_non_redis_server_exits_3_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str], http_server: int, command: list[str], tmp_path: Path
+) -> None:
+    """A URL whose port answers HTTP, not RESP, exits 3 naming the host and the protocol, no traceback."""
+    extra = ["--directory", str(ROOT / "subscribers" / "demo" / "directory.yaml"), "--outbox", str(tmp_path)]
+    argv = [*command, "--redis-url", f"redis://127.0.0.1:{http_server}/0", *(extra if command[0] == "run" else [])]
+    code, _, err = run_main(capsys, *argv)
+    assert code == 3, err
+    assert f"127.0.0.1:{http_server}" in err and "does not speak the Redis protocol" in err
+    assert "Traceback" not in err
+
+
+def test_tail_unknown_type_suggests_the_closest_names(capsys: pytest.CaptureFixture[str]) -> None:
+    """``bus tail`` on a misspelt type exits 2 with the closest names, before connecting."""
+    code, out, err = run_main(capsys, "tail", "TICKET_CRATED", "--redis-url", "redis://127.0.0.1:1/0")
+    assert (code, out) == (2, "")
+    assert "unknown event type 'TICKET_CRATED'; did you mean TICKET_CREATED" in err

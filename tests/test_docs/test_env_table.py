@@ -1,4 +1,4 @@
-"""Every environment variable the code reads is described once, and the README shows exactly that table."""
+"""Every environment variable the code reads is described once, and docs/environment.md shows exactly that table."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from bus import BusSettings
 from subscribers.app import AppSettings
 
-from .env_table import README, current, render, rows
+from .env_table import PAGE, current, render, rows
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +27,13 @@ def test_the_cli_variables_are_read_by_the_cli() -> None:
             assert re.search(rf'"{var}"', source), var
 
 
-def test_readme_table_is_generated_from_the_code() -> None:
-    """README's table equals the generated one (rewrite it with: python tests/test_docs/env_table.py)."""
-    assert current(README.read_text()) == render()
+def test_docs_table_is_generated_from_the_code() -> None:
+    """docs/environment.md's table equals the generated one (rewrite it with: python tests/test_docs/env_table.py)."""
+    assert current(PAGE.read_text()) == render()
+
+
+def test_every_variable_the_code_names_is_in_the_table() -> None:
+    """Each BUS_/REDIS_/SMTP_ name quoted in the settings, the CLI and the built-in apps has a row."""
+    sources = [*(ROOT / "bus").glob("*.py"), *(ROOT / "bus" / "cli").glob("*.py"), ROOT / "subscribers" / "app.py"]
+    named = {m for p in sources for m in re.findall(r'"((?:BUS|REDIS|SMTP)_[A-Z_]+)"', p.read_text())}
+    assert named - {var for var, _, _, _ in rows()} == set()

@@ -21,7 +21,7 @@ from subscribers.email import EmailSettings, EmailSubscriber, FileDirectory, Ret
 from ._data import TICKET, URSULA, domain
 from .conftest import SmtpServer, wait_until
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CONSUME_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "consuming.py"
 FAST: dict[str, Any] = {
     "block_ms": 100,
     "read_timeout_s": 2.0,
@@ -35,12 +35,11 @@ EVENTS = 10
 
 
 def readme_consume_example() -> tuple[str, str, str, str]:
-    """The README "Consuming" example's group, event type, channel and subscriber id."""
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Consuming") :]
+    """The docs' "Consuming" example's (examples/consuming.py) group, event type, channel and subscriber id."""
+    section = CONSUME_EXAMPLE.read_text(encoding="utf-8")
     group = re.search(r'EventBus\(BusSettings\.from_env\(consumer_group="([^"]+)"\)\)', section)
     sub = re.search(r'@bus\.subscriber\("(\w+)", channel="([^"]+)", subscriber_id="([^"]+)"\)', section)
-    assert group is not None and sub is not None, "the README's consume example changed shape"
+    assert group is not None and sub is not None, "the consume example changed shape"
     return group[1], sub[1], sub[2], sub[3]
 
 
@@ -67,7 +66,7 @@ def mailed_event_ids(smtp_server: SmtpServer) -> set[str]:
 async def test_readme_consumer_beside_email_service_takes_nothing(
     backend: aioredis.Redis, test_prefix: str, smtp_server: SmtpServer, directory: FileDirectory
 ) -> None:
-    """The README example (its own group) and the email service (event-processors) each handle every event."""
+    """The docs' consume example (its own group) and the email service (event-processors) each handle every event."""
     group, event_type, channel, subscriber_id = readme_consume_example()
     assert group != "event-processors"
     seen: list[str] = []

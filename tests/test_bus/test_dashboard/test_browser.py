@@ -54,7 +54,7 @@ def _browser() -> Any:
 
 
 def _screens(tmp_path: Path) -> Path:
-    """Where screenshots go: BUS_SCREENSHOTS_DIR (to refresh the README's), else the test's tmp dir."""
+    """Where screenshots go: BUS_SCREENSHOTS_DIR (docs/screenshots to refresh the docs'), else the test's tmp dir."""
     target = Path(os.environ.get("BUS_SCREENSHOTS_DIR") or tmp_path).resolve()
     target.mkdir(parents=True, exist_ok=True)
     return target
