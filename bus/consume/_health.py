@@ -209,7 +209,11 @@ def paused_consumers() -> list[BackendHealth]:
 
 
 def _server_of(client: aioredis.Redis) -> str:
-    kwargs = client.connection_pool.connection_kwargs
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:  # a RedisCluster: one voice for the whole cluster
+        node = client.get_default_node() if hasattr(client, "get_default_node") else None
+        return f"cluster {node.host}:{node.port}" if node is not None else "cluster"
+    kwargs = pool.connection_kwargs
     if kwargs.get("path"):
         return f"unix:{kwargs['path']}/{kwargs.get('db', 0)}"
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
