@@ -106,6 +106,12 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: cannot represent (bus/_jsoncheck.py; ~1 us per event). False keeps only the size and
     #: decode checks (duplicate keys then resolve to the last value, as JSON.parse does).
     strict_json: bool = True
+    #: Longest wait between write probes while Redis refuses writes (the consumer is paused).
+    outage_probe_max_s: Annotated[float, Meta(ge=0)] = 2.0
+    #: At most one summary line per this many seconds while an outage lasts.
+    outage_log_interval_s: PosFloat = 60.0
+    #: Dead letters per dead-letter stream before a warning (a threshold: nothing is trimmed).
+    dead_letter_max_len: PosInt = 10_000
     #: A publish returns once ``WAIT n`` confirms this many replicas (0: no WAIT), within
     #: ``publish_replicas_timeout_ms``; else PublishOutcomeUnknownError.
     publish_min_replicas: NonNegInt = 0
@@ -147,6 +153,9 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_RETRY_BACKOFF_MAX_S": "retry_backoff_max_s",
         "BUS_MARKER_TTL_S": "marker_ttl_s",
         "BUS_STRICT_JSON": "strict_json",
+        "BUS_OUTAGE_PROBE_MAX_S": "outage_probe_max_s",
+        "BUS_OUTAGE_LOG_INTERVAL_S": "outage_log_interval_s",
+        "BUS_DEAD_LETTER_MAXLEN": "dead_letter_max_len",
         "REDIS_CLUSTER_NODES": "cluster_nodes",
         "BUS_KEY_HASHTAG": "key_hashtag",
         "REDIS_SENTINELS": "sentinels",
@@ -230,6 +239,15 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         "BUS_SHUTDOWN_GRACE_S": ("consume", "how long in-flight handlers may finish on shutdown"),
         "BUS_MARKER_TTL_S": ("consume", "dedupe window of the processed markers (they live one to two of it)"),
         "BUS_STRICT_JSON": ("consume", "dead-letter events with duplicate keys or unrepresentable numbers"),
+        "BUS_OUTAGE_PROBE_MAX_S": (
+            "consume",
+            "longest wait between write probes while Redis refuses writes (consumers pause, then resume by themselves)",
+        ),
+        "BUS_OUTAGE_LOG_INTERVAL_S": ("consume", "at most one summary log line per this many seconds of an outage"),
+        "BUS_DEAD_LETTER_MAXLEN": (
+            "consume",
+            "dead letters per dead-letter stream before a warning and `bus status` flag it (never trimmed)",
+        ),
     }
 
     def __post_init__(self) -> None:

@@ -1,7 +1,9 @@
 """``bus status``: tables (or JSON) over :func:`bus.ops.status`.
 
 Streams that hold nothing (no entries, no dead letters, nothing pending) are left out unless
-``--all``; the totals line says how many.
+``--all``; the totals line says how many. Warnings follow it: dead-letter streams past
+``BUS_DEAD_LETTER_MAXLEN`` (``!`` in the DLQ column) and a Redis that refuses writes (every
+consumer on it is paused until it recovers).
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ def _row_json(row: ops.StatusRow) -> dict[str, Any]:
     return {"kind": row.kind, **msgspec.to_builtins(row.stream), "dead_letter_stream": row.dead_letter_stream}
 
 
-def _print_tables(streams: Sequence[ops.StreamStatus]) -> None:
+def _print_tables(streams: Sequence[ops.StreamStatus], cap: int = 0) -> None:
     rows: list[tuple[str, ...]] = []
     consumers: list[tuple[str, ...]] = []
     for s in streams:
-        base = (s.stream, str(s.length), str(s.dead_letter_length))
+        over = "!" if cap and s.dead_letter_length > cap else ""
+        base = (s.stream, str(s.length), f"{s.dead_letter_length}{over}")
         if not s.groups:
             rows.append((*base, "-", "-", "-", "-", "-", "-", "0"))
         for g in s.groups:
@@ -86,17 +89,32 @@ async def _status(bus: EventBus, args: argparse.Namespace) -> int:
                 "server_time_ms": report.server_time_ms,
                 "totals": msgspec.to_builtins(totals),
                 "hidden_empty_streams": report.hidden_empty,
+                "dead_letter_cap": report.dead_letter_cap,
+                "dead_letter_streams_over_cap": list(report.over_cap),
+                "writes_refused": report.writes_refused,
                 "streams": [_row_json(r) for r in report.rows],
             }
         )
         return EXIT_OK
-    _print_tables([r.stream for r in report.rows])
+    _print_tables([r.stream for r in report.rows], report.dead_letter_cap)
     hidden = f", {report.hidden_empty} empty streams hidden (--all shows them)" if report.hidden_empty else ""
     print(
         f"{totals.streams} streams, {totals.groups} groups, {totals.lag} unread, {totals.pending} pending, "
         f"{totals.dead_letters} dead letters, {totals.trimmed_unread} trimmed unread{hidden}",
         file=sys.stderr,
     )
+    for stream in report.over_cap:
+        print(
+            f"warning: {stream} is past BUS_DEAD_LETTER_MAXLEN ({report.dead_letter_cap}); nothing is trimmed: "
+            "look at it with `bus dlq list`, then replay or purge",
+            file=sys.stderr,
+        )
+    if report.writes_refused:
+        print(
+            f"warning: Redis refuses writes, so every consumer on it is paused (no reads, no claims) until it "
+            f"recovers: {report.writes_refused}",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

@@ -3,7 +3,8 @@
 Modules along the loop's seams: ``_reading`` (XREADGROUP, own pending), ``_dispatch`` (decode ->
 delivery or dead-letter reason, marker lookup), ``_workers`` (handlers, timeouts, in-process
 retries), ``_acker`` (one ack buffer, one MULTI/EXEC per flush), ``_maintenance`` (reclaim,
-keep-alive, trimming, NOGROUP), ``_markers``, ``_deadletter``; ``_engine`` wires them.
+keep-alive, trimming, NOGROUP), ``_markers``, ``_deadletter``, ``_health`` (pause and resume
+when Redis refuses writes); ``_engine`` wires them.
 """
 
 from __future__ import annotations

@@ -32,11 +32,12 @@ from ..wire import (
     slot_transactions,
 )
 from ._entry import DEAD, DROPPED, DUPLICATE, HANDLED, MARKS, PROGRESS, Entry
+from ._health import outage_cause
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-    from ._deadletter import DeadLetterFormat
+    from ._deadletter import DeadLetterCap, DeadLetterFormat
     from ._entry import InFlight
     from ._markers import Markers
     from ._stats import StatsBoard
@@ -58,6 +59,7 @@ class AckBuffer:
         in_flight: InFlight,
         board: StatsBoard,
         timeout_s: float,
+        cap: DeadLetterCap | None = None,
     ) -> None:
         self.client = client
         self.group = group
@@ -66,6 +68,8 @@ class AckBuffer:
         self.in_flight = in_flight
         self.board = board
         self.timeout_s = timeout_s
+        #: BUS_DEAD_LETTER_MAXLEN: each flush that dead-letters reads the targets' lengths (XLEN).
+        self.cap = cap
         self.entries: list[Entry] = []
         self.wakeup = anyio.Event()
         #: Called with a GroupMissingError met in a flush (the entries' group is gone: nothing to ack).
@@ -106,6 +110,7 @@ class AckBuffer:
         stream_ids: list[bytes] = []
         members: list[bytes] = []
         n_dead = n_invalid = n_handled = n_dups = n_dropped = 0
+        targets: dict[str, list[Entry]] = {}
         for entry in batch:
             outcome = entry.outcome
             if outcome == HANDLED:  # runs of one stream and of one tenant: one dict lookup per run
@@ -129,6 +134,7 @@ class AckBuffer:
                     entry.stream, entry.entry_id.decode(), fields_dict(entry.fields), entry.deliveries, failure
                 )
                 dead.append((target, pack("XADD", target, "*", *itertools.chain(*fields.items()))))
+                targets.setdefault(target, []).append(entry)
             elif outcome in (MARKS, PROGRESS):
                 handler_members.setdefault(entry.delivery.tenant_id, []).extend(entry.members or ())
                 continue
@@ -147,10 +153,17 @@ class AckBuffer:
                 for tenant, members in members_by_tenant.items():
                     key = key_of(tenant)
                     marks.append((key, self.markers.add_command(key, members)))
-        if self._cluster:
-            await self._send_per_slot((dead, marks, acks))
+        if self._cluster:  # (no dead-letter cap check on a cluster: the lengths live on other nodes)
+            await self._send_per_slot((dead, marks, acks), retry_safe=not n_dead)
         else:
-            await self._send([MULTI, *(c for _, c in (*dead, *acks, *marks)), EXEC])
+            lens = [pack("XLEN", target) for target in targets] if self.cap is not None else []
+            commands = [MULTI, *(c for _, c in (*dead, *acks, *marks)), *lens, EXEC]
+            results = await self._send(commands, retry_safe=not n_dead)
+            if self.cap is not None and targets:
+                lengths = results[len(results) - len(targets) :]
+                for (target, added), length in zip(targets.items(), lengths, strict=True):
+                    if isinstance(length, int):
+                        self.cap.seen(target, length, added, self.board)
         # Done: drop exactly what was flushed (workers may have appended meanwhile).
         del self.entries[: len(batch)]
         stats = self.board.stats
@@ -211,7 +224,10 @@ class AckBuffer:
             stamps = list(map(int, b"-".join(entry_ids).split(b"-")[::2]))
             metrics.observe_ages("end_to_end_latency_seconds", key, now, stamps)
 
-    async def _send(self, commands: list[bytes]) -> None:
+    async def _send(self, commands: list[bytes], *, retry_safe: bool = True) -> list[Any]:
+        """Send the transaction; its replies. A Redis-wide refusal of a command inside it (a marker
+        script refused for OOM) is raised when the whole flush can be sent again (no dead letters
+        in it: XACK and marker adds repeat harmlessly), so the loop pauses and retries it."""
         what = "ack flush (MULTI/EXEC)"
         with redis_errors(what):
             replies = await round_trip(self.client, b"".join(commands), len(commands), self.timeout_s)
@@ -221,9 +237,9 @@ class AckBuffer:
             if refused is None:
                 raise BackendError(f"{what}: unexpected EXEC reply {results!r}")
             raise translate_error(refused, what) from refused
-        self._check(results)
+        return self._check(results, retry_safe)
 
-    async def _send_per_slot(self, phases: tuple[list[tuple[str, bytes]], ...]) -> None:
+    async def _send_per_slot(self, phases: tuple[list[tuple[str, bytes]], ...], *, retry_safe: bool = True) -> None:
         """Redis Cluster: one MULTI/EXEC per slot, phase after phase: the dead letters, then the
         markers, then the XACKs. A flush cut off between phases leaves entries dead-lettered or
         marked but still pending: redelivered, they are skipped as duplicates, never lost."""
@@ -247,10 +263,12 @@ class AckBuffer:
                 if not isinstance(block.replies, list):
                     error = block.replies
                     raise translate_error(error, what) from (error if isinstance(error, BaseException) else None)
-                self._check(block.replies)
+                self._check(block.replies, retry_safe)
 
-    def _check(self, results: list[Any]) -> None:
-        """The run-time errors of one transaction's commands: auth raises, NOGROUP is reported, others logged."""
+    def _check(self, results: list[Any], retry_safe: bool) -> list[Any]:
+        """The run-time errors of one transaction's commands: auth raises, NOGROUP is reported, a
+        Redis-wide refusal raises when ``retry_safe`` (the loop pauses, then sends it all again),
+        others are logged; the results."""
         for reply in results:
             if isinstance(reply, Exception):
                 failure = translate_error(reply, "ack flush")
@@ -258,8 +276,11 @@ class AckBuffer:
                     raise failure from reply
                 if isinstance(failure, GroupMissingError):
                     self.on_nogroup(failure)  # after a restart without persistence: nothing left to ack
+                elif retry_safe and outage_cause(failure) is not None:
+                    raise failure from reply
                 else:
                     log.warning("ack flush: %s", failure)
+        return results
 
     def release_unflushed(self) -> int:
         """Forget what could not be flushed (it stays pending in Redis); how many entries that was."""

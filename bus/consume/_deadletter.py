@@ -17,10 +17,25 @@ Two formats (a subscription picks one): :class:`PerTypeDeadLetters` above, and
 :class:`WorkflowDeadLetters`, the reference's workflow DLQ entry (``original_message``: the flat
 fields as JSON, ``error_message``, ``error_stack``, ``source_stream``, ``original_id``,
 ``moved_at``) in one configured stream, with the same redaction.
+
+Bounds (:class:`DeadLetterCap`, ``BUS_DEAD_LETTER_MAXLEN``, default 10,000 per dead-letter
+stream): a warning threshold, never a trim. Dead letters are the entries nobody has looked at
+yet; dropping the oldest silently would lose exactly what an operator must see. Past the cap each
+dead letter still lands, counts in ``dead_lettered_over_cap`` (stats and metric), and one warning
+per stream says so (again only after the stream went back under the cap and past it once more);
+``bus status`` flags the stream. Operators empty it with ``bus dlq replay``/``purge``. The
+reference instead writes its dead letters with ``MAXLEN`` and so drops the oldest unseen ones.
+
+The reference also keeps a set ``dead_lettered_messages:{stream}`` (3-day TTL) so that its
+XADD-succeeded/XACK-failed retry does not copy an entry twice. We do not write it: our XADD and
+XACK go in one MULTI/EXEC, so no entry of ours is ever dead-lettered yet still pending, and the
+reference's dead-letter path, which only handles pending entries, never meets one (writing
+members and renewing the TTL of a reference-owned set would buy nothing).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -36,10 +51,12 @@ from .._redis import redis_errors
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-    from ._entry import Failure
+    from ._entry import Entry, Failure
+    from ._stats import StatsBoard
 
 __all__ = [
     "DeadLetter",
+    "DeadLetterCap",
     "DeadLetterFormat",
     "DeadLetterReason",
     "PerTypeDeadLetters",
@@ -47,6 +64,8 @@ __all__ = [
     "dead_letter_fields",
     "read_dead_letters",
 ]
+
+log = logging.getLogger("bus.consume")
 
 DeadLetterReason = Literal["max-deliveries", "invalid", "rejected"]
 
@@ -63,6 +82,35 @@ _META = (
 MAX_ERROR_CHARS = 2000
 #: Longest ``error_stack`` kept in a workflow DLQ entry (its tail: the innermost frames).
 MAX_STACK_CHARS = 8000
+
+
+class DeadLetterCap:
+    """``BUS_DEAD_LETTER_MAXLEN`` as a warning threshold (see the module docstring): never trims."""
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len = max_len
+        #: Dead-letter streams past the cap, with the length last seen.
+        self.over: dict[str, int] = {}
+
+    def seen(self, stream: str, length: int, added: list[Entry], board: StatsBoard) -> None:
+        """A flush wrote ``added`` to ``stream``, which now holds ``length`` entries."""
+        if length <= self.max_len:
+            self.over.pop(stream, None)
+            return
+        past = min(len(added), length - self.max_len)
+        board.stats.dead_lettered_over_cap += past
+        if board.metrics is not None:
+            for entry in added[len(added) - past :]:
+                board.metrics.inc("dead_lettered_over_cap", board.labels(entry.delivery))
+        if stream not in self.over:
+            log.warning(
+                "dead-letter stream %s holds %d entries, past BUS_DEAD_LETTER_MAXLEN (%d); nothing is trimmed "
+                "(dead letters are never dropped unseen): look at them with `bus dlq list`, then replay or purge",
+                stream,
+                length,
+                self.max_len,
+            )
+        self.over[stream] = length
 
 
 def dead_letter_fields(

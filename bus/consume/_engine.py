@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import TaskStatus
 
-from .._errors import BusError, ConfigurationError
+from .._errors import BackendError, BusError, ConfigurationError
 from ._acker import AckBuffer
+from ._deadletter import DeadLetterCap
 from ._dispatch import Dispatcher
 from ._entry import Entry, InFlight
 from ._groups import Groups
+from ._health import BackendHealth
 from ._maintenance import Maintenance
 from ._markers import Markers
 from ._reading import Reader
@@ -85,10 +87,26 @@ class Consumer:
         markers = self.markers if spec.is_typed else None
         self.in_flight = InFlight(spec.streams)
         self.groups = Groups(client, spec.group, spec.streams, spec.start_id, self.board)
-        retry = TransportRetry(self.stats, metrics)
+        #: Pause, probe and resume when Redis refuses writes (see :mod:`bus.consume._health`).
+        self.health = BackendHealth(
+            client,
+            spec.consumer,
+            probe_initial_s=settings.retry_backoff_s or 0.05,
+            probe_max_s=settings.outage_probe_max_s,
+            log_interval_s=settings.outage_log_interval_s,
+            board=self.board,
+        )
+        retry = TransportRetry(self.stats, metrics, self.health)
         self._retry = retry
         self.acks = AckBuffer(
-            client, spec.group, markers, spec.dead_letters, self.in_flight, self.board, settings.socket_timeout_s
+            client,
+            spec.group,
+            markers,
+            spec.dead_letters,
+            self.in_flight,
+            self.board,
+            settings.socket_timeout_s,
+            DeadLetterCap(settings.dead_letter_max_len),
         )
         self.acks.on_nogroup = self.groups.log_missing
         self.reader = Reader(
@@ -111,8 +129,9 @@ class Consumer:
             self.board,
             with_stack=spec.dead_letter_stack,
             tracing=tracing,
+            health=self.health,
         )
-        self.maintenance = Maintenance(client, spec, settings, self.groups, self.in_flight, self.board)
+        self.maintenance = Maintenance(client, spec, settings, self.groups, self.in_flight, self.board, self.health)
         self._workers_done = False
         self._stop_requested = False
         self._feed_scope: anyio.CancelScope | None = None
@@ -135,8 +154,17 @@ class Consumer:
         return await self.groups.ensure()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Create the groups, signal ``task_status``, then consume until cancelled or stopped."""
-        await self.groups.ensure()
+        """Create the groups, signal ``task_status``, then consume until cancelled or stopped.
+
+        Started while Redis refuses writes (XGROUP CREATE is refused out of memory, too), it waits
+        paused until Redis writes again, then starts.
+        """
+        try:
+            await self.groups.ensure()
+        except BackendError as exc:
+            if not await self.health.confirm(exc, "XGROUP CREATE"):
+                raise
+            await self._retry("XGROUP CREATE", self.groups.ensure)
         send, recv = anyio.create_memory_object_stream[Entry](max_buffer_size=self.subscription.count)
         try:
             async with anyio.create_task_group() as tg:
@@ -150,6 +178,8 @@ class Consumer:
             if error is not None:
                 raise error from None
             raise
+        finally:
+            self.health.close()
 
     async def _feed(self, send: MemoryObjectSendStream[Entry]) -> None:
         """Reader, dispatcher and maintenance; their end (cancel, stop, error) starts the drain.

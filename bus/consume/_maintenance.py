@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .._settings import BusSettings
     from ._entry import Entry, InFlight
     from ._groups import Groups
+    from ._health import BackendHealth
     from ._stats import StatsBoard
     from ._subscription import StreamSubscription
 
@@ -43,8 +44,10 @@ class Maintenance:
         groups: Groups,
         in_flight: InFlight,
         board: StatsBoard,
+        health: BackendHealth | None = None,
     ) -> None:
         self.client = client
+        self.health = health
         self.spec = spec
         self.settings = settings
         self.groups = groups
@@ -61,6 +64,8 @@ class Maintenance:
         async with batches:
             while True:
                 await anyio.sleep(tick)
+                if self.health is not None and self.health.paused:
+                    continue  # no claims (nor keep-alives, nor trims) while Redis refuses
                 try:
                     await self.keep_alive(keep_alive_s * 2)
                     if anyio.current_time() >= next_reclaim:
@@ -78,6 +83,8 @@ class Maintenance:
                     # A pipelined XPENDING/XCLAIM reports NOGROUP inside a wrapped message.
                     if isinstance(exc, GroupMissingError) or "NOGROUP" in str(exc):
                         await self._recover(exc)
+                    elif self.health is not None and await self.health.confirm(exc, "maintenance"):
+                        pass  # paused: the outage is logged once, by the health
                     else:
                         log.warning("maintenance failed, retrying in %.2fs: %s", tick, exc)
 

@@ -1,5 +1,10 @@
-"""Transport retries of the consume loop (tenacity: exponential backoff with jitter and a cap),
-and the one-real-error helper for exception groups."""
+"""Transport retries of the consume loop (capped exponential backoff with jitter, as tenacity's
+``wait_exponential_jitter``), and the one-real-error helper for exception groups.
+
+With a :class:`~bus.consume._health.BackendHealth`, a failure that is a confirmed Redis-wide
+refusal pauses the loop instead: the retry waits for the resume (one probe for the whole loop,
+one log line for the whole outage) rather than logging every attempt.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from .._errors import AuthenticationError, BackendError
+from ._health import capped_backoff
 
 if TYPE_CHECKING:
     from ..observability._metrics import BusMetrics
+    from ._health import BackendHealth
     from ._stats import ConsumerStats
 
 __all__ = ["RECONNECT_INITIAL_S", "RECONNECT_MAX_S", "TransportRetry", "single_error"]
@@ -22,7 +28,7 @@ log = logging.getLogger("bus.consume")
 
 T = TypeVar("T")
 
-#: Reconnect backoff of the reader, the acker and the maintenance loop (tenacity, with jitter).
+#: Reconnect backoff of the reader, the acker and the maintenance loop (with jitter).
 RECONNECT_INITIAL_S = 0.05
 RECONNECT_MAX_S = 2.0
 
@@ -30,55 +36,45 @@ RECONNECT_MAX_S = 2.0
 class TransportRetry:
     """``await retry(what, call)``: retries transport failures with backoff until the call works."""
 
-    __slots__ = ("metrics", "stats")
+    __slots__ = ("health", "metrics", "stats")
 
-    def __init__(self, stats: ConsumerStats, metrics: BusMetrics | None = None) -> None:
+    def __init__(
+        self, stats: ConsumerStats, metrics: BusMetrics | None = None, health: BackendHealth | None = None
+    ) -> None:
         self.stats = stats
         self.metrics = metrics
+        self.health = health
 
     def _reconnect(self) -> None:
         self.stats.reconnects += 1
         if self.metrics is not None:
             self.metrics.inc("reconnects", ("consume",))
 
-    def policy(self, what: str) -> AsyncRetrying:
-        """Forever, exponential backoff with jitter up to :data:`RECONNECT_MAX_S`, never on auth errors."""
-
-        def transient(exc: BaseException) -> bool:
-            return isinstance(exc, BackendError) and not isinstance(exc, AuthenticationError)
-
-        def before_sleep(state: RetryCallState) -> None:
-            self._reconnect()
-            exc = state.outcome.exception() if state.outcome else None
-            log.warning("%s failed (attempt %d), retrying: %s", what, state.attempt_number, exc)
-
-        return AsyncRetrying(
-            retry=retry_if_exception(transient),
-            wait=wait_exponential_jitter(
-                multiplier=RECONNECT_INITIAL_S, max=RECONNECT_MAX_S, jitter=RECONNECT_INITIAL_S
-            ),
-            sleep=anyio.sleep,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-
     async def __call__(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """``await call()``, retried on transport failures.
+        """``await call()``, retried on transport failures, forever; never on wrong credentials.
 
-        The first try goes without tenacity (building a retry policy costs more than a flush);
-        an AuthenticationError is never retried.
+        While the loop is paused by an outage the call waits for the resume first; a failure
+        that the health confirms as an outage pauses it (and is not logged here).
         """
-        try:
-            return await call()
-        except AuthenticationError:
-            raise
-        except BackendError as exc:
-            self._reconnect()
-            log.warning("%s failed, retrying: %s", what, exc)
-        async for attempt in self.policy(what):
-            with attempt:
+        health = self.health
+        attempt = 0
+        while True:
+            if health is not None and health.paused:
+                await health.wait_resumed()
+            try:
                 return await call()
-        raise AssertionError("unreachable: the transport retry policy never stops")
+            except BackendError as exc:
+                error = exc
+            if health is not None and await health.confirm(error, what):
+                self._reconnect()
+                attempt = 0
+                continue
+            if isinstance(error, AuthenticationError):
+                raise error
+            self._reconnect()
+            attempt += 1
+            log.warning("%s failed (attempt %d), retrying: %s", what, attempt, error)
+            await anyio.sleep(capped_backoff(attempt, RECONNECT_INITIAL_S, RECONNECT_MAX_S))
 
 
 def _leaves(exc: BaseException) -> Iterable[BaseException]:

@@ -34,6 +34,12 @@ class ConsumerStats(msgspec.Struct, kw_only=True):
     #: Entries moved to a dead-letter stream, of which ``invalid`` were poison input.
     dead_lettered: int = 0
     invalid: int = 0
+    #: Of those, written to a dead-letter stream already past BUS_DEAD_LETTER_MAXLEN (kept, never trimmed).
+    dead_lettered_over_cap: int = 0
+    #: Outages that paused this loop (Redis refused writes), and handler failures they caused that
+    #: were not counted as deliveries (the handler ran again after the resume).
+    outages: int = 0
+    outage_failures: int = 0
     #: Entries acked (handled + duplicates + dead-lettered + trimmed_pending).
     acked: int = 0
     #: Entries trimmed before the group read them; pending entries deleted before processing.

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._acker import AckBuffer
     from ._delivery import Subscription
     from ._entry import InFlight
+    from ._health import BackendHealth
     from ._markers import Markers
     from ._stats import StatsBoard
 
@@ -99,9 +100,11 @@ class Workers:
         *,
         with_stack: bool = False,
         tracing: Tracing | None = None,
+        health: BackendHealth | None = None,
     ) -> None:
         self.acks = acks
         self._tracing = tracing
+        self.health = health
         self.in_flight = in_flight
         self.markers = markers
         self.board = board
@@ -133,6 +136,8 @@ class Workers:
                 if self.stopping:
                     self.in_flight.release(entry)  # not started: leave it pending
                     continue
+                if self.health is not None and self.health.paused:
+                    await self.health.wait_resumed()  # health hook: start nothing while Redis refuses
                 await process(entry)
 
     async def _traced(self, entry: Entry) -> BaseException | None:
@@ -181,6 +186,8 @@ class Workers:
                     # so a crash while it runs does not repeat them (not only when it fails).
                     marked = self._mark_progress(entry, succeeded, marked)
                 error = await self._call(sub, delivery, started)
+            if error is not None and self.health is not None and not isinstance(error, Reject):
+                error = await self._ride_out(sub, delivery, error)  # health hook: an outage is no delivery attempt
             if error is not None:
                 self._on_failure(entry, sub, error, succeeded)
                 return error
@@ -190,6 +197,20 @@ class Workers:
             entry.took = time.perf_counter() - started_at
         self.acks.put(entry, HANDLED)
         return None
+
+    async def _ride_out(self, sub: Subscription, delivery: Any, error: BaseException) -> BaseException | None:
+        """A failure caused by a Redis-wide outage: the entry stays in flight, the handler runs again
+        once Redis writes (see :mod:`bus.consume._health`); the error it ends with, or None."""
+        assert self.health is not None
+        return await self.health.ride_out(error, lambda: self._again(sub, delivery), f"handler {sub.handler_key}")
+
+    async def _again(self, sub: Subscription, delivery: Any) -> BaseException | None:
+        """One more call of ``sub``'s handler on ``delivery``, with its timeout and in-process retries."""
+        try:
+            started = start(sub.handler(delivery))
+        except Exception as exc:
+            return await self._call(sub, delivery, None, exc)
+        return None if started is None else await self._call(sub, delivery, started)
 
     def _mark_progress(self, entry: Entry, succeeded: list[str], marked: int) -> int:
         """Queue the success markers of ``succeeded[marked:]``; returns how many are queued now."""
@@ -258,6 +279,8 @@ class Workers:
 
         def retryable(exc: BaseException) -> bool:
             # Never a cancellation (tenacity's attempt context catches BaseException).
+            if self.health is not None and self.health.paused:
+                return False  # health hook: Redis refuses writes; the failure is ridden out instead
             return isinstance(exc, Exception) and not isinstance(exc, (RetryLater, Reject)) and not self.stopping
 
         def before_sleep(state: RetryCallState) -> None:

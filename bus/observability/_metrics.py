@@ -53,6 +53,12 @@ METRICS: Final[dict[str, MetricSpec]] = {
         MetricSpec("counter", "retried", "In-process handler retries.", _CONSUMED),
         MetricSpec("counter", "handler_timeouts", "Handlers that exceeded handler_timeout_s.", _CONSUMED),
         MetricSpec("counter", "dead_lettered", "Entries moved to a dead-letter stream.", (*_CONSUMED, "reason")),
+        MetricSpec(
+            "counter",
+            "dead_lettered_over_cap",
+            "Entries dead-lettered into a stream already past BUS_DEAD_LETTER_MAXLEN (kept, never trimmed).",
+            _CONSUMED,
+        ),
         MetricSpec("counter", "duplicates_skipped", "Deliveries skipped as already processed.", _CONSUMED),
         MetricSpec("counter", "reclaimed", "Pending entries claimed from idle consumers.", _CONSUMED),
         MetricSpec("counter", "trimmed_unread", "Entries trimmed before the group read them.", _CONSUMED),
@@ -69,6 +75,7 @@ METRICS: Final[dict[str, MetricSpec]] = {
         MetricSpec("histogram", "handler_duration_seconds", "Time the handlers of one delivery took.", _CONSUMED),
         MetricSpec("histogram", "publish_round_trip_seconds", "One publish round trip (MULTI/EXEC) to Redis."),
         MetricSpec("histogram", "end_to_end_latency_seconds", "From the envelope's timestamp to handled.", _CONSUMED),
+        MetricSpec("gauge", "backend_paused", "Consume loops of this process paused because Redis refuses writes."),
         MetricSpec("gauge", "ready", "1 when the process is ready (Redis reachable, consuming, not draining)."),
         MetricSpec("gauge", "draining", "1 while a graceful shutdown drains in-flight deliveries."),
     )

@@ -5,6 +5,12 @@ consume engine's trimming check share). On top of it: the never-prefixed workflo
 ``workflow:events:global:dlq``, filters by channel, event type and group, totals, and leaving out
 streams that hold nothing (no entries, no dead letters, nothing pending): once the workflow
 converter has created its group on every per-type stream, those are most of the streams.
+
+Two warnings ride along: dead-letter streams past ``BUS_DEAD_LETTER_MAXLEN`` (a threshold: they
+are never trimmed), and whether Redis refuses writes right now (one write probe: out of memory,
+read-only replica, loading, failed save). While it does, every consume loop on it is paused
+(it reads and claims nothing, and resumes by itself once writes succeed; see
+:mod:`bus.consume._health`), so the consumers listed stop reading until then.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import msgspec
 from .._inspect import StreamStatus, discover_streams, inspect_streams
 from .._keys import CHANNEL_GLOBAL, WORKFLOW_DLQ, WORKFLOW_STREAM, Keys
 from .._redis import redis_errors
+from ..consume._health import write_refusal
 
 if TYPE_CHECKING:
     from .._bus import EventBus
@@ -51,6 +58,11 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     totals: StatusTotals
     #: Streams left out because they hold nothing (``include_empty=False``).
     hidden_empty: int = 0
+    #: ``BUS_DEAD_LETTER_MAXLEN``, and the dead-letter streams (of the rows shown) past it.
+    dead_letter_cap: int = 0
+    over_cap: tuple[str, ...] = ()
+    #: Empty while Redis accepts writes; else its refusal (consumers on it are paused meanwhile).
+    writes_refused: str = ""
 
 
 def is_empty(stream: StreamStatus) -> bool:
@@ -101,9 +113,14 @@ async def status(
             fixed = msgspec.structs.replace(wf.streams[0], channel="", event_type="", dead_letter_length=dl_len)
             rows.append(StatusRow(kind="workflow", dead_letter_stream=WORKFLOW_DLQ, stream=fixed))
     shown = rows if include_empty else [r for r in rows if not is_empty(r.stream)]
+    cap = bus.settings.dead_letter_max_len
+    refused = await write_refusal(client)
     return StatusReport(
         server_time_ms=found.server_time_ms,
         rows=tuple(shown),
         totals=_totals([r.stream for r in shown]),
         hidden_empty=len(rows) - len(shown),
+        dead_letter_cap=cap,
+        over_cap=tuple(r.dead_letter_stream for r in shown if r.stream.dead_letter_length > cap),
+        writes_refused=str(refused) if refused is not None else "",
     )

@@ -389,6 +389,8 @@ class Writer:
             replies = await exchange(conn, data, n_replies, self._settings.socket_timeout_s)
             self.metrics.observe("publish_round_trip_seconds", (), time.perf_counter() - started)
             return replies
+        except rex.BusyLoadingError as exc:  # a LOADING reply: Redis refused the commands, none ran
+            raise translate_error(exc, "publish") from exc
         except (rex.RedisError, OSError, TimeoutError) as exc:  # (exchange dropped the connection)
             raise self._outcome_unknown(prepared, exc) from exc
         finally:

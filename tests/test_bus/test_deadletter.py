@@ -129,6 +129,30 @@ async def test_reject_dead_letters_at_once(backend: aioredis.Redis, test_prefix:
         assert letter.fields[b"force"] == b"1" and recorder.calls == 1
 
 
+async def test_dead_letters_past_the_cap_are_kept_counted_and_warned_once(
+    backend: aioredis.Redis, test_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past BUS_DEAD_LETTER_MAXLEN nothing is trimmed: every dead letter kept, those past it counted, one warning."""
+    async with make_bus(backend, test_prefix, dead_letter_max_len=3) as bus:
+        bus.subscribe(
+            "TICKET_CREATED", Recorder(fail={n: Reject("nope") for n in range(1, 10)}), subscriber_id="rejects"
+        )
+        stream = bus.keys.stream("global", "TICKET_CREATED")
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            for n in range(1, 6):  # one at a time: each flush sees the length its dead letter made
+                await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys)
+                with anyio.fail_after(5):
+                    await wait_for_stats(bus, lambda s, n=n: s.dead_lettered == n)  # type: ignore[misc]
+            tg.cancel_scope.cancel()
+        assert int(await backend.xlen(Keys.dead_letter(stream))) == 5  # none trimmed
+        assert bus.stats.dead_lettered_over_cap == 2
+        warnings = [r.getMessage() for r in caplog.records if "BUS_DEAD_LETTER_MAXLEN" in r.getMessage()]
+        assert len(warnings) == 1 and Keys.dead_letter(stream) in warnings[0] and "4 entries" in warnings[0]
+        [row] = (await bus.status()).streams
+        assert row.dead_letter_length == 5
+
+
 def test_reference_fields_match_the_reference_layout() -> None:
     """reference_fields writes compact JSON with id, eventType, timestamp, payload in that order, then channel."""
     fields = reference_fields("TICKET_CREATED", {"a": "é"}, channel="emailservice::v7", event_id="e", timestamp=TS)

@@ -12,6 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as rex
 from redis._parsers.base import BaseParser
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from bus import (
     BackendError,
@@ -21,6 +23,7 @@ from bus import (
     BackendReadOnlyError,
     BackendRefusedError,
     BackendUnavailableError,
+    EventBus,
     redis_errors,
 )
 from bus._redis import translate_error
@@ -95,17 +98,22 @@ async def _refused_publish(client: aioredis.Redis, test_prefix: str, kind: type[
     Callers bound it at 5 s (a refusal is raised at once, not retried until a timeout): milliseconds
     normally, so the bound is already generous for a loaded machine.
     """
-    slowest = 0.0
     async with open_bus(client, test_prefix) as bus:
-        for call in (
-            lambda: bus.publish("TICKET_CREATED", ticket_created()),
-            lambda: bus.publish_many([("TICKET_CREATED", ticket_created())] * 3),
-            lambda: bus.publish("TICKET_CREATED", ticket_created(), idempotency_key="k-refused"),
-        ):
-            started = time.monotonic()
-            with pytest.raises(kind):
-                await call()
-            slowest = max(slowest, time.monotonic() - started)
+        return await _refused_calls(bus, kind)
+
+
+async def _refused_calls(bus: EventBus, kind: type[BackendRefusedError]) -> float:
+    """publish, publish_many and idempotent publish on ``bus`` must raise ``kind``; the slowest call's duration."""
+    slowest = 0.0
+    for call in (
+        lambda: bus.publish("TICKET_CREATED", ticket_created()),
+        lambda: bus.publish_many([("TICKET_CREATED", ticket_created())] * 3),
+        lambda: bus.publish("TICKET_CREATED", ticket_created(), idempotency_key="k-refused"),
+    ):
+        started = time.monotonic()
+        with pytest.raises(kind):
+            await call()
+        slowest = max(slowest, time.monotonic() - started)
     return slowest
 
 
@@ -163,6 +171,39 @@ async def test_publish_after_a_failed_save_raises_persistence_error(
                 await anyio.sleep(0.02)
             assert (await client.info("persistence"))["rdb_last_bgsave_status"] == "err"
             slowest = await _refused_publish(client, test_prefix, BackendPersistenceError)
+    finally:
+        with anyio.fail_after(5):
+            await client.aclose()
+    assert slowest < 5
+
+
+@pytest.mark.integration
+async def test_publish_while_redis_loads_raises_loading(redis_process: Callable[..., Any], test_prefix: str) -> None:
+    """A Redis still loading its dataset (slowed by key-load-delay) refuses publishes with BackendLoadingError."""
+    slow_load = ("--key-load-delay", "2000", "--loading-process-events-interval-bytes", "1024")
+    server = redis_process(appendonly=False, extra=slow_load)
+    client = aioredis.Redis(port=server.port, retry=Retry(NoBackoff(), 0))  # as the bus builds its clients
+    try:
+        async with open_bus(client, test_prefix) as bus, anyio.create_task_group() as tg:
+            with anyio.fail_after(20):
+                for start in range(0, 3000, 500):
+                    await client.mset({f"{test_prefix}filler:{i}": b"x" * 100 for i in range(start, start + 500)})
+                await client.save()
+            server.kill()
+            tg.start_soon(anyio.to_thread.run_sync, server.start)  # returns once loaded (3000 keys x 2 ms)
+            with anyio.fail_after(20):
+                while True:  # the server listens (and answers LOADING) while it loads
+                    try:
+                        await client.ping()
+                    except rex.BusyLoadingError:
+                        break
+                    except rex.ConnectionError:
+                        await anyio.sleep(0.01)
+                        continue
+                    pytest.fail("the dataset loaded before the test could see LOADING")
+                # A bus connected before the restart (a new connection waits in the handshake until
+                # the dataset is loaded: redis-py's, before any bus code runs).
+                slowest = await _refused_calls(bus, BackendLoadingError)
     finally:
         with anyio.fail_after(5):
             await client.aclose()

@@ -619,3 +619,25 @@ async def test_replay_script_skips_a_dead_letter_already_gone(real_client: aiore
     reply = await real_client.eval(REPLAY_SCRIPT, 2, Keys.dead_letter(stream), stream, dl_id, "event", "{}")
     assert reply is None
     assert await real_client.exists(stream) == 0
+
+
+async def test_status_flags_dead_letter_streams_past_the_cap(
+    cli: Cli, real_client: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``status`` shows the dead-letter length, marks a stream past BUS_DEAD_LETTER_MAXLEN and warns once."""
+    keys = Keys(test_prefix)
+    await dead_letters(real_client, keys, 3)
+    stream = keys.stream("global", "TICKET_CREATED")
+    await real_client.xadd(stream, reference_fields("TICKET_CREATED", payload()))  # type: ignore[arg-type]
+    dlq = Keys.dead_letter(stream)
+    monkeypatch.setenv("BUS_DEAD_LETTER_MAXLEN", "2")
+    code, out, err = await cli("status", "--no-workflow")
+    assert code == 0
+    assert any(r[:3] == [stream, "1", "3!"] for r in rows(out)), out
+    assert f"warning: {dlq} is past BUS_DEAD_LETTER_MAXLEN (2)" in err and "writes" not in err
+    code, out, _ = await cli("status", "--json", "--no-workflow")
+    doc = json.loads(out)
+    assert (doc["dead_letter_cap"], doc["dead_letter_streams_over_cap"], doc["writes_refused"]) == (2, [dlq], "")
+    monkeypatch.setenv("BUS_DEAD_LETTER_MAXLEN", "3")
+    code, out, err = await cli("status", "--no-workflow")
+    assert "3!" not in out and "BUS_DEAD_LETTER_MAXLEN" not in err
