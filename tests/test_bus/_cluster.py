@@ -136,21 +136,23 @@ class ClusterServers:
             return 0
         moved = self.begin_migration(slot, src_port, dest_port)
         self.finish_migration(slot, src_port, dest_port)
-        return moved
+        return len(moved)
 
-    def begin_migration(self, slot: int, src_port: int, dest_port: int) -> int:
+    def begin_migration(self, slot: int, src_port: int, dest_port: int) -> set[str]:
         """IMPORTING on the target, MIGRATING on the source, every key MIGRATEd: the source now
-        answers ASK for the slot's keys. How many keys moved."""
+        answers ASK for the slot's keys. The keys moved: every key in the slot, which may hold keys
+        of other tests too (the cluster lives for the session; a slot is shared by any key hashing
+        to it), so callers check that theirs are among them, not how many there were."""
         src, dest = self.client(src_port), self.client(dest_port)
         dest.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(src_port))
         src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(dest_port))
-        moved = 0
+        moved: set[str] = set()
         while True:
             keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
             if not keys:
                 return moved
             src.execute_command("MIGRATE", "127.0.0.1", dest_port, "", 0, 10000, "KEYS", *keys)
-            moved += len(keys)
+            moved.update(k.decode() for k in keys)
 
     def finish_migration(self, slot: int, src_port: int, dest_port: int) -> None:
         """SETSLOT NODE on the target, the source, then the others: the slot is the target's (MOVED)."""
