@@ -13,9 +13,9 @@ from typing import Any
 import anyio
 import pytest
 
-from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, BackendError, BusSettings, Delivery, EventBus, Keys, ops
+from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, BackendError, BusSettings, Delivery, EventBus, Keys, Reject, ops
 from bus.routing import fanout_channels
-from bus.testing import reference_fields, ticket_created_payload, wait_drained
+from bus.testing import reference_fields, ticket_created_payload, wait_drained, wait_for_stats
 from bus.wire import is_cluster, slot_of
 from schemas import REGISTRY, example_payload
 from subscribers.workflow import (
@@ -419,3 +419,101 @@ async def test_dead_letter_replay_and_purge_work_across_slots(cbus: EventBus) ->
             dl = (await client.xadd(d, {**original, **meta})).decode()  # (the two ids may be equal)
             views += await ops.find_dead_letters(cbus, [dl], stream=event_type)
         assert await ops.purge_dead_letters(cbus, views) == 2
+
+
+#: How long the node refuses writes in the outage test: twice what would dead-letter an entry if each
+#: refused delivery counted (claim idle x max deliveries).
+_CLAIM_IDLE_MS, _MAX_DELIVERIES = 300, 2
+_OUTAGE_S = 2 * _CLAIM_IDLE_MS / 1000 * _MAX_DELIVERIES
+
+
+async def test_a_node_out_of_memory_pauses_the_consumer_and_dead_letters_nothing(
+    cluster: ClusterServers, prefix: str
+) -> None:
+    """One master out of memory (maxmemory 1, noeviction) while handlers write their effects to it, for longer than
+    claim idle x max deliveries: the write probe reaches that node, the consumer pauses, nothing is dead-lettered,
+    and once the node writes again it resumes by itself and every event is handled once."""
+    settings = BusSettings.from_url(
+        cluster.url,
+        prefix=prefix,
+        block_ms=200,
+        read_timeout_s=5,
+        claim_idle_ms=_CLAIM_IDLE_MS,
+        max_deliveries=_MAX_DELIVERIES,
+        reclaim_interval_s=0.1,
+        handler_retries=0,
+        outage_probe_max_s=0.2,
+    )
+    n = 5
+    async with EventBus(settings) as bus:
+        stream = bus.keys.stream(CHANNEL_GLOBAL, "TICKET_CREATED")
+        admin = cluster.client(cluster.port_of_slot(slot_of(stream)))  # the node the effects go to
+        client: Any = bus.client
+        gate = anyio.Event()
+        started: set[str] = set()
+        all_started = anyio.Event()
+        applied: dict[str, int] = {}
+        deliveries: list[int] = []
+
+        async def effect(delivery: Delivery) -> None:
+            deliveries.append(delivery.delivery_count)
+            started.add(delivery.event_id)
+            if len(started) == n:
+                all_started.set()
+            await gate.wait()
+            await client.incr(f"{{{stream}}}:effect:{delivery.event_id}")  # (the stream's slot: the full node)
+            applied[delivery.event_id] = applied.get(delivery.event_id, 0) + 1
+
+        bus.subscribe("TICKET_CREATED", effect, subscriber_id="effects")
+        saved = admin.config_get("maxmemory*")
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            consumer = bus.consumer
+            assert consumer is not None
+            try:
+                with anyio.fail_after(30):
+                    ids = {(await bus.publish("TICKET_CREATED", ticket_created())).event_id for _ in range(n)}
+                    await all_started.wait()
+                    admin.config_set("maxmemory-policy", "noeviction")
+                    admin.config_set("maxmemory", 1)
+                    gate.set()  # every handler's write is refused now
+                    await consumer.wait_until(lambda s: s.outages >= 1)
+                    assert consumer.health.paused and consumer.health.status() is not None
+                await anyio.sleep(_OUTAGE_S)  # the outage itself: its length is the fault under test
+                assert consumer.health.paused, "resumed while the node still refused writes"
+            finally:
+                admin.config_set("maxmemory", saved["maxmemory"])
+                admin.config_set("maxmemory-policy", saved["maxmemory-policy"])
+            with anyio.fail_after(30):
+                await consumer.wait_until(lambda s: s.handled >= n)
+                await wait_drained(bus)
+            assert not consumer.health.paused
+            stats = bus.stats
+            tg.cancel_scope.cancel()
+        assert applied == dict.fromkeys(ids, 1)
+        assert stats.dead_lettered == 0 and await client.exists(Keys.dead_letter(stream)) == 0
+        assert stats.outage_failures >= n and max(deliveries) < _MAX_DELIVERIES
+
+
+async def test_dead_letter_cap_is_checked_per_slot(cluster: ClusterServers, prefix: str) -> None:
+    """Past BUS_DEAD_LETTER_MAXLEN on a cluster (the dead-letter stream in its own slot), nothing is trimmed and the
+    dead letters past the cap are counted, as on a single node."""
+    settings = BusSettings.from_url(cluster.url, prefix=prefix, block_ms=200, read_timeout_s=5, dead_letter_max_len=2)
+    async with EventBus(settings) as bus:
+        stream = bus.keys.stream(CHANNEL_GLOBAL, "TICKET_CREATED")
+        assert slot_of(stream) != slot_of(Keys.dead_letter(stream))
+
+        async def reject(delivery: Delivery) -> None:
+            raise Reject("nope")
+
+        bus.subscribe("TICKET_CREATED", reject, subscriber_id="rejects")
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            for k in range(1, 5):  # one at a time: each flush sees the length its dead letter made
+                await bus.publish("TICKET_CREATED", ticket_created())
+                with anyio.fail_after(10):
+                    await wait_for_stats(bus, lambda s, k=k: s.dead_lettered == k)  # type: ignore[misc]
+            tg.cancel_scope.cancel()
+        client: Any = bus.client
+        assert await client.xlen(Keys.dead_letter(stream)) == 4  # none trimmed
+        assert bus.stats.dead_lettered_over_cap == 2
