@@ -4,6 +4,7 @@ while running, and a publish stopped between slots (marker ``fault``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -11,9 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
-from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, BackendError, BusSettings, Delivery, EventBus, Keys, Reject, ops
+from bus import (
+    CHANNEL_GLOBAL,
+    WORKFLOW_DLQ,
+    WORKFLOW_STREAM,
+    BackendError,
+    BusSettings,
+    Delivery,
+    EventBus,
+    Keys,
+    Reject,
+    ops,
+)
+from bus.dashboard import DashboardSettings, dashboard_app
 from bus.routing import fanout_channels
 from bus.testing import reference_fields, ticket_created_payload, wait_drained, wait_for_stats
 from bus.wire import is_cluster, slot_of
@@ -517,3 +531,43 @@ async def test_dead_letter_cap_is_checked_per_slot(cluster: ClusterServers, pref
         client: Any = bus.client
         assert await client.xlen(Keys.dead_letter(stream)) == 4  # none trimmed
         assert bus.stats.dead_lettered_over_cap == 2
+
+
+async def test_operator_views_follow_the_tagged_workflow_stream(cluster: ClusterServers, prefix: str) -> None:
+    """With BUS_KEY_HASHTAG, bus status, bus dlq, the dashboard and bus tail show the tagged workflow stream and its
+    DLQ (where the bus and its workflow consumer write), not the reference's untagged names."""
+    tag = prefix.rstrip(":")
+    settings = BusSettings.from_url(cluster.url, prefix=prefix, key_hashtag=tag)
+    async with EventBus(settings) as bus:
+        keys = bus.keys
+        assert keys.workflow_stream == f"{{{tag}}}:{WORKFLOW_STREAM}"
+        assert keys.workflow_dlq == f"{{{tag}}}:{WORKFLOW_DLQ}"
+        client: Any = bus.client
+        with anyio.fail_after(20):
+            result = await bus.publish("TICKET_CREATED", ticket_created(), channel=None)
+            original = {"event_id": result.event_id, "event_type": "TICKET_CREATED"}
+            dl_fields = {"original_message": json.dumps(original), "error_message": "boom", "original_id": "1-0"}
+            dl_id = (await client.xadd(keys.workflow_dlq, dl_fields)).decode()
+
+            report = await ops.status(bus)  # bus status and the dashboard's overview
+            (wf,) = [r for r in report.rows if r.kind == "workflow"]
+            assert (wf.stream.stream, wf.dead_letter_stream) == (keys.workflow_stream, keys.workflow_dlq)
+            assert wf.stream.length == 1 and wf.stream.dead_letter_length == 1
+
+            assert keys.workflow_dlq in await ops.dead_letter_streams(bus)  # bus dlq list
+            for name in (WORKFLOW_STREAM, WORKFLOW_DLQ):  # the names operators type
+                assert ops.dead_letter_stream_of(keys, name) == keys.workflow_dlq
+            (view,) = await ops.find_dead_letters(bus, [dl_id], stream=WORKFLOW_STREAM)
+            assert (view.dead_letter_stream, view.source_stream) == (keys.workflow_dlq, keys.workflow_stream)
+
+            assert ops.stream_of(keys, WORKFLOW_STREAM) == keys.workflow_stream  # bus tail workflow:events:global
+            tailed = [e async for e in ops.tail(bus, ops.stream_of(keys, WORKFLOW_STREAM), count=5)]
+            assert [e.id for e in tailed] == [result.entries[keys.workflow_stream]]
+
+            app = dashboard_app(bus, DashboardSettings())
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as http:
+                overview = (await http.get("/")).text
+                stream_page = await http.get("/stream", params={"key": keys.workflow_stream})
+                dead_letters = (await http.get("/dead-letters")).text
+        assert keys.workflow_stream in overview and stream_page.status_code == 200
+        assert keys.workflow_dlq in dead_letters and dl_id in dead_letters
