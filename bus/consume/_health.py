@@ -42,6 +42,7 @@ logged at debug.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -57,7 +58,7 @@ from .._errors import (
     BackendUnavailableError,
 )
 from .._redis import redis_errors, translate_error
-from ..wire import is_cluster, on_each_primary, pack
+from ..wire import is_cluster, on_each_primary, pack, refresh_slots
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -119,7 +120,14 @@ async def probe_writes(client: aioredis.Redis) -> None:
     any of them refuses writes, as it would while a single Redis does."""
     if is_cluster(client):
         with redis_errors("write probe"):
-            replies = await on_each_primary(client, _PROBE, 1, None)
+            try:
+                replies = await on_each_primary(client, _PROBE, 1, None)
+            except (rex.ConnectionError, rex.TimeoutError, OSError):
+                # A master gone (a failover): the next probe asks the masters of a fresh slot map
+                # (a paused consumer reads nothing, so no MOVED would refresh it).
+                with contextlib.suppress(rex.RedisError, OSError):
+                    await refresh_slots(client)
+                raise
         for node, reply in replies:
             if isinstance(reply, Exception):
                 raise translate_error(reply, f"write probe on {node}") from reply
