@@ -54,7 +54,7 @@ class ClusterServers:
         return "redis+cluster://" + ",".join(self.nodes)
 
     def client(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, socket_timeout=10)
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
 
     def start(self, timeout_s: float = 60.0) -> None:
         for attempt in range(3):
@@ -84,15 +84,20 @@ class ClusterServers:
                 )
             )  # fmt: skip
         deadline = time.monotonic() + 20
-        for port in self.ports:
+        for port, proc in zip(self.ports, self.procs, strict=True):
             while True:
                 try:
-                    self.client(port).ping()
-                    break
+                    pid = int(self.client(port).info("server")["process_id"])
                 except redis.ConnectionError:
                     if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
                         raise RuntimeError(f"redis-server on {port} did not start") from None
                     time.sleep(0.05)
+                    continue
+                # Another process (a parallel test session) may have taken the port between the
+                # check and our server's bind: then ours exited and theirs answers. Never use it.
+                if pid != proc.pid:
+                    raise RuntimeError(f"port {port} is served by another redis-server (pid {pid})")
+                break
 
     def _create(self, timeout_s: float) -> None:
         subprocess.run(
