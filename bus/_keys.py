@@ -53,6 +53,12 @@ class Keys(msgspec.Struct, frozen=True):
         with a hash tag (which the reference does not read)."""
         return f"{{{self.hashtag}}}:{WORKFLOW_STREAM}" if self.hashtag else WORKFLOW_STREAM
 
+    @property
+    def workflow_dlq(self) -> str:
+        """The workflow consumer's dead letters: the reference's ``workflow:events:global:dlq``, or
+        ``{tag}:workflow:events:global:dlq`` with a hash tag (beside the tagged workflow stream)."""
+        return f"{self.workflow_stream}:dlq" if self.hashtag else WORKFLOW_DLQ
+
     def stream(self, channel: str, event_type: str) -> str:
         """The per-type stream of a channel: ``alga-psa:event-stream:global:TICKET_CREATED``."""
         return f"{self.prefix}{self.stream_prefix}{channel}:{event_type}"

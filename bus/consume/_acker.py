@@ -153,8 +153,14 @@ class AckBuffer:
                 for tenant, members in members_by_tenant.items():
                     key = key_of(tenant)
                     marks.append((key, self.markers.add_command(key, members)))
-        if self._cluster:  # (no dead-letter cap check on a cluster: the lengths live on other nodes)
-            await self._send_per_slot((dead, marks, acks), retry_safe=not n_dead)
+        if self._cluster:  # the cap's XLEN rides in each dead-letter stream's own slot transaction
+            cap = self.cap
+            xlens = [(target, pack("XLEN", target)) for target in targets] if cap is not None else []
+            dead_results, *_ = await self._send_per_slot((dead + xlens, marks, acks), retry_safe=not n_dead)
+            if cap is not None and xlens:
+                for (target, added), length in zip(targets.items(), dead_results[len(dead) :], strict=True):
+                    if isinstance(length, int):
+                        cap.seen(target, length, added, self.board)
         else:
             lens = [pack("XLEN", target) for target in targets] if self.cap is not None else []
             commands = [MULTI, *(c for _, c in (*dead, *acks, *marks)), *lens, EXEC]
@@ -239,31 +245,40 @@ class AckBuffer:
             raise translate_error(refused, what) from refused
         return self._check(results, retry_safe)
 
-    async def _send_per_slot(self, phases: tuple[list[tuple[str, bytes]], ...], *, retry_safe: bool = True) -> None:
-        """Redis Cluster: one MULTI/EXEC per slot, phase after phase: the dead letters, then the
-        markers, then the XACKs. A flush cut off between phases leaves entries dead-lettered or
-        marked but still pending: redelivered, they are skipped as duplicates, never lost."""
+    async def _send_per_slot(
+        self, phases: tuple[list[tuple[str, bytes]], ...], *, retry_safe: bool = True
+    ) -> list[list[Any]]:
+        """Redis Cluster: one MULTI/EXEC per slot, phase after phase: the dead letters (and the
+        cap's XLEN of their streams), then the markers, then the XACKs. A flush cut off between
+        phases leaves entries dead-lettered or marked but still pending: redelivered, they are
+        skipped as duplicates, never lost. The results of each phase, in the order of its commands."""
         what = "ack flush (MULTI/EXEC per slot)"
+        out: list[list[Any]] = []
         for phase in phases:
-            by_slot: dict[int, tuple[SlotBlock, set[str]]] = {}
-            for key, command in phase:
+            by_slot: dict[int, tuple[SlotBlock, set[str], list[int]]] = {}
+            for i, (key, command) in enumerate(phase):
                 slot = slot_of(key)
                 entry = by_slot.get(slot)
                 if entry is None:
-                    entry = by_slot[slot] = (SlotBlock(slot, []), set())
+                    entry = by_slot[slot] = (SlotBlock(slot, []), set(), [])
                 entry[0].commands.append(command)
                 entry[1].add(key)
+                entry[2].append(i)
+            results: list[Any] = [None] * len(phase)
+            out.append(results)
             if not by_slot:
                 continue
-            for block, keys in by_slot.values():
+            for block, keys, _ in by_slot.values():
                 block.n_keys = len(keys)
-            blocks = [b for b, _ in by_slot.values()]
+            blocks = [b for b, _, _ in by_slot.values()]
             await slot_transactions(self.client, blocks, self.timeout_s)
-            for block in blocks:
+            for block, _, positions in by_slot.values():
                 if not isinstance(block.replies, list):
                     error = block.replies
                     raise translate_error(error, what) from (error if isinstance(error, BaseException) else None)
-                self._check(block.replies, retry_safe)
+                for pos, reply in zip(positions, self._check(block.replies, retry_safe), strict=True):
+                    results[pos] = reply
+        return out
 
     def _check(self, results: list[Any], retry_safe: bool) -> list[Any]:
         """The run-time errors of one transaction's commands: auth raises, NOGROUP is reported, a

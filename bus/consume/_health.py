@@ -30,6 +30,8 @@ dead-letters good events. Instead the loop *pauses*:
 The probe is ``EVAL "#!lua\\nreturn 1" 0``: a Redis 7 script without the ``no-writes`` flag is
 refused exactly as writes are (OOM, READONLY, MISCONF, LOADING) but writes no key. A reply that
 is no outage (a Redis 6 without shebang support answers a script error) counts as "Redis answers".
+On Redis Cluster the probe runs on every primary (see :func:`probe_writes`): the loop pauses while
+any node it may write to refuses, and resumes once every one writes.
 
 **One voice per outage** (:class:`OutageVoice`, one per Redis server per process, shared by its
 consumers): one warning with the cause when the first consumer pauses, then at most one summary
@@ -40,6 +42,7 @@ logged at debug.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -55,6 +58,7 @@ from .._errors import (
     BackendUnavailableError,
 )
 from .._redis import redis_errors, translate_error
+from ..wire import is_cluster, on_each_primary, pack, refresh_slots
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -104,8 +108,30 @@ def outage_cause(exc: BaseException) -> BackendError | None:
     return None
 
 
+_PROBE = pack("EVAL", PROBE_SCRIPT, 0)
+
+
 async def probe_writes(client: aioredis.Redis) -> None:
-    """One write probe (:data:`PROBE_SCRIPT`); raises the bus error Redis answered with."""
+    """One write probe (:data:`PROBE_SCRIPT`); raises the bus error Redis answered with.
+
+    On Redis Cluster a keyless command has no slot, so redis-py would send it to a random node:
+    the probe goes to every primary instead (one after another), and the first refusal raises,
+    naming its node. A consumer reads, acks and dead-letters on many nodes, so it pauses while
+    any of them refuses writes, as it would while a single Redis does."""
+    if is_cluster(client):
+        with redis_errors("write probe"):
+            try:
+                replies = await on_each_primary(client, _PROBE, 1, None)
+            except (rex.ConnectionError, rex.TimeoutError, OSError):
+                # A master gone (a failover): the next probe asks the masters of a fresh slot map
+                # (a paused consumer reads nothing, so no MOVED would refresh it).
+                with contextlib.suppress(rex.RedisError, OSError):
+                    await refresh_slots(client)
+                raise
+        for node, reply in replies:
+            if isinstance(reply, Exception):
+                raise translate_error(reply, f"write probe on {node}") from reply
+        return
     with redis_errors("write probe"):
         await client.eval(PROBE_SCRIPT, 0)
 

@@ -25,7 +25,6 @@ from schemas import REGISTRY, UnknownEventTypeError, example_payload, field_rows
 
 from .. import ops
 from .._bus import EventBus
-from .._keys import WORKFLOW_STREAM
 from .._redact import redact
 from ._gauges import render_status_metrics
 from ._security import COOKIE, WriteGuard
@@ -59,7 +58,7 @@ def dashboard_app(bus: EventBus, settings: DashboardSettings | None = None) -> S
     templates = Jinja2Templates(env=env)
     templates.env.filters["age"] = _age
     templates.env.filters["pretty"] = _pretty
-    templates.env.globals["WORKFLOW_STREAM"] = WORKFLOW_STREAM
+    templates.env.globals["WORKFLOW_STREAM"] = bus.keys.workflow_stream  # (tagged with BUS_KEY_HASHTAG)
 
     def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         context |= {

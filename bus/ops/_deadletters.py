@@ -5,7 +5,8 @@ Two formats live side by side:
 - per-type (ours and the reference's), ``{stream}:dead-letter``: the original entry's fields plus
   ``sourceStream``, ``sourceMessageId``, ``deliveries``, ``deadLetteredAt``, ``lastError``,
   ``deadLetterReason`` (parsed by :class:`bus.DeadLetter`);
-- workflow (the reference's workflow consumer, and ours), ``workflow:events:global:dlq``:
+- workflow (the reference's workflow consumer, and ours), ``workflow:events:global:dlq`` (with
+  ``BUS_KEY_HASHTAG``: ``{tag}:workflow:events:global:dlq``, :attr:`bus.Keys.workflow_dlq`):
   ``original_message`` (JSON object of the flat entry's string fields), ``error_message``,
   ``error_stack``, ``source_stream``, ``original_id``, ``moved_at``.
 
@@ -21,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 import orjson
 
-from .._keys import WORKFLOW_DLQ, WORKFLOW_STREAM
+from .._keys import WORKFLOW_STREAM
 from .._redis import redis_errors
 from ..consume import DeadLetter
 from ._errors import AmbiguousDeadLetterError, DeadLetterNotFoundError, InvalidEntryIdError
-from ._streams import DEAD_LETTER_SUFFIX, b, dead_letter_stream_of, s
+from ._streams import DEAD_LETTER_SUFFIX, WORKFLOW_DLQ_SUFFIX, b, dead_letter_stream_of, s
 
 if TYPE_CHECKING:
     from .._bus import EventBus
@@ -53,6 +54,14 @@ WF_ORIGINAL, WF_ERROR, WF_SOURCE, WF_ORIGINAL_ID, WF_MOVED_AT = (
     b"moved_at",
 )
 _PAGE = 500
+
+
+def _workflow_source(dead_letter_stream: str) -> str:
+    """The workflow stream a workflow dead-letter stream belongs to (``{stream}:dlq``), for an entry
+    that does not name it; the reference's workflow stream for a DLQ named otherwise."""
+    if dead_letter_stream.endswith(WORKFLOW_DLQ_SUFFIX):
+        return dead_letter_stream[: -len(WORKFLOW_DLQ_SUFFIX)]
+    return WORKFLOW_STREAM
 
 
 def fields_json(fields: Mapping[bytes, bytes], *, raw: bool = False) -> dict[str, Any]:
@@ -139,7 +148,7 @@ class DeadLetterView(msgspec.Struct, frozen=True, kw_only=True):
             dead_letter_stream=dead_letter_stream,
             id=entry_id,
             format="workflow",
-            source_stream=s(fields.get(WF_SOURCE) or WORKFLOW_STREAM),
+            source_stream=s(fields.get(WF_SOURCE) or _workflow_source(dead_letter_stream)),
             source_id=s(fields.get(WF_ORIGINAL_ID, b"")),
             event_type=str(flat.get("event_type", "")),
             event_id=str(flat.get("event_id", "")),
@@ -196,8 +205,8 @@ async def dead_letter_streams(
             parsed = keys.parse_stream(name[: -len(DEAD_LETTER_SUFFIX)])
             if parsed is not None and (event_type is None or parsed[1] == event_type):
                 found.add(name)
-        if event_type is None and channel is None and await client.exists(WORKFLOW_DLQ):
-            found.add(WORKFLOW_DLQ)
+        if event_type is None and channel is None and await client.exists(keys.workflow_dlq):
+            found.add(keys.workflow_dlq)
     return sorted(found)
 
 

@@ -2,9 +2,11 @@
 
 Built on :mod:`bus._inspect` (the per-stream XINFO reading that :meth:`EventBus.status` and the
 consume engine's trimming check share). On top of it: the never-prefixed workflow stream with its
-``workflow:events:global:dlq``, filters by channel, event type and group, totals, and leaving out
-streams that hold nothing (no entries, no dead letters, nothing pending): once the workflow
-converter has created its group on every per-type stream, those are most of the streams.
+``workflow:events:global:dlq`` (the bus's :attr:`~bus.Keys.workflow_stream` and
+:attr:`~bus.Keys.workflow_dlq`: tagged with ``BUS_KEY_HASHTAG``), filters by channel, event
+type and group, totals, and leaving out streams that hold nothing (no entries, no dead letters,
+nothing pending): once the workflow converter has created its group on every per-type stream,
+those are most of the streams.
 
 Two warnings ride along: dead-letter streams past ``BUS_DEAD_LETTER_MAXLEN`` (a threshold: they
 are never trimmed), and whether Redis refuses writes right now (one write probe: out of memory,
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from .._inspect import StreamStatus, discover_streams, inspect_streams
-from .._keys import CHANNEL_GLOBAL, WORKFLOW_DLQ, WORKFLOW_STREAM, Keys
+from .._keys import CHANNEL_GLOBAL, Keys
 from .._redis import redis_errors
 from ..consume._health import write_refusal
 
@@ -106,12 +108,12 @@ async def status(
     found = await inspect_streams(client, keys, names, group=group)
     rows = [StatusRow(kind="per-type", dead_letter_stream=Keys.dead_letter(s.stream), stream=s) for s in found.streams]
     if include_workflow and event_type is None and channel in (None, CHANNEL_GLOBAL):
-        wf = await inspect_streams(client, keys, [WORKFLOW_STREAM], group=group)
+        wf = await inspect_streams(client, keys, [keys.workflow_stream], group=group)
         if wf.streams:
-            with redis_errors(f"XLEN {WORKFLOW_DLQ}"):
-                dl_len = int(await client.xlen(WORKFLOW_DLQ))
+            with redis_errors(f"XLEN {keys.workflow_dlq}"):
+                dl_len = int(await client.xlen(keys.workflow_dlq))
             fixed = msgspec.structs.replace(wf.streams[0], channel="", event_type="", dead_letter_length=dl_len)
-            rows.append(StatusRow(kind="workflow", dead_letter_stream=WORKFLOW_DLQ, stream=fixed))
+            rows.append(StatusRow(kind="workflow", dead_letter_stream=keys.workflow_dlq, stream=fixed))
     shown = rows if include_empty else [r for r in rows if not is_empty(r.stream)]
     cap = bus.settings.dead_letter_max_len
     refused = await write_refusal(client)

@@ -35,7 +35,10 @@ def event_type_of(name: str) -> str:
 
 def stream_of(keys: Keys, name: str, channel: str | None = None) -> str:
     """``name`` as a stream key: a key (it has a ``:``) as is, else the event type's stream on
-    ``channel`` (default ``global``)."""
+    ``channel`` (default ``global``). ``workflow:events:global`` stands for the bus's workflow
+    stream (:attr:`Keys.workflow_stream`: the tagged one with ``BUS_KEY_HASHTAG``)."""
+    if name == WORKFLOW_STREAM:
+        return keys.workflow_stream
     if ":" in name:
         return name
     return keys.stream(channel or CHANNEL_GLOBAL, event_type_of(name))
@@ -44,7 +47,9 @@ def stream_of(keys: Keys, name: str, channel: str | None = None) -> str:
 def dead_letter_stream_of(keys: Keys, name: str, channel: str | None = None) -> str:
     """The dead-letter stream ``name`` stands for: a dead-letter key as is, else the dead-letter
     stream of a source stream key or of an event type's stream on ``channel``."""
+    if name == WORKFLOW_DLQ:
+        return keys.workflow_dlq
     if name.endswith((DEAD_LETTER_SUFFIX, WORKFLOW_DLQ_SUFFIX)):
         return name
     stream = stream_of(keys, name, channel)
-    return WORKFLOW_DLQ if stream == WORKFLOW_STREAM else Keys.dead_letter(stream)
+    return keys.workflow_dlq if stream == keys.workflow_stream else Keys.dead_letter(stream)

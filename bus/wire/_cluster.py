@@ -41,6 +41,7 @@ __all__ = [
     "is_cluster",
     "node_of_slot",
     "node_round_trip",
+    "on_each_primary",
     "read_connection",
     "redirect_of",
     "refresh_slots",
@@ -112,6 +113,16 @@ async def node_round_trip(
         raise
     finally:
         node.release(conn)
+
+
+async def on_each_primary(client: aioredis.Redis, data: bytes, n_replies: int, timeout_s: float | None) -> list[Any]:
+    """``data`` (packed commands) sent to every primary of the client's slot map, one node after
+    another; the replies, each node's behind its name (``"host:port"``), error replies as
+    exceptions. A node that cannot be reached raises (redis-py's error, as it is)."""
+    out: list[Any] = []
+    for node in client.get_primaries():  # type: ignore[attr-defined]
+        out += [(node.name, reply) for reply in await node_round_trip(node, data, n_replies, timeout_s)]
+    return out
 
 
 def read_connection(node: ClusterNode) -> Any:

@@ -54,7 +54,7 @@ class ClusterServers:
         return "redis+cluster://" + ",".join(self.nodes)
 
     def client(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, socket_timeout=10)
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
 
     def start(self, timeout_s: float = 60.0) -> None:
         for attempt in range(3):
@@ -84,15 +84,20 @@ class ClusterServers:
                 )
             )  # fmt: skip
         deadline = time.monotonic() + 20
-        for port in self.ports:
+        for port, proc in zip(self.ports, self.procs, strict=True):
             while True:
                 try:
-                    self.client(port).ping()
-                    break
+                    pid = int(self.client(port).info("server")["process_id"])
                 except redis.ConnectionError:
                     if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
                         raise RuntimeError(f"redis-server on {port} did not start") from None
                     time.sleep(0.05)
+                    continue
+                # Another process (a parallel test session) may have taken the port between the
+                # check and our server's bind: then ours exited and theirs answers. Never use it.
+                if pid != proc.pid:
+                    raise RuntimeError(f"port {port} is served by another redis-server (pid {pid})")
+                break
 
     def _create(self, timeout_s: float) -> None:
         subprocess.run(
@@ -136,21 +141,23 @@ class ClusterServers:
             return 0
         moved = self.begin_migration(slot, src_port, dest_port)
         self.finish_migration(slot, src_port, dest_port)
-        return moved
+        return len(moved)
 
-    def begin_migration(self, slot: int, src_port: int, dest_port: int) -> int:
+    def begin_migration(self, slot: int, src_port: int, dest_port: int) -> set[str]:
         """IMPORTING on the target, MIGRATING on the source, every key MIGRATEd: the source now
-        answers ASK for the slot's keys. How many keys moved."""
+        answers ASK for the slot's keys. The keys moved: every key in the slot, which may hold keys
+        of other tests too (the cluster lives for the session; a slot is shared by any key hashing
+        to it), so callers check that theirs are among them, not how many there were."""
         src, dest = self.client(src_port), self.client(dest_port)
         dest.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(src_port))
         src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(dest_port))
-        moved = 0
+        moved: set[str] = set()
         while True:
             keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
             if not keys:
                 return moved
             src.execute_command("MIGRATE", "127.0.0.1", dest_port, "", 0, 10000, "KEYS", *keys)
-            moved += len(keys)
+            moved.update(k.decode() for k in keys)
 
     def finish_migration(self, slot: int, src_port: int, dest_port: int) -> None:
         """SETSLOT NODE on the target, the source, then the others: the slot is the target's (MOVED)."""
