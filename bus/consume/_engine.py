@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskStatus
@@ -217,19 +217,15 @@ class Consumer:
         client = self.client
         if is_cluster(client):  # a connection per node, opened by the slot transactions
             return
-        conns: list[Any] = []
 
         async def one() -> None:
-            conns.append(await acquire(client))
+            conn = await acquire(client)
+            await release(client, conn)  # at once: a lookup meanwhile takes it instead of opening another
 
-        try:
-            with anyio.move_on_after(self.settings.connect_timeout_s), contextlib.suppress(Exception):
-                async with anyio.create_task_group() as tg:
-                    for _ in range(EARLY_POOL_CONNECTIONS):
-                        tg.start_soon(one)
-        finally:
-            for conn in conns:
-                await release(client, conn)
+        with anyio.move_on_after(self.settings.connect_timeout_s), contextlib.suppress(Exception):
+            async with anyio.create_task_group() as tg:
+                for _ in range(EARLY_POOL_CONNECTIONS):
+                    tg.start_soon(one)
 
     def _begin_drain(self) -> None:
         self.workers.stopping = True
