@@ -16,6 +16,7 @@ Shutdown (cancel or :meth:`Consumer.stop`): stop reading, let in-flight handlers
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .._errors import BackendError, BusError, ConfigurationError
+from ..wire import acquire, is_cluster, release
 from ._acker import AckBuffer
 from ._deadletter import DeadLetterCap
 from ._dispatch import Dispatcher
@@ -55,6 +57,8 @@ log = logging.getLogger("bus.consume")
 
 #: Time box of the final, shielded ack flush at shutdown.
 FINAL_FLUSH_TIMEOUT_S = 5.0
+#: Pool connections opened during start-up: a marker lookup and an ack flush in flight at once.
+EARLY_POOL_CONNECTIONS = 2
 
 
 class Consumer:
@@ -192,8 +196,10 @@ class Consumer:
             with send, batches_out, anyio.CancelScope() as self._feed_scope:
                 if self._stop_requested:
                     self._feed_scope.cancel()
-                await self.maintenance.check_trimming_safely()
                 async with anyio.create_task_group() as tg:
+                    await tg.start(self.reader.open_early)  # its handshake overlaps the start-up work
+                    tg.start_soon(self._open_pool_early)
+                    await self.maintenance.check_trimming_safely()
                     tg.start_soon(self.dispatcher.run, batches_out, send)
                     async with batches:
                         await self.reader.drain_own_pending(batches)
@@ -202,6 +208,24 @@ class Consumer:
         finally:
             self._begin_drain()
             await self.reader.aclose()
+
+    async def _open_pool_early(self) -> None:
+        """Open, during start-up, the shared pool's connections that the steady state uses at once
+        (a batch's marker lookup while the previous batch's ack flush is in flight): on a slow
+        link a connection opened in front of an event costs that event its handshake round trips.
+        A failure is left to the lookup or flush that meets it."""
+        client = self.client
+        if is_cluster(client):  # a connection per node, opened by the slot transactions
+            return
+
+        async def one() -> None:
+            conn = await acquire(client)
+            await release(client, conn)  # at once: a lookup meanwhile takes it instead of opening another
+
+        with anyio.move_on_after(self.settings.connect_timeout_s), contextlib.suppress(Exception):
+            async with anyio.create_task_group() as tg:
+                for _ in range(EARLY_POOL_CONNECTIONS):
+                    tg.start_soon(one)
 
     def _begin_drain(self) -> None:
         self.workers.stopping = True

@@ -26,6 +26,7 @@ from ._dispatch import send_batch
 from ._pending import PendingEntry, read_own_pending
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
     from anyio.streams.memory import MemoryObjectSendStream
 
     from ._entry import Entry, InFlight
@@ -62,6 +63,7 @@ class Reader:
         # spec.read_bytes whatever a writer put in the stream.
         self._command = GroupReader(spec.group, spec.consumer, spec.streams, min(spec.count, 10), spec.block_ms)
         self._own: aioredis.Redis | None = None
+        self._opening: anyio.Event | None = None  # set once open_early's handshake ended
         self.is_cluster = is_cluster(client)
         self._stream_of: dict[bytes | str, str] = {}
         for stream in spec.streams:
@@ -91,9 +93,28 @@ class Reader:
             with anyio.move_on_after(1.0, shield=True), contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)  # a broken socket may complain
 
+    async def open_early(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Connect the read connection while the start-up work runs (trimming check, own pending
+        entries): on a slow link its handshake round trips would otherwise come after that work,
+        in front of the first read. A failure is left to the first read, which reports and
+        retries it; that read waits for this handshake to end (one connection, one handshake)."""
+        if self.is_cluster:  # ClusterReads opens a connection per node itself
+            task_status.started()
+            return
+        opening = self._opening = anyio.Event()
+        task_status.started()
+        try:
+            with anyio.move_on_after(self.connect_timeout_s), contextlib.suppress(Exception):
+                await self._command.connection(self._read_client())
+        finally:
+            opening.set()
+
     async def read_once(self) -> list[tuple[bytes, list[RawEntry]]] | None:
         """One XREADGROUP (pre-packed, raw reply: see :mod:`bus.wire`) under the hard read timeout."""
         timeout_s = self.spec.read_timeout_s
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            await opening.wait()
         try:
             with anyio.fail_after(self.connect_timeout_s), redis_errors("connect for XREADGROUP"):
                 conn = await self._command.connection(self._read_client())

@@ -212,3 +212,30 @@ async def test_one_read_of_two_streams_and_three_tenants(backend: aioredis.Redis
         for tenant in tenants:
             for key in (bus.keys.marker_events(tenant), bus.keys.marker_handlers(tenant)):
                 await backend.delete(key)
+
+
+@pytest.mark.integration
+async def test_reader_open_early_connects_the_read_connection(real_client: aioredis.Redis, test_prefix: str) -> None:
+    """Reader.open_early leaves the read connection connected without a read; the first read then uses it."""
+    from bus.consume import StreamSubscription
+    from bus.consume._engine import Consumer
+
+    from ._support import open_bus
+
+    async with open_bus(real_client, test_prefix, block_ms=50, read_timeout_s=5) as bus:
+        bus.subscribe("TICKET_CREATED", Recorder(), subscriber_id="early")
+        spec = StreamSubscription.for_events(bus.settings, bus.subscriptions, consumer=bus.consumer_name)
+        consumer = Consumer(real_client, bus.settings, bus.keys, bus.registry, spec)
+        await consumer.ensure_groups()
+        reader = consumer.reader
+        try:
+            with anyio.fail_after(10):
+                await reader.open_early()
+            own = cast("Any", reader)._own
+            assert own is not None and own.connection is not None and own.connection.is_connected
+            conn = own.connection
+            with anyio.fail_after(10):
+                assert not await reader.read_once()  # BLOCK expires: nothing was published
+            assert own.connection is conn and conn.is_connected
+        finally:
+            await reader.aclose()
