@@ -27,7 +27,12 @@ Consume (a stream prefilled untimed, then timed until every entry is acked):
 
 - ours: the bus's consume loop (XREADGROUP COUNT n, decode + validate the envelope and payload,
   processed-marker lookup, dispatch to a no-op handler, XACK + marker in one MULTI/EXEC);
-- raw: XREADGROUP COUNT n + ``msgspec.json.decode`` of each envelope + one XACK per batch.
+- raw: XREADGROUP COUNT n + ``msgspec.json.decode`` of each envelope + one XACK per batch;
+- FastStream: its default stream subscriber (``StreamSub(stream, group=..., consumer=...)``, one
+  message per handler call) and its batch subscriber (``batch=True, max_records=1000``), each
+  handler taking the pydantic envelope model (validated by FastStream), on a stream prefilled
+  with FastStream's own publish; the broker is started per round and timed until the handler saw
+  every message (acked by FastStream after the handler returns), then stopped.
 
 Run: ``python benchmarks/run_all.py`` (``--quick`` for a smoke run, ``--rounds N``,
 ``--no-write``, ``--url redis://127.0.0.1:6379/11``, ``--keys consume1000,consume1000-metrics`` runs only
@@ -113,6 +118,8 @@ ANALYSIS = (
         "resp1000-2",
         "raw1000-2-tx",
     ),
+    ("consume COUNT 1000 vs FastStream's batch stream subscriber (1000)", "consume1000", "fs-consume-batch1000"),
+    ("consume at all defaults vs FastStream's default stream subscriber", "consume-defaults", "fs-consume"),
     (
         "raw with our validation vs raw with msgspec.json.decode (ceiling of a validating consumer)",
         "raw-consume1000-validate",
@@ -433,12 +440,84 @@ class Bench:
             label = f"raw: XREADGROUP COUNT {count} + msgspec decode + XACK"
             self.add(f"raw-consume{count}", label, "-", "consume", run)
 
+    async def faststream_consume(self, *, batch: bool) -> None:
+        """FastStream's stream subscriber (default, or ``batch=True`` with 1000 records per read)."""
+        from faststream.redis import RedisBroker, StreamSub
+
+        model = faststream_model()
+        key = "fs-consume-batch1000" if batch else "fs-consume"
+        stream = f"{self.target.prefix}{key}:{EVENT_TYPE}"
+        n = self.sizes.consume
+        seen = [0]
+        target = [0]
+        done = anyio.Event()
+        broker = RedisBroker(self.target.url, logger=None)
+        sub = StreamSub(stream, group="bench-fs", consumer="fs", last_id="0", batch=True, max_records=1000) if batch else None
+
+        def count(k: int) -> None:
+            seen[0] += k
+            if seen[0] >= target[0]:
+                done.set()
+
+        if batch:
+
+            async def handle_batch(messages: Any) -> None:
+                count(len(messages))
+
+            # Real annotations (this module's are strings): FastStream validates against them.
+            handle_batch.__annotations__ = {"messages": list[model], "return": None}  # type: ignore[valid-type]
+            broker.subscriber(stream=sub)(handle_batch)
+
+        else:
+
+            async def handle(message: Any) -> None:
+                count(1)
+
+            handle.__annotations__ = {"message": model, "return": None}
+            broker.subscriber(stream=StreamSub(stream, group="bench-fs", consumer="fs", last_id="0"))(handle)
+
+        publisher = RedisBroker(self.target.url, logger=None)
+        client = await publisher.connect()
+        self._brokers.append(publisher)
+
+        def message() -> Any:
+            return model.model_validate(
+                {"id": new_event_id(), "eventType": EVENT_TYPE, "timestamp": now_iso(), "payload": PAYLOAD}
+            )
+
+        messages = [message() for _ in range(n)]
+
+        async def run() -> tuple[int, float]:
+            nonlocal done
+            for i in range(0, n, 1000):  # untimed prefill, FastStream's own format
+                async with client.pipeline(transaction=False) as p:
+                    for m in messages[i : i + 1000]:
+                        await publisher.publish(m, stream=stream, pipeline=p)
+                    await p.execute()
+            done = anyio.Event()
+            target[0] = seen[0] + n
+            start = time.perf_counter()
+            await broker.start()
+            await done.wait()
+            elapsed = time.perf_counter() - start
+            await broker.stop()
+            await client.xtrim(stream, maxlen=0)
+            return n, elapsed
+
+        label = (
+            "FastStream: batch stream subscriber, max_records 1000, pydantic model"
+            if batch
+            else "FastStream: default stream subscriber, pydantic model"
+        )
+        self.add(key, label, "-", "consume", run)
+
     # -- run ---------------------------------------------------------------------------
 
     async def run(self, *, rounds: int, min_round_s: float, publish: bool, consume: bool) -> list[Timing]:
         await self.target.check_free()
         self._cleanups: list[EventBus] = []
         self._closers: list[RespWriter] = []
+        self._brokers: list[Any] = []
         client = self.target.client()
         bus = EventBus(self.target.settings())
         broker: Any = None
@@ -462,6 +541,9 @@ class Bench:
                     await self.raw_consume(client, count)
                 await self.raw_consume(client, 1000, validate=True)
                 await self.ours_consume(client, 1000, metrics=True)
+                if self.faststream:
+                    await self.faststream_consume(batch=False)
+                    await self.faststream_consume(batch=True)
 
             def progress(index: int) -> None:
                 print(f"  round {index + 1}/{rounds} done (load {load_average()[0]:.2f})", file=sys.stderr)
@@ -474,6 +556,8 @@ class Bench:
                 await writer.aclose()
             if broker is not None:
                 await broker.stop()
+            for other in self._brokers:
+                await other.stop()
             await bus.aclose()
             await client.aclose()
             await self.target.cleanup()
