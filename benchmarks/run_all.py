@@ -452,7 +452,11 @@ class Bench:
         target = [0]
         done = anyio.Event()
         broker = RedisBroker(self.target.url, logger=None)
-        sub = StreamSub(stream, group="bench-fs", consumer="fs", last_id="0", batch=True, max_records=1000) if batch else None
+        sub = (
+            StreamSub(stream, group="bench-fs", consumer="fs", last_id="0", batch=True, max_records=1000)
+            if batch
+            else None
+        )
 
         def count(k: int) -> None:
             seen[0] += k
