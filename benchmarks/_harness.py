@@ -5,7 +5,11 @@
 - :class:`Timing` reports the median and the min-max over rounds, and calls per second.
 - :func:`machine` describes the machine and the versions of the packages that matter.
 - :func:`markdown_table` and :func:`write_section` put a result under its own ``## `` heading
-  of ``benchmarks/RESULTS.md`` without touching the other sections.
+  of ``benchmarks/RESULTS.md`` without touching the other sections; :func:`section_head` is the
+  opening every section has (command, machine, load average at the start and the end), and
+  :func:`median_range` the ``median (min-max)`` cell of a table.
+- :func:`interleaved` / :func:`ainterleaved` measure contenders that are not a callable to time
+  (a process, a run with its own clock) round by round, with a progress line per round.
 
 Compare implementations in one process run, interleaved round by round (``bench_many``), so a
 noisy neighbour or a frequency change hits every contender alike.
@@ -31,23 +35,34 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from statistics import median
+from typing import TypeVar
 
 __all__ = [
     "RESULTS",
     "Timing",
     "abench_many",
+    "ainterleaved",
     "bench",
     "bench_many",
     "command_line",
+    "format_load",
     "format_ns",
+    "interleaved",
     "load_average",
     "machine",
+    "machine_line",
     "markdown_table",
+    "median_range",
+    "round_done",
     "rss_bytes",
+    "section_head",
     "write_section",
 ]
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+
+K = TypeVar("K")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -183,6 +198,39 @@ async def abench_many(
     return [Timing(name, tuple(times[name]), events_per_round[name]) for name in contenders]
 
 
+def round_done(index: int, rounds: int) -> None:
+    """The progress line after round ``index`` (from 0) of ``rounds``, with the 1-minute load, on stderr."""
+    print(f"  round {index + 1}/{rounds} done (load {load_average()[0]:.2f})", file=sys.stderr)
+
+
+def interleaved(rounds: int, contenders: Iterable[K], measure: Callable[[K], T]) -> dict[K, list[T]]:
+    """``measure(contender)`` for every contender in turn, ``rounds`` times over, so a change of load
+    hits all alike; each contender's results in round order."""
+    order = list(contenders)
+    results: dict[K, list[T]] = {c: [] for c in order}
+    for index in range(rounds):
+        for contender in order:
+            results[contender].append(measure(contender))
+        round_done(index, rounds)
+    return results
+
+
+async def ainterleaved(
+    rounds: int, contenders: Iterable[K], measure: Callable[[K], Awaitable[T]], *, warmup: bool = False
+) -> dict[K, list[T]]:
+    """:func:`interleaved` for a coroutine function; with ``warmup`` one more round first, not kept."""
+    order = list(contenders)
+    results: dict[K, list[T]] = {c: [] for c in order}
+    for index in range(-1 if warmup else 0, rounds):
+        for contender in order:
+            result = await measure(contender)
+            if index >= 0:
+                results[contender].append(result)
+        if index >= 0:
+            round_done(index, rounds)
+    return results
+
+
 def load_average() -> tuple[float, float, float]:
     """The 1, 5 and 15 minute load averages (zeros where the OS does not tell)."""
     try:
@@ -229,12 +277,42 @@ def machine(packages: Iterable[str] = ()) -> dict[str, str]:
     return info
 
 
+def machine_line(packages: Iterable[str] = (), where: str = "") -> str:
+    """``Machine: cpu ..., cores ..., os ..., python ...`` and the ``packages``' versions, then ``where``
+    (``"; Redis on 127.0.0.1, same machine"``, say)."""
+    return "Machine: " + ", ".join(f"{k} {v}" for k, v in machine(packages).items()) + where
+
+
+def format_load(load: tuple[float, float, float]) -> str:
+    """Load averages as ``1.23 0.98 0.75``."""
+    return " ".join(f"{x:.2f}" for x in load)
+
+
+def section_head(
+    packages: Iterable[str], load: tuple[float, float, float], *, where: str = "", command_note: str = ""
+) -> list[str]:
+    """The opening paragraphs of a RESULTS.md section (lines to join with newlines): the command line
+    (then ``command_note``), :func:`machine_line`, and the load average at the start (``load``) and now."""
+    return [
+        f"Command: `{command_line()}`{command_note}",
+        "",
+        machine_line(packages, where),
+        "",
+        f"Load average at the start: {format_load(load)}; at the end: {format_load(load_average())}",
+    ]
+
+
 def command_line() -> str:
     """How this script was run, relative to the repository root when possible."""
     script = Path(sys.argv[0]).resolve()
     root = Path(__file__).resolve().parents[1]
     shown = script.relative_to(root) if script.is_relative_to(root) else script
     return shlex.join(["python", str(shown), *sys.argv[1:]])
+
+
+def median_range(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
+    """``median (min-max)`` of ``values``, each formatted with ``fmt``."""
+    return f"{fmt.format(median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -245,7 +323,8 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def write_section(heading: str, body: str, path: Path = RESULTS) -> None:
-    """Replace (or append) the ``## heading`` section of RESULTS.md, leaving other sections as they are."""
+    """Replace (or append) the ``## heading`` section of RESULTS.md, leaving other sections as they are,
+    and say so on stdout."""
     title = f"## {heading}"
     text = path.read_text() if path.exists() else "# Benchmark results\n\nEach section is written by its script.\n"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -253,8 +332,10 @@ def write_section(heading: str, body: str, path: Path = RESULTS) -> None:
     lines = text.splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == title), None)
     if start is None:
-        path.write_text(text.rstrip("\n") + "\n\n" + section)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    path.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""))
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        tail = "".join(lines[end:])
+        text = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+    path.write_text(text)
+    print(f"wrote the '{heading}' section of {path.parent.name}/{path.name}")

@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anyio
-from _harness import command_line, load_average, machine, markdown_table, write_section
+from _harness import ainterleaved, load_average, markdown_table, median_range, section_head, write_section
 from _workload import EVENT_TYPE, PAYLOAD, Target
 
 from bus import EventBus
@@ -40,8 +40,6 @@ async def amain(args: argparse.Namespace) -> int:
     load = load_average()
     target = Target(url=args.url)
     await target.check_free()
-    rates: dict[int, list[float]] = {c: [] for c in caps}
-    share: list[float] = []
     try:
         bus = EventBus(target.settings())
         async with bus:
@@ -63,28 +61,25 @@ async def amain(args: argparse.Namespace) -> int:
                 for _ in range(PER_CALLER):
                     await bus.publish(EVENT_TYPE, PAYLOAD, channel="global", batch=True)
 
-            for i in range(args.rounds + 1):  # the first round warms up (not counted)
-                for cap in caps:
-                    batcher._max_batch = cap
-                    in_trip[0] = 0.0
-                    started = time.perf_counter()
-                    async with anyio.create_task_group() as tg:
-                        for _ in range(CALLERS):
-                            tg.start_soon(caller)
-                    elapsed = time.perf_counter() - started
-                    if i:
-                        rates[cap].append(CALLERS * PER_CALLER / elapsed)
-                        if cap == caps[0]:
-                            share.append(in_trip[0] / elapsed)
+            async def measure(cap: int) -> tuple[float, float]:
+                """Events/s of one round at ``cap``, and the share of it spent in the round trip."""
+                batcher._max_batch = cap
+                in_trip[0] = 0.0
+                started = time.perf_counter()
+                async with anyio.create_task_group() as tg:
+                    for _ in range(CALLERS):
+                        tg.start_soon(caller)
+                elapsed = time.perf_counter() - started
+                return CALLERS * PER_CALLER / elapsed, in_trip[0] / elapsed
+
+            results = await ainterleaved(args.rounds, caps, measure, warmup=True)
     finally:
         await target.cleanup()
+    rates = {c: [rate for rate, _ in r] for c, r in results.items()}
+    share = [s for _, s in results[caps[0]]]
     base = median(rates[caps[0]])
     rows = [
-        (
-            f"max_batch {c}" + (" (today)" if c == caps[0] else ""),
-            f"{median(v):,.0f} ({min(v):,.0f}-{max(v):,.0f})",
-            f"{median(v) / base:.2f}x",
-        )
+        (f"max_batch {c}" + (" (today)" if c == caps[0] else ""), median_range(v), f"{median(v) / base:.2f}x")
         for c, v in rates.items()
     ]
     table = markdown_table(
@@ -92,15 +87,9 @@ async def amain(args: argparse.Namespace) -> int:
     )
     print(table)
     print(f"round trip share of a cycle at max_batch {caps[0]}: {median(share):.2f}")
-    info = machine(["redis", "hiredis", "msgspec", "anyio"])
     body = "\n".join(
         [
-            f"Command: `{command_line()}`",
-            "",
-            "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + "; Redis on 127.0.0.1, same machine",
-            "",
-            f"Load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; at the end: "
-            + " ".join(f"{x:.2f}" for x in load_average()),
+            *section_head(["redis", "hiredis", "msgspec", "anyio"], load, where="; Redis on 127.0.0.1, same machine"),
             "",
             f"{args.rounds} interleaved rounds (after one warm-up round); 2 XADDs per event (global channel).",
             "",

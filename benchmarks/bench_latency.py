@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anyio
 from _delay_proxy import DelayProxy
-from _harness import command_line, load_average, machine, markdown_table, write_section
+from _harness import load_average, markdown_table, section_head, write_section
 from _workload import EVENT_TYPE, PAYLOAD, Target
 
 from bus import EventBus
@@ -118,15 +118,9 @@ async def amain(args: argparse.Namespace) -> int:
         rows = [(*row, f"{quantiles(v, n=100)[49] / rtt_s:.2f}") for row, v in zip(rows, results.values(), strict=True)]
     table = markdown_table(head, rows)
     print(table)
-    info = machine(["redis", "hiredis", "msgspec", "anyio"])
     body = "\n".join(
         [
-            f"Command: `{command_line()}`",
-            "",
-            "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + "; Redis on 127.0.0.1",
-            "",
-            f"Load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; at the end: "
-            + " ".join(f"{x:.2f}" for x in load_average()),
+            *section_head(["redis", "hiredis", "msgspec", "anyio"], load, where="; Redis on 127.0.0.1"),
             "",
             f"{args.events} events at {args.rate:g}/s per run"
             + (f" after {args.warmup} untimed warm-up events" if args.warmup else "")

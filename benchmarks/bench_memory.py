@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anyio
-from _harness import command_line, load_average, machine, markdown_table, rss_bytes, write_section
+from _harness import command_line, format_load, load_average, machine_line, markdown_table, rss_bytes, write_section
 from _workload import EVENT_TYPE, PAYLOAD, Target
 
 from bus import CHANNEL_GLOBAL, EventBus
@@ -106,14 +106,13 @@ async def amain(args: argparse.Namespace) -> int:
     print(table)
     print(summary)
     if not args.no_write:
-        info = machine(["redis", "hiredis", "msgspec", "anyio", "psutil"])
         body = "\n".join(
             [
                 f"Command: `{command_line()}`",
                 "",
-                "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+                machine_line(["redis", "hiredis", "msgspec", "anyio", "psutil"]),
                 "",
-                f"Load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}. One process: "
+                f"Load average at the start: {format_load(load)}. One process: "
                 f"`publish_many` of {batch} TICKET_UPDATED on `global` (2 XADDs each, `MAXLEN ~ 1000`) and the "
                 f"consume loop (COUNT 1000, no-op handler), at most {window} events unread. RSS before the "
                 "first publish and every 100,000 events (after `gc.collect()`).",
@@ -124,7 +123,6 @@ async def amain(args: argparse.Namespace) -> int:
             ]
         )
         write_section(HEADING, body)
-        print(f"wrote the '{HEADING}' section of benchmarks/RESULTS.md")
     return 0 if verdict == "met" else 1
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import command_line, load_average, machine, markdown_table, write_section
+from _harness import interleaved, load_average, markdown_table, median_range, section_head, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "Metrics and tracing cost on the consume loop (bench_metrics_cost.py)"
@@ -153,10 +153,6 @@ def _measure(variant: str, tree: Path, events: int, url: str) -> dict[str, Any]:
     return result
 
 
-def _cell(values: list[float], fmt: str) -> str:
-    return f"{fmt.format(median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -181,12 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         # The base revision's library with this revision's script and workload.
         trees[f"off@{args.base}"] = base
     load = load_average()
-    results: dict[str, list[dict[str, Any]]] = {v: [] for v in trees}
     try:
-        for index in range(args.rounds):
-            for variant, tree in trees.items():
-                results[variant].append(_measure(variant, tree, args.events, args.url))
-            print(f"  round {index + 1}/{args.rounds} done (load {load_average()[0]:.2f})", file=sys.stderr)
+        results = interleaved(args.rounds, trees, lambda v: _measure(v, trees[v], args.events, args.url))
     finally:
         if tmp is not None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
@@ -195,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant, runs in results.items():
         rate = [r["events"] / r["wall_s"] for r in runs]
         cpu_us = [r["cpu_s"] * 1e6 / r["events"] for r in runs]
-        rows.append((variant, _cell(rate, "{:,.0f}"), _cell(cpu_us, "{:.2f}")))
+        rows.append((variant, median_range(rate), median_range(cpu_us, "{:.2f}")))
     table = markdown_table(["variant", "events/s, wall (median, min-max)", "CPU us/event (median, min-max)"], rows)
 
     def cpu(runs: list[dict[str, Any]], pick: Any) -> float:
@@ -235,15 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         ],
         ratios,
     )
-    info = machine(["redis", "hiredis", "msgspec", "anyio", "prometheus-client", "opentelemetry-sdk"])
+    packages = ["redis", "hiredis", "msgspec", "anyio", "prometheus-client", "opentelemetry-sdk"]
     body = "\n".join(
         [
-            f"Command: `{command_line()}`",
-            "",
-            "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + "; Redis on 127.0.0.1, same machine",
-            "",
-            f"Load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; at the end: "
-            + " ".join(f"{x:.2f}" for x in load_average()),
+            *section_head(packages, load, where="; Redis on 127.0.0.1, same machine"),
             "",
             f"{args.events:,} entries per measurement (COUNT 1000, no-op handler), one fresh process each, "
             f"{args.rounds} rounds with the variants interleaved.",
@@ -256,7 +243,6 @@ def main(argv: list[str] | None = None) -> int:
     print(table + "\n\n" + ratio_table)
     if not args.no_write:
         write_section(HEADING, body)
-        print(f"wrote the '{HEADING}' section of benchmarks/RESULTS.md")
     return 0
 
 

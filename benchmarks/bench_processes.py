@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anyio
-from _harness import command_line, load_average, machine, markdown_table, write_section
+from _harness import ainterleaved, load_average, markdown_table, median_range, section_head, write_section
 from _workload import EVENT_TYPE, Target, envelope_bytes, prefill_command
 
 from bus.wire import read_replies
@@ -110,33 +110,29 @@ async def amain(args: argparse.Namespace) -> int:
     load = load_average()
     target = Target(url=args.url)
     await target.check_free()
-    times: dict[int, list[float]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as app_dir:
         (Path(app_dir) / "benchapp.py").write_text(APP)
+
+        async def measure(processes: int) -> float:
+            took = await one_round(target, processes, args.events, app_dir)
+            print(f"{processes} process(es): {args.events / took:,.0f} events/s", file=sys.stderr)
+            return took
+
         try:
-            for i in range(args.rounds):
-                for processes in (1, 2):
-                    took = await one_round(target, processes, args.events, app_dir)
-                    times[processes].append(took)
-                    rate = args.events / took
-                    print(f"round {i + 1}/{args.rounds}: {processes} process(es) {rate:,.0f} events/s", file=sys.stderr)
+            times = await ainterleaved(args.rounds, (1, 2), measure)
         finally:
             await target.cleanup()
-    rates = {p: sorted(args.events / t for t in ts) for p, ts in times.items()}
-    rows = [(f"`bus run --processes {p}`", f"{median(r):,.0f} ({r[0]:,.0f}-{r[-1]:,.0f})") for p, r in rates.items()]
+    rates = {p: [args.events / t for t in ts] for p, ts in times.items()}
+    rows = [(f"`bus run --processes {p}`", median_range(r)) for p, r in rates.items()]
     table = markdown_table(["daemon", "events/s median (min-max)"], rows)
     ratio = median(rates[2]) / median(rates[1])
     print(table)
     print(f"ratio 2 vs 1 processes (medians): {ratio:.2f}x")
-    info = machine(["redis", "hiredis", "msgspec", "anyio"])
     body = "\n".join(
         [
-            f"Command: `{command_line()}`",
-            "",
-            "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + "; Redis 7.0 on 127.0.0.1, same machine",
-            "",
-            f"Load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; at the end: "
-            + " ".join(f"{x:.2f}" for x in load_average()),
+            *section_head(
+                ["redis", "hiredis", "msgspec", "anyio"], load, where="; Redis 7.0 on 127.0.0.1, same machine"
+            ),
             "",
             f"{args.events:,} prefilled entries of one stream per round, a no-op handler at every consume default, "
             f"{args.rounds} alternating rounds per setting; timed from the first read to the last ack (start-up "

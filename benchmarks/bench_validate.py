@@ -23,7 +23,7 @@ import sys
 from typing import Annotated, Any, Literal
 
 import msgspec
-from _harness import Timing, bench_many, command_line, format_ns, machine, markdown_table, write_section
+from _harness import Timing, bench_many, command_line, format_ns, machine_line, markdown_table, write_section
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas import DATETIME_PATTERN, REGISTRY, UUID_PATTERN, FieldChange
@@ -247,13 +247,12 @@ def report(timings: dict[str, Timing], rounds: int) -> tuple[str, list[str]]:
         lines.append(f"{label}: msgspec {a.summary()} | pydantic {b.summary()} | {ratio:.1f}x")
     decode_ratio = timings["pydantic_domain"].median_ns / timings["ours_domain"].median_ns
     union_ratio = timings["pydantic_union"].median_ns / timings["ours_union"].median_ns
-    info = machine(["msgspec", "pydantic", "pydantic-core"])
     verdict = "met" if min(decode_ratio, union_ratio) >= TARGET else "NOT met"
     body = "\n".join(
         [
             f"Command: `{command_line()}`",
             "",
-            "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+            machine_line(["msgspec", "pydantic", "pydantic-core"]),
             "",
             f"Payload: TICKET_UPDATED, v2 domain shape with actor fields, `updatedFields` and "
             f"{len(CHANGES)} `changes` ({len(DATA)} bytes). Per call, median (min-max) over {rounds} rounds; "
@@ -292,7 +291,6 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     if not (args.no_write or args.quick):
         write_section(HEADING, body)
-        print(f"wrote the '{HEADING}' section of benchmarks/RESULTS.md")
     return 0
 
 

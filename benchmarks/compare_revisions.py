@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import command_line, load_average, machine, markdown_table, write_section
+from _harness import load_average, markdown_table, section_head, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "Before and after (compare_revisions.py)"
@@ -100,15 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     table = markdown_table(["ratio", "base median (min-max)", "head median (min-max)", "change", "verdict"], rows)
     print(table)
-    info = machine(["redis", "hiredis", "msgspec", "anyio"])
+    note = f" (base {args.base}, head {args.head or 'working tree'})"
     body = "\n".join(
         [
-            f"Command: `{command_line()}` (base {args.base}, head {args.head or 'working tree'})",
-            "",
-            "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
-            "",
-            f"Load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; at the end: "
-            + " ".join(f"{x:.2f}" for x in load_average()),
+            *section_head(["redis", "hiredis", "msgspec", "anyio"], load, command_note=note),
             "",
             f"{args.alternations} alternating runs of each revision's run_all.py; 'within noise' means the change of "
             "the medians is no larger than the spread (max-min) of either revision's runs.",
@@ -118,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.no_write:
         write_section(HEADING, body)
-        print(f"wrote the '{HEADING}' section of benchmarks/RESULTS.md")
     return 0
 
 

@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anyio
-from _harness import command_line, load_average, machine, markdown_table, write_section
+from _harness import command_line, format_load, load_average, machine_line, markdown_table, write_section
 from _workload import EVENT_TYPE, PAYLOAD, Target, envelope_bytes, prefill_command
 
 from bus import CHANNEL_GLOBAL, EventBus
@@ -324,14 +324,13 @@ async def amain(args: argparse.Namespace) -> int:
 def _finish(args: argparse.Namespace, sections: list[str], load: tuple[float, float, float]) -> int:
     print("\n\n".join(sections))
     if not args.no_write:
-        info = machine(["redis", "hiredis", "msgspec", "anyio", "py-spy"])
         body = "\n".join(
             [
                 f"Command: `{command_line()}`",
                 "",
-                "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+                machine_line(["redis", "hiredis", "msgspec", "anyio", "py-spy"]),
                 "",
-                f"Load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}. py-spy samples the "
+                f"Load average at the start: {format_load(load)}. py-spy samples the "
                 "process 1000 times a second from outside (idle samples included: time waiting for Redis "
                 "shows as `select`). µs per event = share x wall time per event while sampled.",
                 "",
@@ -339,7 +338,6 @@ def _finish(args: argparse.Namespace, sections: list[str], load: tuple[float, fl
             ]
         )
         write_section(HEADING, body)
-        print(f"wrote the '{HEADING}' section of benchmarks/RESULTS.md")
     return 0
 
 

@@ -58,10 +58,10 @@ import msgspec
 from _harness import (
     Timing,
     abench_many,
-    command_line,
     load_average,
-    machine,
     markdown_table,
+    round_done,
+    section_head,
     write_section,
 )
 from _resp_writer import RespWriter, command
@@ -549,10 +549,9 @@ class Bench:
                     await self.faststream_consume(batch=False)
                     await self.faststream_consume(batch=True)
 
-            def progress(index: int) -> None:
-                print(f"  round {index + 1}/{rounds} done (load {load_average()[0]:.2f})", file=sys.stderr)
-
-            return await abench_many(self.contenders, rounds=rounds, min_round_s=min_round_s, on_round=progress)
+            return await abench_many(
+                self.contenders, rounds=rounds, min_round_s=min_round_s, on_round=lambda i: round_done(i, rounds)
+            )
         finally:
             for consumer_bus in self._cleanups:
                 await consumer_bus.aclose()
@@ -594,18 +593,13 @@ def report(bench: Bench, timings: dict[str, Timing], rounds: int, load: tuple[fl
     ]
     if analysis:
         targets += "\n\n" + markdown_table(["analysis ratio (not a target)", "ratio (medians)"], analysis)
-    info = machine(["redis", "hiredis", "msgspec", "anyio", "faststream", "pydantic", "psutil"])
+    packages = ["redis", "hiredis", "msgspec", "anyio", "faststream", "pydantic", "psutil"]
     sizes = (
         f"payload {len(payload_bytes())} bytes, envelope {len(envelope_bytes())} bytes, "
         f"workflow entry {sum(len(k) + len(v) for k, v in workflow_fields().items())} bytes of fields and values"
     )
     head = [
-        f"Command: `{command_line()}`",
-        "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + "; Redis 7.0 on 127.0.0.1, same machine",
-        "",
-        f"Load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; at the end: "
-        + " ".join(f"{x:.2f}" for x in load_average()),
+        *section_head(packages, load, where="; Redis 7.0 on 127.0.0.1, same machine"),
         "",
         f"Event: {EVENT_TYPE}, {sizes}. Every XADD trims with `MAXLEN ~ {bench.target.max_len}`. "
         f"Median over {rounds} interleaved rounds (min-max), each round at least the configured time.",
@@ -652,7 +646,6 @@ async def amain(args: argparse.Namespace) -> int:
         await anyio.Path(args.json).write_bytes(msgspec.json.encode(figures(timings)))
     if not (args.no_write or args.quick):
         write_section(HEADING, body)
-        print(f"wrote the '{HEADING}' section of benchmarks/RESULTS.md")
     if args.memory:
         import bench_memory
 

@@ -149,6 +149,7 @@ class EventBus:
         self.subscribe = self.consuming.subscribe
         self.subscriber = self.consuming.subscriber
         self.run = self.consuming.run
+        self.consume_loop = self.consuming.consume_loop
         self.stop = self.consuming.stop
         self.status = self.consuming.status
         self.dead_letters = self.consuming.dead_letters
@@ -408,8 +409,8 @@ class EventBus:
         """The auto-batcher behind ``batch=True`` (groups written so far)."""
         return self._batcher
 
-    # -- consuming (bus/_consuming.py; the methods subscribe, subscriber, run, stop, status and
-    # dead_letters are the EventConsuming's, bound in __init__) -----------------------------------
+    # -- consuming (bus/_consuming.py; the methods subscribe, subscriber, run, consume_loop, stop,
+    # status and dead_letters are the EventConsuming's, bound in __init__) ------------------------
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:

@@ -120,14 +120,25 @@ class EventConsuming:
         subscription = StreamSubscription.for_events(
             self.settings, tuple(self._subscriptions), consumer=self.consumer_name
         )
-        consumer = Consumer(
-            self._client, self.settings, self.keys, self.registry, subscription, self._stats, self.metrics, self.tracing
-        )
+        consumer = self.consume_loop(subscription, stats=self._stats)
         self._consumer = consumer
         try:
             await consumer.run(task_status=task_status)
         finally:
             self._consumer = None
+
+    def consume_loop(self, subscription: StreamSubscription, *, stats: ConsumerStats | None = None) -> Consumer:
+        """A consume loop (not started) for ``subscription`` on this bus's client, settings, keys,
+        registry, metrics and tracing; ``await loop.run()`` runs it.
+
+        The loop counts into ``stats`` when given, else into counters of its own (``loop.stats``).
+        For subscriptions beside the bus's own typed ones (:meth:`run`), such as the workflow
+        consumer's; the caller runs and stops it. Raises ``BusClosedError`` once the bus is closed.
+        """
+        self._check_open()
+        return Consumer(
+            self._client, self.settings, self.keys, self.registry, subscription, stats, self.metrics, self.tracing
+        )
 
     def stop(self) -> None:
         """Ask a running consume loop to stop gracefully (:meth:`run` then returns)."""

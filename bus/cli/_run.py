@@ -33,7 +33,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -62,10 +61,11 @@ from ._common import (
     report,
     settings_from_args,
 )
+from ._signals import SignalHandler, watch_signals
 from ._supervise import Supervisor
 
 if TYPE_CHECKING:
-    from anyio.abc import TaskGroup, TaskStatus
+    from anyio.abc import TaskGroup
 
     from ..observability import Tracing
 
@@ -277,34 +277,24 @@ async def _watchdog(grace_s: float) -> None:
     _exit_now(EXIT_FORCED)
 
 
-async def _watch_signals(
-    run_scope: anyio.CancelScope,
-    stop: _Stop,
-    grace_s: float,
-    tg: TaskGroup,
-    *,
-    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        log.warning("not on the main thread: SIGTERM/SIGINT are not handled here")
-        task_status.started()
-        return
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
-        task_status.started()
-        async for signum in received:
-            name = signal.Signals(signum).name
-            if stop.signal is None:
-                stop.signal, stop.at = signal.Signals(signum), time.monotonic()
-                if stop.health is not None:
-                    stop.health.set_draining()
-                log.warning(
-                    "%s received: stopping; in-flight handlers get %.1fs (send it again to exit at once)", name, grace_s
-                )
-                run_scope.cancel()
-                tg.start_soon(_watchdog, grace_s)
-            else:
-                log.error("second %s: exiting now; unfinished entries stay pending and are redelivered", name)
-                _exit_now(EXIT_FORCED)
+def _on_signal(run_scope: anyio.CancelScope, stop: _Stop, grace_s: float, tg: TaskGroup) -> SignalHandler:
+    """What SIGTERM/SIGINT do: the first drains (probes say draining, the watchdog starts), a second exits."""
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.signal is None:
+            stop.signal, stop.at = sig, time.monotonic()
+            if stop.health is not None:
+                stop.health.set_draining()
+            log.warning(
+                "%s received: stopping; in-flight handlers get %.1fs (send it again to exit at once)", sig.name, grace_s
+            )
+            run_scope.cancel()
+            tg.start_soon(_watchdog, grace_s)
+        else:
+            log.error("second %s: exiting now; unfinished entries stay pending and are redelivered", sig.name)
+            _exit_now(EXIT_FORCED)
+
+    return on_signal
 
 
 class _Supervised:
@@ -353,7 +343,7 @@ async def _serve(
                 if supervised is not None:
                     supervised.report(http_port=port)
             with anyio.CancelScope() as run_scope:
-                await tg.start(_watch_signals, run_scope, stop, settings.shutdown_grace_s, tg)
+                await tg.start(watch_signals, _on_signal(run_scope, stop, settings.shutdown_grace_s, tg), log)
                 if supervised is not None:
                     tg.start_soon(supervised.watch_parent, run_scope, stop, settings.shutdown_grace_s, tg)
                     await runner.run(task_status=supervised)

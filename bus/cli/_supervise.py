@@ -26,12 +26,12 @@ own (graceful drain) if the supervisor dies.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import random
 import signal
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -41,6 +41,7 @@ import orjson
 
 from ..observability._group import GroupMember, group_app
 from ..observability._server import serve_http
+from ._signals import watch_signals
 
 if TYPE_CHECKING:
     from anyio.abc import Process, TaskGroup
@@ -220,29 +221,22 @@ class Supervisor:
         self.fatal = EXIT_FORCED
         self._kill_all()
 
-    async def _watch_signals(self, tg: TaskGroup, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            log.warning("not on the main thread: SIGTERM/SIGINT are not handled here")
-            task_status.started()
-            return
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
-            task_status.started()
-            async for signum in received:
-                sig = signal.Signals(signum)
-                if self.stopping is None:
-                    self.stopping = sig
-                    log.warning(
-                        "%s received: forwarded to %d process(es); each drains within %.1fs",
-                        sig.name,
-                        len(self.children),
-                        self.grace_s,
-                    )
-                    self._stop_all(sig)
-                    tg.start_soon(self._watchdog)
-                else:
-                    log.error("second %s: forwarded; the children exit at once", sig.name)
-                    self.fatal = EXIT_FORCED
-                    self._stop_all(sig)
+    def _on_signal(self, tg: TaskGroup, sig: signal.Signals) -> None:
+        """The first SIGTERM/SIGINT is forwarded and starts the watchdog; a second is forwarded, exit 4."""
+        if self.stopping is None:
+            self.stopping = sig
+            log.warning(
+                "%s received: forwarded to %d process(es); each drains within %.1fs",
+                sig.name,
+                len(self.children),
+                self.grace_s,
+            )
+            self._stop_all(sig)
+            tg.start_soon(self._watchdog)
+        else:
+            log.error("second %s: forwarded; the children exit at once", sig.name)
+            self.fatal = EXIT_FORCED
+            self._stop_all(sig)
 
     # --- the group -------------------------------------------------------------------------
 
@@ -261,7 +255,7 @@ class Supervisor:
     async def run(self) -> int:
         """Start the children, keep them running until a signal, wait for them; the exit code."""
         async with anyio.create_task_group() as outer:
-            await outer.start(self._watch_signals, outer)
+            await outer.start(watch_signals, functools.partial(self._on_signal, outer), log)
             if self.http is not None:
                 app = group_app(
                     self._members, draining=lambda: self.stopping is not None, restarts=lambda: self.restarts

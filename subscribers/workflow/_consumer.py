@@ -157,15 +157,7 @@ class WorkflowConsumer:
 
     def make_loop(self, bus: EventBus) -> Consumer:
         """The consume loop this consumer runs on ``bus``'s client."""
-        return Consumer(
-            bus.client,
-            bus.settings,
-            bus.keys,
-            bus.registry,
-            self.subscription(bus),
-            metrics=bus.metrics,
-            tracing=bus.tracing,
-        )
+        return bus.consume_loop(self.subscription(bus))
 
     def invocation(
         self, stream: str, entry_id: str, fields: Mapping[Any, Any], deliveries: int = 1

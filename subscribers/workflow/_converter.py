@@ -214,15 +214,7 @@ class WorkflowConverter:
 
     def make_loop(self, bus: EventBus) -> Consumer:
         """The consume loop this converter runs on ``bus``'s client."""
-        return Consumer(
-            bus.client,
-            bus.settings,
-            bus.keys,
-            bus.registry,
-            self.subscription(bus),
-            metrics=bus.metrics,
-            tracing=bus.tracing,
-        )
+        return bus.consume_loop(self.subscription(bus))
 
     async def run(self, bus: EventBus, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Create the group on every stream, report started, and convert until cancelled."""

@@ -13,13 +13,14 @@ from bus import (
     CHANNEL_EMAIL,
     CHANNEL_GLOBAL,
     CHANNEL_NOTIFICATIONS,
+    BusClosedError,
     BusSettings,
     ConfigurationError,
     Delivery,
     EventBus,
     Handler,
 )
-from bus.consume import StreamSubscription
+from bus.consume import StreamEntry, StreamSubscription
 from bus.testing import (
     Recorder,
     fast_settings,
@@ -242,6 +243,31 @@ async def test_stop_returns_from_run(fake_client: aioredis.Redis) -> None:
     assert len(recorder.deliveries) == 2
 
 
+async def test_consume_loop_runs_a_stream_subscription_on_the_bus(fake_client: aioredis.Redis) -> None:
+    """``bus.consume_loop`` gives a loop on the bus's client and settings that counts on its own and handles
+    the subscription's entries; a closed bus refuses to make one."""
+    seen: list[str] = []
+
+    async def handle(entry: StreamEntry) -> None:
+        seen.append(entry.entry_id)
+
+    async with EventBus(fast_settings(), client=fake_client) as bus:
+        stream = bus.keys.stream(CHANNEL_GLOBAL, "TICKET_CREATED")
+        spec = StreamSubscription.from_settings(bus.settings, streams=(stream,), entry_handler=handle)
+        loop = bus.consume_loop(spec)
+        assert (loop.client, loop.settings, loop.subscription) == (fake_client, bus.settings, spec)
+        async with anyio.create_task_group() as tg:
+            await tg.start(loop.run)
+            entry_id, _ = await xadd_reference(fake_client, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys)
+            with anyio.fail_after(5):
+                await loop.wait_until(lambda s: s.acked == 1)
+            loop.stop()
+        assert seen == [entry_id]
+        assert bus.stats.acked == 0  # the bus's own counters are the typed loop's (bus.run)
+    with pytest.raises(BusClosedError):
+        bus.consume_loop(spec)
+
+
 @pytest.mark.parametrize(
     ("values", "field"),
     [
@@ -253,7 +279,7 @@ async def test_stop_returns_from_run(fake_client: aioredis.Redis) -> None:
 def test_stream_subscription_refuses_inconsistent_settings(values: dict[str, Any], field: str) -> None:
     """A subscription needs streams, exactly one kind of handler, and a read timeout beyond its BLOCK."""
     from bus import ConfigurationError
-    from bus.consume import StreamEntry, StreamSubscription
+    from bus.consume import StreamSubscription
 
     async def handle(entry: StreamEntry) -> None:
         return None

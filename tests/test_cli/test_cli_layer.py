@@ -34,6 +34,7 @@ from bus.loader import (
     package_version,
 )
 from tests.conftest import REAL_REDIS_URL
+from tests.test_cli._main import run_main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,16 +50,6 @@ class Probe:
 
 probe = Probe()
 """
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``bus`` in-process: (exit code, stdout, stderr); argparse exits become their code."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- the layer: entry points, one loader ------------------------------------------------------

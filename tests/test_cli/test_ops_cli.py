@@ -20,10 +20,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from bus import WORKFLOW_STREAM, Delivery, EventBus, Keys
-from bus.cli import main
 from bus.ops import REPLAY_SCRIPT
 from bus.testing import fast_settings, reference_fields, wait_for_stats
 from tests.conftest import REAL_REDIS_URL
+from tests.test_cli._main import exit_code
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +51,8 @@ class Cli:
         args = list(argv)
         if conn:
             args += ["--redis-url", REAL_REDIS_URL, "--prefix", self.prefix]
-
-        def run() -> int:
-            try:
-                return main(args)
-            except SystemExit as exc:
-                return int(exc.code or 0)
-
         with anyio.fail_after(30):
-            code = await anyio.to_thread.run_sync(run)
+            code = await anyio.to_thread.run_sync(exit_code, args)
         out = self.capsys.readouterr()
         return code, out.out, out.err
 

@@ -11,16 +11,12 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import fakeredis
@@ -28,7 +24,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from bus import WORKFLOW_STREAM, BusSettings, Delivery, EventBus, Keys, Runner
-from bus.cli import main
 from bus.cli._run import JsonFormatter, _Redact, load_services
 from bus.testing import fast_settings
 from publishers import Actor, PublishContext, publish_workflow_event
@@ -39,8 +34,9 @@ from subscribers.email import EmailSubscriber, FileSender
 from subscribers.notifications import NotificationStore, NotificationSubscriber
 from subscribers.workflow import WorkflowConsumer, WorkflowConverter
 from tests.conftest import REAL_REDIS_URL, free_port
+from tests.test_cli._daemon import Daemon, daemon_env
+from tests.test_cli._main import run_main
 
-ROOT = Path(__file__).resolve().parents[2]
 TICKET = "71717171-0000-4000-8000-000000000008"  # in subscribers/demo/directory.yaml
 DANA = "d1d1d1d1-0000-4000-8000-000000000001"
 ALICE = "a1a1a1a1-0000-4000-8000-000000000002"
@@ -86,16 +82,6 @@ def apps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / f"{name}.py").write_text(APPS)
     monkeypatch.syspath_prepend(str(tmp_path))
     return name
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``bus`` in-process: (exit code, stdout, stderr); argparse exits become their code."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- usage errors (exit 2), before any connection ---------------------------------------------
@@ -295,61 +281,6 @@ async def test_app_handlers_run_under_the_runner(test_prefix: str) -> None:
 # --- the daemon as a subprocess --------------------------------------------------------------
 
 
-class Daemon:
-    """``python -m bus run ...`` with its stderr collected line by line."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bus", "run", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    def wait_for(self, text: str, timeout: float = 60.0) -> dict[str, Any]:
-        """The first JSON log line containing ``text`` (waits for it)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if text in line:
-                    return dict(json.loads(line))
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no log line with {text!r}; exit {self.proc.poll()}; stderr:\n{''.join(self.lines)}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    """Daemons started by the test; killed at the end if still running."""
-    started: list[Daemon] = []
-    yield started
-    for d in started:
-        d.stop()
-
-
-def daemon_env(test_prefix: str, **extra: str) -> dict[str, str]:
-    """The subprocess environment: real Redis, the test's prefix, JSON logs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "BUS_", "SMTP_"))}
-    env.update(REDIS_URL=REAL_REDIS_URL, REDIS_PREFIX=test_prefix, BUS_LOG_FORMAT="json", **extra)
-    return env
-
-
 @pytest.mark.integration
 async def test_bus_run_all_processes_events_and_stops_cleanly_on_sigterm(
     real_client: aioredis.Redis, test_prefix: str, tmp_path: Path, daemons: list[Daemon]
@@ -386,8 +317,8 @@ async def test_bus_run_all_processes_events_and_stops_cleanly_on_sigterm(
                     ):
                         break
                     await anyio.sleep(0.05)
-            fired = await anyio.to_thread.run_sync(
-                daemon.wait_for, f"workflow trigger: TICKET_CREATED {created.event_id}"
+            fired = json.loads(
+                await anyio.to_thread.run_sync(daemon.wait_for, f"workflow trigger: TICKET_CREATED {created.event_id}")
             )
             assert fired["tenant"] == tenant and fired["correlation_key"] == TICKET
             sent = await real_client.xlen(sent_stream)

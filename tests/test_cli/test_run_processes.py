@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +26,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bus import BusSettings, EventBus
 from bus.cli._supervise import Supervisor
+from tests.conftest import REAL_REDIS_URL
 from tests.test_bus._support import ticket_created
-
-ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.test_cli._daemon import ROOT, Daemon, daemon_env, until
 
 #: Handlers that leave files in MARKS: ``slow`` takes 1.5 s per event; ``holding`` never finishes
 #: an event's first delivery (as a process that dies mid-handler) and finishes a redelivery.
@@ -64,58 +61,6 @@ holding_service = Service(holding)
 """
 
 
-class Group:
-    """``python -m bus run ... --processes 2`` with its stderr lines collected."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bus", "run", *args], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    def count(self, text: str) -> int:
-        """Log lines containing ``text``."""
-        return sum(text in line for line in list(self.lines))
-
-    def wait_for(self, text: str, n: int = 1, timeout: float = 60.0) -> None:
-        """Wait until ``n`` log lines contain ``text``."""
-        until(lambda: self.count(text) >= n, timeout, f"{n} log line(s) with {text!r}", self)
-
-    def port(self) -> int:
-        """The group's probe port, from the supervisor's log line."""
-        self.wait_for("serving the group's")
-        line = next(line for line in self.lines if "serving the group's" in line)
-        found = re.search(r":(\d+)\"", line)
-        assert found is not None, line
-        return int(found.group(1))
-
-    def stop(self) -> None:
-        """Kill the supervisor and (by their own parent watch, or here) its children."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def until(condition: Callable[[], bool], timeout: float, what: str, group: Group | None = None) -> None:
-    """Wait for ``condition`` (polling), failing with ``what`` and the logs after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline or (group is not None and group.proc.poll() is not None):
-            logs = "".join(group.lines) if group is not None else ""
-            raise AssertionError(f"{what}: not within {timeout:g} s\n{logs}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def app(tmp_path: Path) -> tuple[str, Path]:
     """A throwaway module with the services (its name) and the marks folder."""
@@ -130,7 +75,7 @@ def app(tmp_path: Path) -> tuple[str, Path]:
 def clean_prefix(test_prefix: str) -> Iterator[None]:
     """Deletes the test's keys at the end (the daemons run in other processes)."""
     yield
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(REAL_REDIS_URL)
     try:
         for key in client.scan_iter(match=f"{test_prefix}*", count=1000):
             client.delete(key)
@@ -140,7 +85,7 @@ def clean_prefix(test_prefix: str) -> Iterator[None]:
 
 def pending_of(stream: str) -> int:
     """Entries pending in the stream's event-processors group."""
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(REAL_REDIS_URL)
     try:
         info: Any = client.xpending(stream, "event-processors")
         return int(info["pending"])
@@ -148,33 +93,15 @@ def pending_of(stream: str) -> int:
         client.close()
 
 
-@pytest.fixture
-def groups() -> Iterator[list[Group]]:
-    """Groups started by the test; stopped at the end if still running."""
-    started: list[Group] = []
-    yield started
-    for group in started:
-        group.stop()
-
-
 def group_env(test_prefix: str, tmp_path: Path, marks: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "BUS_", "SMTP_"))}
-    env.update(
-        REDIS_URL=REDIS_URL,
-        REDIS_PREFIX=test_prefix,
-        BUS_LOG_FORMAT="json",
-        PYTHONPATH=str(tmp_path),
-        TEST_MARKS=str(marks),
-        **extra,
-    )
-    return env
+    return daemon_env(test_prefix, PYTHONPATH=str(tmp_path), TEST_MARKS=str(marks), **extra)
 
 
 def publish(test_prefix: str, n: int) -> list[str]:
     """Publish ``n`` TICKET_CREATED events under the test's prefix; their event ids."""
 
     async def go() -> list[str]:
-        async with EventBus(BusSettings.from_url(REDIS_URL, prefix=test_prefix)) as bus:
+        async with EventBus(BusSettings.from_url(REAL_REDIS_URL, prefix=test_prefix)) as bus:
             return [(await bus.publish("TICKET_CREATED", ticket_created())).event_id for _ in range(n)]
 
     return anyio.run(go)
@@ -192,7 +119,7 @@ def marks_of(marks: Path, kind: str) -> list[tuple[str, int]]:
 
 @pytest.mark.integration
 def test_sigterm_drains_both_children_within_the_grace(
-    app: tuple[str, Path], test_prefix: str, tmp_path: Path, groups: list[Group], clean_prefix: None
+    app: tuple[str, Path], test_prefix: str, tmp_path: Path, daemons: list[Daemon], clean_prefix: None
 ) -> None:
     """SIGTERM to the supervisor while both children run handlers: every started handler finishes, each child
     stops cleanly, the group exits 0 within the grace period."""
@@ -206,8 +133,8 @@ def test_sigterm_drains_both_children_within_the_grace(
         REDIS_STREAM_BATCH_SIZE="1",
         BUS_CONCURRENCY="2",
     )
-    group = Group([f"{name}:slow_service", "--processes", "2"], env)
-    groups.append(group)
+    group = Daemon([f"{name}:slow_service", "--processes", "2"], env)
+    daemons.append(group)
     group.wait_for("group ready: 2 process(es) running")
     publish(test_prefix, 12)
     until(lambda: len({pid for _, pid in marks_of(marks, "started")}) == 2, 60, "both children busy", group)
@@ -231,7 +158,7 @@ def _samples(text: str) -> dict[str, float]:
 
 @pytest.mark.integration
 def test_a_killed_child_is_restarted_and_its_pending_entry_reclaimed(
-    app: tuple[str, Path], test_prefix: str, tmp_path: Path, groups: list[Group], clean_prefix: None
+    app: tuple[str, Path], test_prefix: str, tmp_path: Path, daemons: list[Daemon], clean_prefix: None
 ) -> None:
     """A child SIGKILLed mid-handler is started again, its pending entry is reclaimed and handled once by
     another consumer, and the group's probes report two ready processes and one restart."""
@@ -243,9 +170,10 @@ def test_a_killed_child_is_restarted_and_its_pending_entry_reclaimed(
         REDIS_STREAM_CLAIM_TIMEOUT="1000",
         BUS_RECLAIM_INTERVAL_S="0.5",
     )
-    group = Group([f"{name}:holding_service", "--processes", "2", "--http-port", "0", "--http-host", "127.0.0.1"], env)
-    groups.append(group)
-    http = httpx.Client(base_url=f"http://127.0.0.1:{group.port()}", timeout=10)
+    group = Daemon([f"{name}:holding_service", "--processes", "2", "--http-port", "0", "--http-host", "127.0.0.1"], env)
+    daemons.append(group)
+    port = group.port("serving the group's")
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
     group.wait_for("group ready: 2 process(es) running")
     ready = http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"process-1": "ok", "process-2": "ok"}
