@@ -103,7 +103,7 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_payload_bytes: PosInt = 1024 * 1024
     trim_policy: Literal["approx", "safe", "none"] = "approx"
     #: Consumers dead-letter an ``event`` that is not plain JSON: duplicate keys, numbers msgspec
-    #: cannot represent (bus/_jsoncheck.py; ~1 us per event). False keeps only the size and
+    #: cannot represent (bus/consume/_jsoncheck.py). False keeps only the size and
     #: decode checks (duplicate keys then resolve to the last value, as JSON.parse does).
     strict_json: bool = True
     #: Longest wait between write probes while Redis refuses writes (the consumer is paused).

@@ -12,7 +12,9 @@ has one name (the variable): a flag given wins, an absent flag leaves the variab
 Each service runs on its own :class:`~bus.EventBus` under a :class:`~bus.Runner`. Shutdown: the
 first SIGTERM/SIGINT stops reading and gives in-flight handlers ``--grace-s``
 (``BUS_SHUTDOWN_GRACE_S``); a second signal, or a shutdown still running ``grace + 10 s`` later,
-exits at once (unacked entries stay pending and are redelivered).
+exits at once (unacked entries stay pending and are redelivered). A signal that arrives during
+start-up is held until the daemon watches for it (:func:`~bus.cli._signals.stop_signals_held`),
+then stops it the same way.
 
 ``--processes N`` (``BUS_PROCESSES``) runs N such processes under a supervisor
 (:mod:`bus.cli._supervise`): signals forwarded, crashed children restarted, the group's probes
@@ -61,7 +63,7 @@ from ._common import (
     report,
     settings_from_args,
 )
-from ._signals import SignalHandler, watch_signals
+from ._signals import SignalHandler, stop_signals_held, watch_signals
 from ._supervise import Supervisor
 
 if TYPE_CHECKING:
@@ -396,6 +398,12 @@ def _service_name(service: Service) -> str:
 
 
 def _run_command(args: argparse.Namespace) -> int:
+    # A stop during start-up waits for the signal watcher instead of killing the process.
+    with stop_signals_held():
+        return _run_held(args)
+
+
+def _run_held(args: argparse.Namespace) -> int:
     env = _environ(args)
     level = (args.log_level or env.get("BUS_LOG_LEVEL") or "info").lower()
     fmt = (args.log_format or env.get("BUS_LOG_FORMAT") or "text").lower()

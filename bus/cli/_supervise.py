@@ -8,7 +8,10 @@ own (graceful drain) if the supervisor dies.
 
 - Signals: SIGTERM/SIGINT are forwarded to every child, which drains within its grace period; a
   second signal is forwarded too (the children exit at once) and the supervisor exits 4. A
-  watchdog kills what still runs ``grace + 10 s`` after the first signal and exits 4.
+  watchdog kills what still runs ``grace + 10 s`` after the first signal and exits 4. A child
+  starts with them blocked (:func:`~bus.cli._signals.stop_signals_blocked`) until its own
+  watcher is ready, so one forwarded while it starts is held, then drained, not fatal; no child
+  is started once the group is stopping, and one started as it began stopping is sent the stop.
 - Restarts: a child that exits while not asked to (a crash, SIGKILL, Redis lost for good) is
   started again after a capped, jittered backoff (:data:`RESTART_BACKOFF_S` doubling up to
   :data:`RESTART_BACKOFF_MAX_S`; reset after :data:`STABLE_S` of running). A child that exits 2
@@ -41,7 +44,7 @@ import orjson
 
 from ..observability._group import GroupMember, group_app
 from ..observability._server import serve_http
-from ._signals import watch_signals
+from ._signals import stop_signals_blocked, watch_signals
 
 if TYPE_CHECKING:
     from anyio.abc import Process, TaskGroup
@@ -99,6 +102,8 @@ class Supervisor:
         self.stopping: signal.Signals | None = None
         self.fatal: int | None = None
         self._stopped = anyio.Event()
+        self._stop_signal = signal.SIGTERM  # what _stop_all forwarded
+        self._spawning = anyio.Lock()
 
     # --- children --------------------------------------------------------------------------
 
@@ -115,28 +120,45 @@ class Supervisor:
             env["BUS_CONSUMER_NAME"] = f"{env['BUS_CONSUMER_NAME']}-{child.slot}"
         return env
 
-    async def _run_once(self, child: _Child) -> int:
-        """Start ``child``'s process, follow its reports until it exits; its exit code."""
+    async def _spawn(self, child: _Child, write_fd: int) -> Process | None:
+        """A new process for ``child``, started with the stop signals blocked (it inherits the mask
+        and unblocks them once it watches for them); None once the group is stopping. One at a
+        time: the mask belongs to this thread, so overlapping spawns could restore it blocked."""
+        async with self._spawning:
+            if self._stopped.is_set():
+                return None
+            with stop_signals_blocked():
+                return await anyio.open_process(
+                    self._command(write_fd),
+                    stdin=None,
+                    stdout=None,
+                    stderr=None,
+                    env=self._child_env(child),
+                    start_new_session=True,
+                    pass_fds=(write_fd,),
+                )
+
+    async def _run_once(self, child: _Child) -> int | None:
+        """Start ``child``'s process, follow its reports until it exits; its exit code (None: not
+        started, the group is stopping)."""
         read_fd, write_fd = os.pipe()
         try:
-            child.process = await anyio.open_process(
-                self._command(write_fd),
-                stdin=None,
-                stdout=None,
-                stderr=None,
-                env=self._child_env(child),
-                start_new_session=True,
-                pass_fds=(write_fd,),
-            )
+            process = await self._spawn(child, write_fd)
         except BaseException:
             os.close(read_fd)
             raise
         finally:
             os.close(write_fd)
-        log.info("started %s (pid %d)", child.name, child.process.pid, extra={"slot": child.slot})
+        if process is None:
+            os.close(read_fd)
+            return None
+        child.process = process
+        log.info("started %s (pid %d)", child.name, process.pid, extra={"slot": child.slot})
+        if self._stopped.is_set():  # the stop came while it was being started: _stop_all did not see it
+            self._forward(child, self._stop_signal)
         try:
             await self._follow(child, read_fd)
-            code = await child.process.wait()
+            code = await process.wait()
         finally:
             os.close(read_fd)
         child.process, child.http_port, child.ready = None, None, False
@@ -170,6 +192,8 @@ class Supervisor:
         while True:
             started = time.monotonic()
             code = await self._run_once(child)
+            if code is None:
+                return
             ran_s = time.monotonic() - started
             child.code = code
             if self.stopping is not None or self.fatal is not None:
@@ -202,12 +226,17 @@ class Supervisor:
 
     # --- signals ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _forward(child: _Child, signum: signal.Signals) -> None:
+        if child.process is not None and child.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signum)
+
     def _stop_all(self, signum: signal.Signals) -> None:
         self._stopped.set()
+        self._stop_signal = signum
         for child in self.children:
-            if child.process is not None and child.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.process.send_signal(signum)
+            self._forward(child, signum)
 
     def _kill_all(self) -> None:
         for child in self.children:

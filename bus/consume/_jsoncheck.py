@@ -12,11 +12,16 @@ Anybody who can XADD to a stream can put anything in it. Before the typed decode
   read different tenants or ids from the same bytes.
 
 ``BusSettings.strict_json`` (``BUS_STRICT_JSON``, default true) turns the JSON checks off,
-leaving the size check. Cost: canonical compact JSON (what our publisher and the reference's ``JSON.stringify`` write)
-is recognised by one untyped decode and re-encode that give back the very same bytes (0.8 us
-for a 240-byte event, 1.9 us for 530 bytes; such bytes cannot hold a duplicate key, since the
-re-encoded dict could not repeat it); only other spellings (whitespace, escapes, number formats) take the exact, slower
-scan for duplicate keys.
+leaving the size check.
+
+Cost: the untyped decode, then canonical compact JSON (what our publisher and the reference's
+``JSON.stringify`` write) is recognised by re-encoding the decoded value and getting back the very
+same bytes: such bytes cannot hold a duplicate key, since the re-encoded dict could not repeat it.
+orjson re-encodes first (the cheaper encoder); msgspec's encoder is tried when orjson's spelling
+differs (a float exponent written ``1e16``, not ``1e+16``, as our publisher does) or orjson cannot
+write the value (an integer beyond 64 bits, deep nesting). Only other spellings (whitespace,
+escapes, number formats) take the exact, slower scan for duplicate keys. Figures:
+benchmarks/RESULTS.md, "Plain-JSON check".
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ import json
 from typing import Any
 
 import msgspec
+import orjson
 
 __all__ = ["event_problem", "plain_event"]
 
 _DECODER = msgspec.json.Decoder()
 _ENCODER = msgspec.json.Encoder()
+_DUMPS = orjson.dumps
 
 
 class _DuplicateKeyError(ValueError):
@@ -75,7 +82,14 @@ def plain_event(raw: bytes, max_bytes: int, *, strict: bool = True) -> tuple[str
         return "the event's JSON is nested too deeply (more levels than the decoder's recursion limit)", None
     except msgspec.DecodeError as exc:  # malformed, NaN/Infinity, a number out of range
         return f"the event is not valid JSON: {exc}", None
-    if _ENCODER.encode(value) == raw:
+    try:
+        if _DUMPS(value) == raw:
+            return None, value
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, nesting deeper than orjson writes
+        pass
+    # Neither encoder writes a raw newline (``10``, an int: ``bytes in bytes`` costs more), so an
+    # indented event goes straight to the scan.
+    if 10 not in raw and _ENCODER.encode(value) == raw:
         return None, value
     try:
         json.loads(raw, object_pairs_hook=_pairs)

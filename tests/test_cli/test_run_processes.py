@@ -228,3 +228,14 @@ def test_children_get_unique_consumer_names_and_no_public_probe_port() -> None:
     assert all(e["BUS_PROCESSES"] == "1" and "BUS_HTTP_PORT" not in e and e["KEEP"] == "1" for e in envs)
     default = Supervisor(["svc"], {}, processes=2, grace_s=1.0)
     assert all("BUS_CONSUMER_NAME" not in default._child_env(c) for c in default.children)  # {host}-{pid}-{random}
+
+
+async def test_no_child_is_started_once_the_group_is_stopping() -> None:
+    """A slot whose start comes after the stop (its turn to spawn, or a restart) starts no process: the
+    forwarded signal could not reach it."""
+    supervisor = Supervisor(["svc"], {}, processes=1, grace_s=1.0)
+    supervisor._stop_all(signal.SIGTERM)
+    (child,) = supervisor.children
+    with anyio.fail_after(30):
+        assert await supervisor._run_once(child) is None
+    assert child.process is None

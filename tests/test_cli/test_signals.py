@@ -1,4 +1,8 @@
-"""The daemons' signal watcher (``bus.cli._signals``): each SIGTERM/SIGINT to the handler, none off the main thread."""
+"""The daemons' signal watcher (``bus.cli._signals``): each SIGTERM/SIGINT to the handler, none off the main
+thread; held from the start until the watcher runs, and a held one discarded if it never does.
+
+Signals held here are sent to this thread (``pthread_kill``): sent to the process, another thread of the test
+run, where they are not blocked, could take one with its default action."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import threading
 import anyio
 import pytest
 
-from bus.cli._signals import watch_signals
+from bus.cli._signals import STOP_SIGNALS, stop_signals_held, watch_signals
 
 log = logging.getLogger("tests.signals")
 
@@ -57,3 +61,52 @@ def test_off_the_main_thread_it_warns_and_returns(caplog: pytest.LogCaptureFixtu
     assert [(r.name, r.getMessage()) for r in caplog.records] == [
         (log.name, "not on the main thread: SIGTERM/SIGINT are not handled here")
     ]
+
+
+def _blocked() -> set[signal.Signals]:
+    return signal.pthread_sigmask(signal.SIG_BLOCK, []) & set(STOP_SIGNALS)
+
+
+async def test_a_signal_held_before_the_watcher_reaches_it_once() -> None:
+    """SIGTERM sent while held stays pending, then reaches ``on_signal`` exactly once when the watcher starts;
+    the watcher and the hold each restore the mask they found."""
+    seen: list[signal.Signals] = []
+    arrived = anyio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        seen.append(sig)
+        arrived.set()
+
+    assert _blocked() == set()
+    with stop_signals_held():
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        assert signal.SIGTERM in signal.sigpending() and seen == []
+        async with anyio.create_task_group() as tg:
+            await tg.start(watch_signals, on_signal, log)
+            assert _blocked() == set()
+            with anyio.fail_after(5):
+                await arrived.wait()
+            tg.start_soon(anyio.sleep_forever)  # the loop reads the wakeup fd again: a duplicate would show
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+        assert _blocked() == set(STOP_SIGNALS)
+    assert seen == [signal.SIGTERM]
+    assert _blocked() == set()
+
+
+def test_a_signal_held_without_a_watcher_is_discarded() -> None:
+    """A command that ends before watching (a start-up error): the held SIGTERM and SIGINT are dropped, not
+    delivered, and the mask is as before."""
+    delivered: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: delivered.append(signum)) for sig in STOP_SIGNALS}
+    try:  # recorded, not the default action, should one get through
+        with stop_signals_held():
+            for sig in STOP_SIGNALS:
+                signal.pthread_kill(threading.get_ident(), sig)
+            assert set(STOP_SIGNALS) <= signal.sigpending()
+        assert signal.sigpending() & set(STOP_SIGNALS) == set()
+        assert _blocked() == set()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert delivered == []
