@@ -3,7 +3,8 @@
 No background task: the first caller of a tick becomes the group's *leader*. It yields once
 (``anyio.lowlevel.checkpoint()``) so that every caller that is ready in the same tick joins
 the group, then writes the group in one MULTI/EXEC; the others wait, each on its own future,
-which the writer resolves with that caller's outcomes. A group that reaches ``max_batch`` events
+which the writer resolves once the group is written; each caller then takes its own slice of
+the outcomes (or the group's error) from the group. A group that reaches ``max_batch`` events
 is closed and written at once by the caller that filled it (not at the end of the tick): the
 callers still to come in this tick prepare their events and form the next group while the full
 one is in flight. A new group is written concurrently with groups still in flight (up to
@@ -41,12 +42,15 @@ WriteOutcomes = Callable[[Sequence[PreparedEvent]], Awaitable[list[Outcome]]]
 class _Group:
     """The events of one group and the callers waiting for them."""
 
-    __slots__ = ("done", "error", "items", "outcomes", "waiters", "writing")
+    __slots__ = ("done", "error", "items", "loop", "outcomes", "waiters", "writing")
 
     def __init__(self) -> None:
+        #: Looked up once per group: each waiting caller makes its future from it.
+        self.loop = asyncio.get_running_loop()
         self.items: list[PreparedEvent] = []
-        #: ``(start, end, future)`` of each caller waiting for its slice of the outcomes.
-        self.waiters: list[tuple[int, int, asyncio.Future[list[Outcome]]]] = []
+        #: One future per waiting caller, resolved (with None) once the group is written; each
+        #: caller then reads its own slice of the outcomes (or the error) from the group.
+        self.waiters: list[asyncio.Future[None]] = []
         self.writing = False
         self.done = False
         self.outcomes: list[Outcome] = []
@@ -94,13 +98,13 @@ class AutoBatcher:
             await self._lead(group)
         elif full:
             await self._write_group(group)  # at once: the tick's later callers form the next group meanwhile
-        if group.done:  # this caller wrote the group, or it was written before the leader looked again
-            if group.error is not None:
-                raise _error_for(group.error, group.items[start:end])
-            return group.outcomes[start:end]
-        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
-        group.waiters.append((start, end, future))
-        return await future
+        if not group.done:  # not written by this caller (nor before the leader looked again): wait for it
+            future: asyncio.Future[None] = group.loop.create_future()
+            group.waiters.append(future)
+            await future
+        if group.error is not None:
+            raise _error_for(group.error, group.items[start:end])
+        return group.outcomes[start:end]
 
     async def _lead(self, group: _Group) -> None:
         """Let this tick's callers join (shielded), then write the group unless a filler already did."""
@@ -144,14 +148,9 @@ class AutoBatcher:
 
     @staticmethod
     def _resolve(group: _Group) -> None:
-        error, outcomes, items = group.error, group.outcomes, group.items
-        for start, end, future in group.waiters:
-            if future.done():  # the caller was cancelled and stopped waiting
-                continue
-            if error is not None:
-                future.set_exception(_error_for(error, items[start:end]))
-            else:
-                future.set_result(outcomes[start:end])
+        for future in group.waiters:
+            if not future.done():  # (done: the caller was cancelled and stopped waiting)
+                future.set_result(None)
         group.waiters.clear()
 
     async def drain(self) -> None:
