@@ -3,13 +3,24 @@
 No background task: the first caller of a tick becomes the group's *leader*. It yields once
 (``anyio.lowlevel.checkpoint()``) so that every caller that is ready in the same tick joins
 the group, then writes the group in one MULTI/EXEC; the others wait, each on its own future,
-which the writer resolves with that caller's outcomes. A group that reaches ``max_batch`` events
+which the writer resolves once the group is written; each caller then takes its own slice of
+the outcomes (or the group's error) from the group. A group that reaches ``max_batch`` events
 is closed and written at once by the caller that filled it (not at the end of the tick): the
 callers still to come in this tick prepare their events and form the next group while the full
 one is in flight. A new group is written concurrently with groups still in flight (up to
 ``max_in_flight`` at once; beyond that a closed group waits for a slot, which is backpressure,
 not added latency for an idle bus). So batching adds at most one tick of latency, and every
 caller's ``await`` returns only once its own entries are written.
+
+Many callers in lockstep (each publishing again as soon as its previous publish returned) would
+otherwise form one group per tick, and nothing would overlap its round trip. So a group opened
+while no other group is unwritten (*solo*) is capped at half the fan-in of the last solo tick:
+the caller that fills that half writes it at once, the tick's other callers form a second group
+written while the first is in flight, and from then on the two halves alternate, each formed
+while the other's reply is outstanding. At most two groups per tick this way (a large fan-in is
+never cut into many round trips), none when a half would be under :data:`MIN_SPLIT` events or
+with one write slot. The fan-in is learnt by the solo group's leader after its tick-wait, when
+every caller of the tick has joined; the first such tick is never split.
 
 Each caller gets its own outcome: validation happens in the caller before it joins (a bad
 event never reaches the group), and per-event write errors are reported to their caller only.
@@ -38,15 +49,26 @@ __all__ = ["AutoBatcher"]
 WriteOutcomes = Callable[[Sequence[PreparedEvent]], Awaitable[list[Outcome]]]
 
 
+#: The smallest half worth a round trip of its own when a tick's callers are split in two groups.
+MIN_SPLIT = 16
+
+
 class _Group:
     """The events of one group and the callers waiting for them."""
 
-    __slots__ = ("done", "error", "items", "outcomes", "waiters", "writing")
+    __slots__ = ("cap", "done", "error", "items", "loop", "outcomes", "solo", "waiters", "writing")
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int, *, solo: bool) -> None:
+        #: Closed and written at once, by the caller that fills it, when it holds this many events.
+        self.cap = cap
+        #: Opened while no other group was unwritten: its cap may split the tick's callers in two.
+        self.solo = solo
+        #: Looked up once per group: each waiting caller makes its future from it.
+        self.loop = asyncio.get_running_loop()
         self.items: list[PreparedEvent] = []
-        #: ``(start, end, future)`` of each caller waiting for its slice of the outcomes.
-        self.waiters: list[tuple[int, int, asyncio.Future[list[Outcome]]]] = []
+        #: One future per waiting caller, resolved (with None) once the group is written; each
+        #: caller then reads its own slice of the outcomes (or the error) from the group.
+        self.waiters: list[asyncio.Future[None]] = []
         self.writing = False
         self.done = False
         self.outcomes: list[Outcome] = []
@@ -60,6 +82,8 @@ class AutoBatcher:
         self._write = write_outcomes
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        #: The cap of a solo group: half the fan-in of the last solo tick, or ``max_batch`` (no split).
+        self._split_at = max_batch
         self._in_flight = 0  # groups being written
         self._slot_waiters: deque[asyncio.Future[None]] = deque()  # closed groups waiting for a write slot
         self._open: _Group | None = None
@@ -82,34 +106,46 @@ class AutoBatcher:
         group = self._open
         leader = group is None
         if group is None:
-            group = self._open = _Group()
+            solo = self._unwritten == 0
+            group = self._open = _Group(self._split_at if solo else self._max_batch, solo=solo)
             self._unwritten += 1
         start = len(group.items)
         group.items.extend(items)
         end = len(group.items)
-        full = end >= self._max_batch
+        full = end >= group.cap
         if full:
             self._open = None  # the next caller starts a new group
         if leader and not full:
             await self._lead(group)
         elif full:
             await self._write_group(group)  # at once: the tick's later callers form the next group meanwhile
-        if group.done:  # this caller wrote the group, or it was written before the leader looked again
-            if group.error is not None:
-                raise _error_for(group.error, group.items[start:end])
-            return group.outcomes[start:end]
-        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
-        group.waiters.append((start, end, future))
-        return await future
+        if not group.done:  # not written by this caller (nor before the leader looked again): wait for it
+            future: asyncio.Future[None] = group.loop.create_future()
+            group.waiters.append(future)
+            await future
+        if group.error is not None:
+            raise _error_for(group.error, group.items[start:end])
+        return group.outcomes[start:end]
 
     async def _lead(self, group: _Group) -> None:
         """Let this tick's callers join (shielded), then write the group unless a filler already did."""
         with anyio.CancelScope(shield=True):
             await anyio.lowlevel.checkpoint()
+        if group.solo and self._max_in_flight > 1:  # (one write slot: two halves could not overlap)
+            self._learn_split(group)
         if self._open is group:
             self._open = None
         if not group.writing:
             await self._write_group(group)
+
+    def _learn_split(self, group: _Group) -> None:
+        """Set the next solo group's cap to half this tick's fan-in (every caller of the tick has
+        joined by now: this group, or the group opened when a split closed it), or no split when
+        a half would be under :data:`MIN_SPLIT`."""
+        after = self._open
+        fan_in = len(group.items) + (len(after.items) if after is not None and after is not group else 0)
+        half = fan_in // 2
+        self._split_at = min(half, self._max_batch) if half >= MIN_SPLIT else self._max_batch
 
     async def _write_group(self, group: _Group) -> None:
         """Write the group once (shielded: others wait for it), then resolve every waiting caller."""
@@ -144,14 +180,9 @@ class AutoBatcher:
 
     @staticmethod
     def _resolve(group: _Group) -> None:
-        error, outcomes, items = group.error, group.outcomes, group.items
-        for start, end, future in group.waiters:
-            if future.done():  # the caller was cancelled and stopped waiting
-                continue
-            if error is not None:
-                future.set_exception(_error_for(error, items[start:end]))
-            else:
-                future.set_result(outcomes[start:end])
+        for future in group.waiters:
+            if not future.done():  # (done: the caller was cancelled and stopped waiting)
+                future.set_result(None)
         group.waiters.clear()
 
     async def drain(self) -> None:

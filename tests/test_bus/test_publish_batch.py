@@ -274,3 +274,88 @@ async def test_groups_beyond_max_in_flight_wait_for_a_slot(backend: aioredis.Red
                     tg.start_soon(caller)
             stored = await entries(backend, bus.keys.stream(NOTIFY, "TICKET_CREATED"))
     assert peak[0] == 1 and batcher.groups_written == 4 and len(results) == 7 and len(stored) == 7
+
+
+async def test_one_callers_events_keep_their_order_across_pipelined_groups(
+    backend: aioredis.Redis, test_prefix: str
+) -> None:
+    """With several groups in flight at once, each caller's consecutive submits are stored in the order it made them."""
+    ids: dict[int, list[str]] = {c: [] for c in range(64)}
+    async with open_bus(backend, test_prefix) as bus:
+        batcher = AutoBatcher(bus.publisher.write_outcomes, max_batch=16)  # a tick's 64 callers: 4 groups in flight
+        stream = bus.keys.stream(NOTIFY, "TICKET_CREATED")
+
+        async def caller(c: int) -> None:
+            for _ in range(6):
+                (result,) = await batcher.submit([bus.prepare("TICKET_CREATED", ticket_created(), channel=NOTIFY)])
+                ids[c].append(result.entries[stream])
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for c in range(64):
+                    tg.start_soon(caller, c)
+            stored = await xrange(backend, stream)
+    position = {entry_id.decode(): n for n, (entry_id, _) in enumerate(stored)}
+    assert batcher.groups_written >= 24 and len(position) == 64 * 6
+    assert all(sorted(own, key=position.__getitem__) == own for own in ids.values())
+
+
+async def _waves(bus: Any, batcher: AutoBatcher, callers: int, waves: int) -> None:
+    """``waves`` times, ``callers`` tasks started in one tick each submit one event to ``batcher``."""
+
+    async def caller(i: int) -> None:
+        await batcher.submit([bus.prepare("TICKET_CREATED", ticket_created(n=i), channel=NOTIFY)])
+
+    for _ in range(waves):
+        async with anyio.create_task_group() as tg:
+            for i in range(callers):
+                tg.start_soon(caller, i)
+
+
+@pytest.mark.parametrize("callers", [64, 201])
+async def test_a_tick_of_many_callers_is_split_in_two_pipelined_groups(
+    backend: aioredis.Redis, test_prefix: str, callers: int
+) -> None:
+    """Once a tick's fan-in is known, the next tick with nothing in flight is written as two halves,
+    the second sent while the first is still in flight (never more than two groups for one tick)."""
+    sizes: list[int] = []
+    in_flight_at_send: list[int] = []
+    in_flight = [0]
+    async with open_bus(backend, test_prefix) as bus:
+        write = bus.publisher.write_outcomes
+
+        async def spied(prepared: Any) -> Any:
+            sizes.append(len(prepared))
+            in_flight_at_send.append(in_flight[0])
+            in_flight[0] += 1
+            try:
+                return await write(prepared)
+            finally:
+                in_flight[0] -= 1
+
+        batcher = AutoBatcher(spied)
+        with anyio.fail_after(10):
+            await _waves(bus, batcher, callers, 2)
+            stored = await entries(backend, bus.keys.stream(NOTIFY, "TICKET_CREATED"))
+    half = callers // 2
+    assert sizes == [callers, half, callers - half] and in_flight_at_send == [0, 0, 1]
+    assert len(stored) == 2 * callers
+
+
+@pytest.mark.parametrize(("callers", "max_in_flight"), [(20, 8), (64, 1)])
+async def test_no_split_for_a_small_fan_in_or_a_single_write_slot(
+    backend: aioredis.Redis, test_prefix: str, callers: int, max_in_flight: int
+) -> None:
+    """A tick whose halves would be small, or a batcher with one write slot (no overlap), stays one group."""
+    sizes: list[int] = []
+    async with open_bus(backend, test_prefix) as bus:
+        write = bus.publisher.write_outcomes
+
+        async def spied(prepared: Any) -> Any:
+            sizes.append(len(prepared))
+            return await write(prepared)
+
+        batcher = AutoBatcher(spied, max_in_flight=max_in_flight)
+        with anyio.fail_after(10):
+            await _waves(bus, batcher, callers, 3)
+    assert sizes == [callers] * 3
