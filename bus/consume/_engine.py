@@ -3,12 +3,12 @@
 Data flow::
 
     reader (XREADGROUP; own pending first) --+                 dispatcher: decode, poison,
-                                             +--[1 batch]-->   marker lookup  --[bounded]--> N workers
-    maintenance (reclaim, keep-alive, trim) -+                                                   |
-                                                                                                 v
+                                             +--[1 batch]-->   marker lookup  --[EntryQueue]--> N workers
+    maintenance (reclaim, keep-alive, trim) -+                                                      |
+                                                                                                    v
                               acker: one MULTI/EXEC per flush (XADD dead letters, XACK, markers)
 
-Each piece is its own module (``_reading``, ``_dispatch``, ``_workers``, ``_acker``,
+Each piece is its own module (``_reading``, ``_dispatch``, ``_queue``, ``_workers``, ``_acker``,
 ``_maintenance``); this one wires them for a :class:`StreamSubscription` and owns the lifecycle.
 Shutdown (cancel or :meth:`Consumer.stop`): stop reading, let in-flight handlers finish within
 ``shutdown_grace_s``, flush the acks (shielded, time-boxed), leave the rest pending.
