@@ -1,10 +1,10 @@
 """The consume engine: a :class:`StreamSubscription` says what to consume, :class:`Consumer` runs it.
 
 Modules along the loop's seams: ``_reading`` (XREADGROUP, own pending), ``_dispatch`` (decode ->
-delivery or dead-letter reason, marker lookup), ``_workers`` (handlers, timeouts, in-process
-retries), ``_acker`` (one ack buffer, one MULTI/EXEC per flush), ``_maintenance`` (reclaim,
-keep-alive, trimming, NOGROUP), ``_markers``, ``_deadletter``, ``_health`` (pause and resume
-when Redis refuses writes); ``_engine`` wires them.
+delivery or dead-letter reason, marker lookup), ``_queue`` (the bounded hand-off to the
+workers), ``_workers`` (handlers, timeouts, in-process retries), ``_acker`` (one ack buffer, one
+MULTI/EXEC per flush), ``_maintenance`` (reclaim, keep-alive, trimming, NOGROUP), ``_markers``,
+``_deadletter``, ``_health`` (pause and resume when Redis refuses writes); ``_engine`` wires them.
 """
 
 from __future__ import annotations

@@ -143,7 +143,9 @@ class AckBuffer:
             else:
                 n_dropped += 1
             ids.setdefault(entry.stream, []).append(entry.entry_id)
-        acks = [(stream, pack_command((b"XACK", stream, self.group), sids)) for stream, sids in ids.items()]
+        acks = [
+            (stream, pack_command((b"XACK", stream, self.group), sids, ordered=False)) for stream, sids in ids.items()
+        ]
         marks: list[tuple[str, bytes]] = []
         if self.markers is not None:
             for members_by_tenant, key_of in (

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ._acker import AckBuffer
     from ._entry import InFlight
     from ._markers import Markers
+    from ._queue import EntryQueue
     from ._retry import TransportRetry
     from ._subscription import StreamSubscription
 
@@ -94,24 +95,22 @@ class Dispatcher:
             )
             self._flat_subs = (only,)
 
-    async def run(self, batches: MemoryObjectReceiveStream[list[Entry]], send: MemoryObjectSendStream[Entry]) -> None:
+    async def run(self, batches: MemoryObjectReceiveStream[list[Entry]], queue: EntryQueue) -> None:
         """Decode each batch, then hand it to :meth:`_handoff` (marker lookup, workers) without a buffer."""
         decoded, decoded_out = anyio.create_memory_object_stream[list[Entry]](max_buffer_size=0)
         decode = self.decode if self._typed else self.decode_flat
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._handoff, decoded_out, send)
+            tg.start_soon(self._handoff, decoded_out, queue)
             async with decoded:
                 async for batch in batches:
                     await send_batch(decoded, decode(batch), self.in_flight)
 
-    async def _handoff(
-        self, decoded: MemoryObjectReceiveStream[list[Entry]], send: MemoryObjectSendStream[Entry]
-    ) -> None:
+    async def _handoff(self, decoded: MemoryObjectReceiveStream[list[Entry]], queue: EntryQueue) -> None:
         async with decoded:
             async for ready in decoded:
-                await self._dispatch(ready, send)
+                await self._dispatch(ready, queue)
 
-    async def _dispatch(self, ready: list[Entry], send: MemoryObjectSendStream[Entry]) -> None:
+    async def _dispatch(self, ready: list[Entry], queue: EntryQueue) -> None:
         """Look up the markers of decoded entries, hand the rest to the workers."""
         sent = 0
         try:
@@ -120,13 +119,7 @@ class Dispatcher:
                 ready = self.in_flight.hold(ready, duplicates)
                 self.acks.put_all(duplicates, DUPLICATE)
                 ready = await self._skip_processed(ready)
-            send_nowait = send.send_nowait
-            for entry in ready:
-                try:
-                    send_nowait(entry)
-                except anyio.WouldBlock:
-                    await send.send(entry)
-                sent += 1
+            sent = await queue.put(ready)
         finally:
             self.in_flight.release_all(ready[sent:])  # stays pending in Redis: reclaimed or re-read later
 

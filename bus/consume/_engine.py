@@ -3,12 +3,12 @@
 Data flow::
 
     reader (XREADGROUP; own pending first) --+                 dispatcher: decode, poison,
-                                             +--[1 batch]-->   marker lookup  --[bounded]--> N workers
-    maintenance (reclaim, keep-alive, trim) -+                                                   |
-                                                                                                 v
+                                             +--[1 batch]-->   marker lookup  --[EntryQueue]--> N workers
+    maintenance (reclaim, keep-alive, trim) -+                                                      |
+                                                                                                    v
                               acker: one MULTI/EXEC per flush (XADD dead letters, XACK, markers)
 
-Each piece is its own module (``_reading``, ``_dispatch``, ``_workers``, ``_acker``,
+Each piece is its own module (``_reading``, ``_dispatch``, ``_queue``, ``_workers``, ``_acker``,
 ``_maintenance``); this one wires them for a :class:`StreamSubscription` and owns the lifecycle.
 Shutdown (cancel or :meth:`Consumer.stop`): stop reading, let in-flight handlers finish within
 ``shutdown_grace_s``, flush the acks (shielded, time-boxed), leave the rest pending.
@@ -34,6 +34,7 @@ from ._groups import Groups
 from ._health import BackendHealth
 from ._maintenance import Maintenance
 from ._markers import Markers
+from ._queue import EntryQueue
 from ._reading import Reader
 from ._retry import TransportRetry, single_error
 from ._stats import ConsumerStats, StatsBoard
@@ -41,7 +42,6 @@ from ._workers import Workers
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from schemas import Registry
 
@@ -169,14 +169,14 @@ class Consumer:
             if not await self.health.confirm(exc, "XGROUP CREATE"):
                 raise
             await self._retry("XGROUP CREATE", self.groups.ensure)
-        send, recv = anyio.create_memory_object_stream[Entry](max_buffer_size=self.subscription.count)
+        queue = EntryQueue(self.subscription.count)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._pool, recv)
+                tg.start_soon(self._pool, queue)
                 task_status.started()
-                # In this task, not a child: its ``finally`` (close the workers' stream, start the
+                # In this task, not a child: its ``finally`` (close the workers' queue, start the
                 # drain) must run even when the cancellation arrives before a child would start.
-                await self._feed(send)
+                await self._feed(queue)
         except BaseExceptionGroup as group:
             error = single_error(group)
             if error is not None:
@@ -185,7 +185,7 @@ class Consumer:
         finally:
             self.health.close()
 
-    async def _feed(self, send: MemoryObjectSendStream[Entry]) -> None:
+    async def _feed(self, queue: EntryQueue) -> None:
         """Reader, dispatcher and maintenance; their end (cancel, stop, error) starts the drain.
 
         The reader hands whole batches to the dispatcher (decode, marker lookup, hand-off to the
@@ -193,19 +193,20 @@ class Consumer:
         """
         batches, batches_out = anyio.create_memory_object_stream[list[Entry]](max_buffer_size=1)
         try:
-            with send, batches_out, anyio.CancelScope() as self._feed_scope:
+            with batches_out, anyio.CancelScope() as self._feed_scope:
                 if self._stop_requested:
                     self._feed_scope.cancel()
                 async with anyio.create_task_group() as tg:
                     await tg.start(self.reader.open_early)  # its handshake overlaps the start-up work
                     tg.start_soon(self._open_pool_early)
                     await self.maintenance.check_trimming_safely()
-                    tg.start_soon(self.dispatcher.run, batches_out, send)
+                    tg.start_soon(self.dispatcher.run, batches_out, queue)
                     async with batches:
                         await self.reader.drain_own_pending(batches)
                         tg.start_soon(self.maintenance.run, batches.clone())
                         await self.reader.run(batches)
         finally:
+            queue.close()
             self._begin_drain()
             await self.reader.aclose()
 
@@ -234,16 +235,16 @@ class Consumer:
                 self._pool_scope.deadline, anyio.current_time() + self.settings.shutdown_grace_s
             )
 
-    async def _pool(self, recv: MemoryObjectReceiveStream[Entry]) -> None:
+    async def _pool(self, queue: EntryQueue) -> None:
         """Workers and acker, shielded from outside cancellation: shutdown is time-boxed instead."""
         with anyio.CancelScope(shield=True) as self._pool_scope:
             if self.workers.stopping:
                 self._begin_drain()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._acker)
-                async with recv, anyio.create_task_group() as workers:
+                async with anyio.create_task_group() as workers:
                     for _ in range(self.subscription.concurrency):
-                        workers.start_soon(self.workers.run, recv.clone())
+                        workers.start_soon(self.workers.run, queue)
                 self._workers_done = True
                 self.acks.wakeup.set()
         with anyio.CancelScope(shield=True) as final:

@@ -26,8 +26,6 @@ from ..wire import fields_dict
 from ._entry import DEAD, HANDLED, MARKS, PROGRESS, Entry, Failure
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream
-
     from .._settings import BusSettings
     from ..observability._tracing import Tracing
     from ._acker import AckBuffer
@@ -35,6 +33,7 @@ if TYPE_CHECKING:
     from ._entry import InFlight
     from ._health import BackendHealth
     from ._markers import Markers
+    from ._queue import EntryQueue
     from ._stats import StatsBoard
 
 __all__ = ["Workers", "log_failure", "start"]
@@ -119,26 +118,26 @@ class Workers:
                 multiplier=settings.retry_backoff_s, max=settings.retry_backoff_max_s, jitter=settings.retry_backoff_s
             )
 
-    async def run(self, recv: MemoryObjectReceiveStream[Entry]) -> None:
-        """One worker: entries until the stream ends; after the drain began, leave them pending."""
+    async def run(self, queue: EntryQueue) -> None:
+        """One worker: entries until the queue ends; after the drain began, leave them pending."""
         process = self._process if self._tracing is None else self._traced  # chosen once, not per entry
-        async with recv:
-            while True:
+        get_nowait = queue.get_nowait
+        while True:
+            try:
+                entry = get_nowait()
+            except anyio.WouldBlock:
                 try:
-                    entry = recv.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        entry = await recv.receive()
-                    except anyio.EndOfStream:
-                        return
+                    entry = await queue.get()
                 except anyio.EndOfStream:
                     return
-                if self.stopping:
-                    self.in_flight.release(entry)  # not started: leave it pending
-                    continue
-                if self.health is not None and self.health.paused:
-                    await self.health.wait_resumed()  # health hook: start nothing while Redis refuses
-                await process(entry)
+            except anyio.EndOfStream:
+                return
+            if self.stopping:
+                self.in_flight.release(entry)  # not started: leave it pending
+                continue
+            if self.health is not None and self.health.paused:
+                await self.health.wait_resumed()  # health hook: start nothing while Redis refuses
+            await process(entry)
 
     async def _traced(self, entry: Entry) -> BaseException | None:
         """:meth:`_process` inside the delivery's consumer span (OpenTelemetry, only when tracing is on)."""

@@ -7,6 +7,7 @@ fast paths instead pack their commands here and send them with one write (:mod:`
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 
 __all__ = ["DISCARD", "EXEC", "MULTI", "bulk", "header", "pack", "pack_command", "pack_many", "split_commands"]
@@ -47,9 +48,14 @@ def pack_many(commands: Iterable[tuple[bytes | str | int, ...]]) -> bytes:
     return b"".join(pack(*command) for command in commands)
 
 
-def pack_command(head: Sequence[bytes | str], args: Sequence[bytes]) -> bytes:
+def pack_command(head: Sequence[bytes | str], args: Sequence[bytes], *, ordered: bool = True) -> bytes:
     """RESP for ``head`` + ``args``; the many ``args`` (members, entry ids) are packed in one
-    ``join`` when they share a length, as a batch of uuid members or stream ids usually does."""
+    ``join`` when they share a length, as a batch of uuid members usually does.
+
+    ``ordered=False`` (XACK's ids, SADD's members: the command ignores their order) packs ``args``
+    grouped by length, one ``join`` per length: stream ids of a batch differ in length only where
+    their sequence part gains a digit, so a few joins replace one format per id.
+    """
     parts = [header(len(head) + len(args))]
     parts.extend(bulk(h.encode() if isinstance(h, str) else h) for h in head)
     if args:
@@ -57,6 +63,10 @@ def pack_command(head: Sequence[bytes | str], args: Sequence[bytes]) -> bytes:
         if len(lengths) == 1:
             size = b"$%d\r\n" % lengths.pop()
             parts += (size, (b"\r\n" + size).join(args), b"\r\n")
+        elif not ordered:
+            for n, run in itertools.groupby(sorted(args, key=len), len):
+                size = b"$%d\r\n" % n
+                parts += (size, (b"\r\n" + size).join(run), b"\r\n")
         else:
             parts += [b"$%d\r\n%b\r\n" % (len(a), a) for a in args]
     return b"".join(parts)

@@ -330,3 +330,21 @@ def test_read_count_adapts_to_the_entries_size() -> None:
     reader._adapt(2, 2 * 50_000_000)  # entries larger than the whole budget: one at a time
     assert reader._command.count == 1
     assert b"COUNT\r\n$1\r\n1\r\n" in reader._command.command
+
+
+def test_reply_size_is_exact_for_small_replies_and_estimated_from_a_spread_sample() -> None:
+    """Up to 32 entries the field bytes are summed exactly; a larger reply is estimated from a
+    sample spread over it (exact for uniform entries, close for mixed ones); deleted entries count 0."""
+    from bus.consume._reading import _fields_size
+
+    def entry(size: int) -> list[object]:
+        return [b"1-1", [b"event", b"x" * size, b"channel", b"global"]]
+
+    small: list[object] = [entry(100), [b"1-2", None], entry(7)]
+    assert _fields_size(small) == (5 + 100 + 7 + 6) + (5 + 7 + 7 + 6)  # type: ignore[arg-type]
+    uniform = [entry(500) for _ in range(1000)]
+    assert _fields_size(uniform) == 1000 * (5 + 500 + 7 + 6)  # type: ignore[arg-type]
+    mixed = [entry(200 if i % 3 else 2_000) for i in range(999)]
+    exact = sum(5 + len(e[1][1]) + 7 + 6 for e in mixed)  # type: ignore[index]
+    assert abs(_fields_size(mixed) - exact) <= exact // 5  # type: ignore[arg-type]
+    assert _fields_size([]) == 0

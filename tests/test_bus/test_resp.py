@@ -27,7 +27,7 @@ from bus._codec import (
     workflow_entry,
     workflow_pairs,
 )
-from bus.wire import EXEC, MULTI, bulk, header, pack, pack_many, read_replies, redirect_of, split_commands
+from bus.wire import EXEC, MULTI, bulk, header, pack, pack_command, pack_many, read_replies, redirect_of, split_commands
 from schemas import WORKFLOW_FIELDS, WorkflowEvent, encode_bus_event
 from schemas.events.tickets import TicketCreated
 
@@ -55,6 +55,24 @@ def redis_py_pack(*args: Any) -> bytes:
 def test_pack_matches_redis_py(args: tuple[Any, ...]) -> None:
     """pack() produces byte-for-byte what redis-py's pack_command produces."""
     assert pack(*args) == redis_py_pack(*args)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param([b"1-%d" % i for i in range(1, 1200)], id="ids-of-growing-length"),
+        pytest.param([b"k" * (i % 7) for i in range(50)], id="lengths-interleaved"),
+        pytest.param([b"%032x" % i for i in range(30)], id="one-length"),
+        pytest.param([b"x"], id="one-arg"),
+    ],
+)
+def test_pack_command_unordered_carries_the_same_arguments(args: list[bytes]) -> None:
+    """pack_command(ordered=False) is one valid command with the same head and the same multiset of arguments."""
+    head = (b"XACK", "stream", b"group")
+    [ordered] = parse_commands(pack_command(head, args))
+    [unordered] = parse_commands(pack_command(head, args, ordered=False))
+    assert ordered == [b"XACK", b"stream", b"group", *args]
+    assert unordered[:3] == ordered[:3] and sorted(unordered[3:]) == sorted(args)
 
 
 def test_constants_and_helpers() -> None:
