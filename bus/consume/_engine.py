@@ -59,6 +59,9 @@ log = logging.getLogger("bus.consume")
 FINAL_FLUSH_TIMEOUT_S = 5.0
 #: Pool connections opened during start-up: a marker lookup and an ack flush in flight at once.
 EARLY_POOL_CONNECTIONS = 2
+#: A read connection still shaking hands after this long marks a slow link: only then are the pool's
+#: connections opened during start-up (on a fast link their handshakes only compete with the first events).
+SLOW_LINK_S = 0.02
 
 
 class Consumer:
@@ -214,10 +217,16 @@ class Consumer:
         """Open, during start-up, the shared pool's connections that the steady state uses at once
         (a batch's marker lookup while the previous batch's ack flush is in flight): on a slow
         link a connection opened in front of an event costs that event its handshake round trips.
+        Only on a slow link (the read connection's handshake still runs after :data:`SLOW_LINK_S`):
+        on a fast one the handshakes cost the CPU the first events need and save them next to nothing.
         A failure is left to the lookup or flush that meets it."""
         client = self.client
         if is_cluster(client):  # a connection per node, opened by the slot transactions
             return
+        with anyio.move_on_after(SLOW_LINK_S):  # still shaking hands by then: a slow link, open now
+            took = await self.reader.handshake_time()
+            if took is None or took < SLOW_LINK_S:
+                return  # a fast link (or a failed handshake, which the first read reports)
 
         async def one() -> None:
             conn = await acquire(client)

@@ -239,3 +239,41 @@ async def test_reader_open_early_connects_the_read_connection(real_client: aiore
             assert own.connection is conn and conn.is_connected
         finally:
             await reader.aclose()
+
+
+@pytest.mark.parametrize(("handshake_s", "opened"), [(0.001, 0), (None, 0), (1.0, 2)])
+async def test_pool_connections_open_early_only_on_a_slow_link(
+    monkeypatch: pytest.MonkeyPatch, fake_client: aioredis.Redis, handshake_s: float | None, opened: int
+) -> None:
+    """Start-up opens the pool's two connections only while the read handshake still runs after
+    SLOW_LINK_S (a slow link); after a fast or failed handshake it opens none."""
+    import bus.consume._engine as engine
+    from bus import BusSettings
+    from bus.consume import StreamSubscription
+    from bus.consume._engine import Consumer
+    from bus.consume._reading import Reader
+
+    async def handshake_time(self: Reader) -> float | None:
+        if handshake_s is not None and handshake_s > engine.SLOW_LINK_S:
+            await anyio.sleep(handshake_s)  # still shaking hands when start-up decides
+        return handshake_s
+
+    acquired: list[object] = []
+
+    async def acquire(client: object) -> object:
+        acquired.append(client)
+        return object()
+
+    async def release(client: object, conn: object) -> None:
+        return None
+
+    monkeypatch.setattr(Reader, "handshake_time", handshake_time)
+    monkeypatch.setattr(engine, "acquire", acquire)
+    monkeypatch.setattr(engine, "release", release)
+    async with EventBus(BusSettings(), client=fake_client) as bus:
+        bus.subscribe("TICKET_CREATED", Recorder(), subscriber_id="early-pool")
+        spec = StreamSubscription.for_events(bus.settings, bus.subscriptions, consumer=bus.consumer_name)
+        consumer = Consumer(fake_client, bus.settings, bus.keys, bus.registry, spec)
+        with anyio.fail_after(10):
+            await consumer._open_pool_early()
+    assert len(acquired) == opened
