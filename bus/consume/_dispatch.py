@@ -111,17 +111,20 @@ class Dispatcher:
                 await self._dispatch(ready, queue)
 
     async def _dispatch(self, ready: list[Entry], queue: EntryQueue) -> None:
-        """Look up the markers of decoded entries, hand the rest to the workers."""
-        sent = 0
+        """Look up the markers of decoded entries, hand the rest to the workers. Entries not handed
+        on (cancelled meanwhile) are released: they stay pending in Redis, reclaimed or re-read later."""
+        handed = False
         try:
             if self._typed:
                 duplicates: list[Entry] = []
                 ready = self.in_flight.hold(ready, duplicates)
                 self.acks.put_all(duplicates, DUPLICATE)
                 ready = await self._skip_processed(ready)
-            sent = await queue.put(ready)
+            handed = True
+            await queue.put(ready, self.in_flight.release_all)  # releases what it could not queue
         finally:
-            self.in_flight.release_all(ready[sent:])  # stays pending in Redis: reclaimed or re-read later
+            if not handed:
+                self.in_flight.release_all(ready)
 
     def _pre_check(self, entry: Entry) -> bool:
         """Entries deleted while pending, or pending too often: to the acker. True when it went."""

@@ -14,6 +14,7 @@ the reader). :meth:`EntryQueue.close` ends it: workers take what is left, then :
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -39,25 +40,29 @@ class EntryQueue:
     def __len__(self) -> int:
         return len(self._items)
 
-    async def put(self, entries: list[Entry]) -> int:
-        """Queue ``entries`` in order, waiting for room as needed; how many were queued (all of
-        them, unless cancelled or closed meanwhile: the caller releases the rest)."""
+    async def put(self, entries: list[Entry], unqueued: Callable[[list[Entry]], object]) -> None:
+        """Queue ``entries`` in order, waiting for room as needed. The ones it did not queue
+        (cancelled while waiting, or closed meanwhile) go to ``unqueued``, and only those: the
+        queued ones belong to the workers from then on."""
         done = 0
         items = self._items
-        while done < len(entries) and not self._closed:
-            room = self._capacity - len(items)
-            if room <= 0:
-                self._space = space = anyio.Event()
-                try:
-                    await space.wait()
-                finally:
-                    self._space = None
-                continue
-            chunk = entries[done : done + room] if done or room < len(entries) else entries
-            items.extend(chunk)
-            done += len(chunk)
-            self._wake(len(chunk))
-        return done
+        try:
+            while done < len(entries) and not self._closed:
+                room = self._capacity - len(items)
+                if room <= 0:
+                    self._space = space = anyio.Event()
+                    try:
+                        await space.wait()
+                    finally:
+                        self._space = None
+                    continue
+                chunk = entries[done : done + room] if done or room < len(entries) else entries
+                items.extend(chunk)
+                done += len(chunk)
+                self._wake(len(chunk))
+        finally:
+            if done < len(entries):
+                unqueued(entries[done:])
 
     def _wake(self, n: int) -> None:
         getters = self._getters

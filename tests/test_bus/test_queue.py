@@ -11,6 +11,10 @@ from bus.consume._entry import Entry
 from bus.consume._queue import EntryQueue
 
 
+def _never(entries: list[Entry]) -> None:
+    raise AssertionError(f"{len(entries)} entries were not queued")
+
+
 def _entries(n: int, start: int = 0) -> list[Entry]:
     return [Entry("s", b"%d-0" % i, None, 1) for i in range(start, start + n)]
 
@@ -19,7 +23,8 @@ async def test_entries_come_out_in_the_order_they_were_put() -> None:
     """Two batches put one after the other are taken in order, one entry per get."""
     queue = EntryQueue(100)
     first, second = _entries(3), _entries(2, start=3)
-    assert await queue.put(first) == 3 and await queue.put(second) == 2
+    await queue.put(first, _never)
+    await queue.put(second, _never)
     taken = [queue.get_nowait() for _ in range(5)]
     assert taken == first + second
     with pytest.raises(anyio.WouldBlock):
@@ -39,7 +44,7 @@ async def test_put_waits_for_room_and_goes_on_as_workers_take() -> None:
                 assert len(queue) <= 4
 
         tg.start_soon(taker)
-        assert await queue.put(batch) == 10
+        await queue.put(batch, _never)
     assert taken == batch
 
 
@@ -55,10 +60,10 @@ async def test_idle_workers_are_woken_one_per_entry() -> None:
         for _ in range(3):
             tg.start_soon(worker)
         await anyio.wait_all_tasks_blocked()
-        await queue.put(_entries(2))
+        await queue.put(_entries(2), _never)
         await anyio.wait_all_tasks_blocked()
         assert len(got) == 2
-        await queue.put(_entries(1, start=2))
+        await queue.put(_entries(1, start=2), _never)
         await anyio.wait_all_tasks_blocked()
         assert len(got) == 3
     assert sorted(e.entry_id for e in got) == [b"0-0", b"1-0", b"2-0"]
@@ -73,14 +78,17 @@ async def test_close_lets_workers_take_what_is_left_then_ends_them() -> None:
     with pytest.raises(anyio.EndOfStream):
         await idle
     left = EntryQueue(10)
-    await left.put(_entries(2))
+    await left.put(_entries(2), _never)
     left.close()
     assert left.get_nowait().entry_id == b"0-0" and (await left.get()).entry_id == b"1-0"
     with pytest.raises(anyio.EndOfStream):
         left.get_nowait()
     with pytest.raises(anyio.EndOfStream):
         await left.get()
-    assert await left.put(_entries(1)) == 0  # nothing is queued once closed
+    refused: list[Entry] = []
+    late = _entries(1)
+    await left.put(late, refused.extend)
+    assert refused == late  # nothing is queued once closed: the caller gets them back
 
 
 async def test_a_worker_cancelled_after_it_was_woken_passes_the_wake_up_on() -> None:
@@ -90,7 +98,7 @@ async def test_a_worker_cancelled_after_it_was_woken_passes_the_wake_up_on() -> 
     await anyio.wait_all_tasks_blocked()
     second = asyncio.create_task(queue.get())
     await anyio.wait_all_tasks_blocked()
-    await queue.put(_entries(1))  # wakes the first waiter ...
+    await queue.put(_entries(1), _never)  # wakes the first waiter ...
     first.cancel()  # ... which is cancelled before it runs
     with pytest.raises(asyncio.CancelledError):
         await first
@@ -108,6 +116,27 @@ async def test_a_worker_cancelled_while_idle_is_no_longer_woken() -> None:
     gone.cancel()
     with pytest.raises(asyncio.CancelledError):
         await gone
-    await queue.put(_entries(1))
+    await queue.put(_entries(1), _never)
     with anyio.fail_after(5):
         assert (await live).entry_id == b"0-0"
+
+
+async def test_a_put_cancelled_while_waiting_for_room_returns_only_the_unqueued_entries() -> None:
+    """Cancelled while the queue is full, put hands back exactly the entries it did not queue; the
+    queued ones stay for the workers."""
+    queue = EntryQueue(3)
+    batch = _entries(5)
+    unqueued: list[Entry] = []
+    scope = anyio.CancelScope()
+
+    async def putter() -> None:
+        with scope:
+            await queue.put(batch, unqueued.extend)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(putter)
+        await anyio.wait_all_tasks_blocked()  # the queue is full: put waits for room
+        assert unqueued == []
+        scope.cancel()
+    assert unqueued == batch[3:]
+    assert [queue.get_nowait() for _ in range(3)] == batch[:3]
