@@ -81,7 +81,6 @@ class Reader:
         self._command = GroupReader(spec.group, spec.consumer, spec.streams, min(spec.count, 10), spec.block_ms)
         self._own: aioredis.Redis | None = None
         self._opening: anyio.Event | None = None  # set once open_early's handshake ended
-        self._handshake = anyio.Event()  # the same moment, for :meth:`handshake_time`
         self._handshake_s: float | None = None
         self.is_cluster = is_cluster(client)
         self._stream_of: dict[bytes | str, str] = {}
@@ -119,7 +118,6 @@ class Reader:
         retries it; that read waits for this handshake to end (one connection, one handshake)."""
         if self.is_cluster:  # ClusterReads opens a connection per node itself
             task_status.started()
-            self._handshake.set()
             return
         opening = self._opening = anyio.Event()
         task_status.started()
@@ -130,18 +128,18 @@ class Reader:
                 self._handshake_s = anyio.current_time() - started
         finally:
             opening.set()
-            self._handshake.set()
 
     async def handshake_time(self) -> float | None:
         """Seconds :meth:`open_early`'s handshake took, once it ended (None: it failed, or a cluster)."""
-        await self._handshake.wait()
+        if self._opening is not None:
+            await self._opening.wait()
         return self._handshake_s
 
     async def read_once(self) -> list[tuple[bytes, list[RawEntry]]] | None:
         """One XREADGROUP (pre-packed, raw reply: see :mod:`bus.wire`) under the hard read timeout."""
         timeout_s = self.spec.read_timeout_s
-        opening, self._opening = self._opening, None
-        if opening is not None:
+        opening = self._opening
+        if opening is not None and not opening.is_set():
             await opening.wait()
         try:
             with anyio.fail_after(self.connect_timeout_s), redis_errors("connect for XREADGROUP"):
