@@ -25,6 +25,7 @@ pattern allows; more than 6 fraction digits) the value stands.
 
 from __future__ import annotations
 
+import contextlib
 import types
 import typing
 from collections.abc import Callable
@@ -34,6 +35,11 @@ from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin
 import msgspec
 
 from ._types import DATETIME_META, UUID_META, StrictIsoDateTime, StrictUuid
+
+#: The C check (schemas/_speedups.c), None when the package was built without a C compiler.
+ids_ok: Callable[[list[str], list[str] | str], bool] | None = None
+with contextlib.suppress(ImportError):
+    from ._speedups import ids_ok
 
 __all__ = ["CheckedDecoder", "checked"]
 
@@ -226,6 +232,13 @@ _VERDICT_ONE = """\
     return {fallback}
 """
 
+#: With the C check (schemas/_speedups.c): exactly the two patterns, so the twin only reports errors.
+_VERDICT_C = """\
+    if ids_ok(u, d):
+        return {ok}
+    return {fallback}
+"""
+
 
 def _functions(cls: type, decode: Any, fallback: Any, error: Any) -> tuple[Any, Any, Any] | None:
     """``(attempt(data), decode(data), check(value))`` of a Struct; None when it holds no uuid or datetime.
@@ -246,10 +259,15 @@ def _functions(cls: type, decode: Any, fallback: Any, error: Any) -> tuple[Any, 
     single = [line for line in body if line.startswith("    d.append(v.")]
     if len(single) == 1 and "d.append(" not in lines.replace(single[0], "") and "d.extend(" not in lines:
         body.remove(single[0])
-        hoisted.insert(0, single[0][len("    d.append(") : -1])
-        verdict, collect = _VERDICT_ONE, f"    u = [{', '.join(hoisted)}]\n"
+        expr = single[0][len("    d.append(") : -1]
+        if ids_ok is not None:
+            verdict, collect = _VERDICT_C, f"    u = [{', '.join(hoisted)}]\n    d = {expr}\n"
+        else:
+            hoisted.insert(0, expr)
+            verdict, collect = _VERDICT_ONE, f"    u = [{', '.join(hoisted)}]\n"
     else:
-        verdict, collect = _VERDICT, f"    u = [{', '.join(hoisted)}]\n    d = []\n"
+        verdict = _VERDICT if ids_ok is None else _VERDICT_C
+        collect = f"    u = [{', '.join(hoisted)}]\n    d = []\n"
     collect += "".join(line + "\n" for line in body)
     head = "    try:\n        v = decode(data)\n    except errors:\n        {}\n"
     source = "\n".join(gen.sources) + (
@@ -281,6 +299,7 @@ def _functions(cls: type, decode: Any, fallback: Any, error: Any) -> tuple[Any, 
         "make_single": _single,
         "table": _TABLE,
         "fromisoformat": datetime.fromisoformat,
+        "ids_ok": ids_ok,
     }
     exec(compile(source, f"<checks of {cls.__qualname__}>", "exec"), env)
     env["attempt"].source = source  # for a reader in a debugger

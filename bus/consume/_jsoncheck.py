@@ -14,7 +14,12 @@ Anybody who can XADD to a stream can put anything in it. Before the typed decode
 ``BusSettings.strict_json`` (``BUS_STRICT_JSON``, default true) turns the JSON checks off,
 leaving the size check.
 
-Cost: the untyped decode, then canonical compact JSON (what our publisher and the reference's
+Cost: first the C scan of ``schemas/_speedups.c`` (``plain_json``), one pass over the bytes that
+allocates nothing. It accepts only what it proves plain (no key spelt with an escape, numbers of
+modest size, at most 64 levels and 128 keys per object) and the Python check below decides the
+rest; without the C module (no compiler at install) every event takes the Python check.
+
+The Python check: the untyped decode, then canonical compact JSON (what our publisher and the reference's
 ``JSON.stringify`` write) is recognised by re-encoding the decoded value and getting back the very
 same bytes: such bytes cannot hold a duplicate key, since the re-encoded dict could not repeat it.
 orjson re-encodes first (the cheaper encoder); msgspec's encoder is tried when orjson's spelling
@@ -26,17 +31,24 @@ benchmarks/RESULTS.md, "Plain-JSON check".
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import orjson
 
-__all__ = ["event_problem", "plain_event"]
+__all__ = ["c_scan", "event_problem", "plain_event"]
 
 _DECODER = msgspec.json.Decoder()
 _ENCODER = msgspec.json.Encoder()
 _DUMPS = orjson.dumps
+#: The C scan: True when it proves an event plain (:func:`plain_event` would find no problem).
+#: None when the package was built without a C compiler.
+c_scan: Callable[[bytes], bool] | None = None
+with contextlib.suppress(ImportError):
+    from schemas._speedups import plain_json as c_scan
 
 
 class _DuplicateKeyError(ValueError):
@@ -67,14 +79,15 @@ def event_problem(raw: bytes, max_bytes: int, *, strict: bool = True) -> str | N
 
 
 def plain_event(raw: bytes, max_bytes: int, *, strict: bool = True) -> tuple[str | None, Any]:
-    """:func:`event_problem`, and the decoded value when ``raw`` is exactly its compact encoding.
+    """:func:`event_problem`, and the decoded value when the Python check decoded ``raw`` and it is
+    exactly its compact encoding.
 
-    The value (None otherwise) holds the payload's keys, which tell the registry which union
-    shapes cannot match without a search of the bytes.
+    The value (None otherwise, always when the C scan accepted) holds the payload's keys, which
+    tell the registry which union shapes cannot match without a search of the bytes.
     """
     if len(raw) > max_bytes:
         return f"the event is {len(raw)} bytes, over max_payload_bytes ({max_bytes})", None
-    if not strict:
+    if not strict or (c_scan is not None and c_scan(raw)):
         return None, None
     try:
         value = _DECODER.decode(raw)

@@ -1,4 +1,5 @@
-"""The one-pass uuid/datetime checks accept and reject exactly what the patterns do, with the same errors."""
+"""The one-pass uuid/datetime checks accept and reject exactly what the patterns do, with the same
+errors, with the C check (schemas/_speedups.c) and with the Python one (a build without a compiler)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from schemas import REGISTRY, EventValidationError, events
-from schemas._checks import _strict, checked
+from schemas import REGISTRY, EventValidationError, _checks, events
+from schemas._checks import CheckedDecoder, _strict
 from schemas._types import is_iso_datetime, is_uuid
 
 U1 = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
@@ -121,11 +122,24 @@ def _outcome(decode: Any, data: bytes) -> tuple[str, Any]:
         return "error", str(exc)
 
 
+@pytest.fixture(params=["c", "python"])
+def native(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether the decoders built in the test use the C check (the default build) or the Python one."""
+    if request.param == "python":
+        monkeypatch.setattr(_checks, "ids_ok", None)
+    else:
+        assert _checks.ids_ok is not None, "schemas._speedups was not built"
+    return request.param == "c"
+
+
 @pytest.mark.parametrize(("cls", "doc", "paths"), [pytest.param(*c, id=c[0].__name__) for c in CASES])
-def test_checked_decoder_agrees_with_the_patterns(cls: type[Any], doc: dict[str, Any], paths: list[Any]) -> None:
+def test_checked_decoder_agrees_with_the_patterns(
+    cls: type[Any], doc: dict[str, Any], paths: list[Any], native: bool
+) -> None:
     """Every tricky value in every uuid/datetime position: same value or same error as the patterns' decoder."""
     strict = msgspec.json.Decoder(_strict(cls, {})).decode
-    decoder = checked(cls)
+    decoder = CheckedDecoder(cls)
+    assert ("ids_ok(" in decoder.attempt.source) == native  # type: ignore[attr-defined]
     assert decoder.decode(msgspec.json.encode(doc)) == msgspec.json.decode(msgspec.json.encode(doc), type=cls)
     for path in paths:
         for value in TRICKY:
@@ -174,9 +188,9 @@ def test_values_fromisoformat_refuses_but_the_pattern_allows_are_accepted() -> N
         assert REGISTRY.decode_payload("TICKET_CREATED", data).value.occurred_at == value
 
 
-def test_convert_checks_the_same_rules() -> None:
+def test_convert_checks_the_same_rules(native: bool) -> None:
     """``CheckedDecoder.convert`` of builtins refuses a bad uuid with the field's path, and accepts a good one."""
-    decoder = checked(events.TicketCreatedLegacy)
+    decoder = CheckedDecoder(events.TicketCreatedLegacy)
     good = {"tenantId": U1, "ticketId": U2, "userId": U1}
     assert decoder.convert(good).user_id == U1
     with pytest.raises(msgspec.ValidationError, match=r"userId"):
