@@ -25,7 +25,6 @@ pattern allows; more than 6 fraction digits) the value stands.
 
 from __future__ import annotations
 
-import contextlib
 import types
 import typing
 from collections.abc import Callable
@@ -34,12 +33,8 @@ from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin
 
 import msgspec
 
+from ._native import ids_ok
 from ._types import DATETIME_META, UUID_META, StrictIsoDateTime, StrictUuid
-
-#: The C check (schemas/_speedups.c), None when the package was built without a C compiler.
-ids_ok: Callable[[list[str], list[str] | str], bool] | None = None
-with contextlib.suppress(ImportError):
-    from ._speedups import ids_ok
 
 __all__ = ["CheckedDecoder", "checked"]
 

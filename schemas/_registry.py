@@ -17,6 +17,7 @@ from ._catalog import SPECS
 from ._checks import CheckedDecoder, checked
 from ._common import Payload
 from ._errors import EventValidationError, UnknownEventTypeError, UnknownSchemaRefError
+from ._native import lacks_key
 from ._spec import EventSpec, VariantKind
 from ._types import (
     DATE_PATTERN,
@@ -162,9 +163,14 @@ def _lacks(
     quoted: tuple[bytes, ...],
     quoted_str: tuple[str, ...],
 ) -> bool:
-    """True when the object certainly lacks one of ``names`` (a shape requiring them cannot match)."""
+    """True when the object certainly lacks one of ``names`` (a shape requiring them cannot match).
+
+    Bytes are searched by the C ``lacks_key`` when it is built, else with ``bytes.find``.
+    """
     if present is not None:
         return not present.keys() >= names
+    if type(data) is bytes and lacks_key is not None:
+        return lacks_key(data, quoted)
     if type(data) is bytes:
         # ``92 in data`` and ``find``: ``bytes in bytes`` first tries the needle as an int and
         # clears the TypeError, which costs more than the search itself.

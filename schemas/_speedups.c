@@ -1,6 +1,6 @@
 /* schemas._speedups: C versions of the two checks that cost the most per consumed event.
  *
- * Both answer "certainly acceptable" or "not certain"; the Python code they stand in front of
+ * The checks answer "certainly acceptable" or "not certain"; the Python code they stand in front of
  * (bus/consume/_jsoncheck.py, schemas/_checks.py) stays the authority for everything else and
  * reports every error, so a verdict can only be reached faster, never differently.
  *
@@ -10,6 +10,11 @@
  *   MAX_DEPTH levels, numbers of a size no decoder refuses. False for anything it does not
  *   prove: a key spelt with an escape, a \u escape of a surrogate, a long or exponent-heavy
  *   number, an object of more than MAX_KEYS keys, deeper nesting, and all invalid input.
+ *
+ * - lacks_key(data: bytes, quoted: tuple[bytes, ...]) -> bool
+ *   True when data holds no backslash (so no key is spelt with an escape) and one of the quoted
+ *   keys (b'"name"') occurs nowhere in it: an object that requires that key cannot match. The
+ *   registry skips such union shapes; bytes.find does the same search several times slower.
  *
  * - ids_ok(uuids: list[str], datetimes: list[str] | str) -> bool
  *   True when every uuid matches UUID_PATTERN and every datetime STRICT_DATETIME_PATTERN
@@ -388,9 +393,51 @@ ids_ok(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_TRUE;
 }
 
+/* -- lacks_key -------------------------------------------------------------------------------- */
+
+/* Whether needle (at least 2 bytes) occurs in data: memchr for its second byte (the first letter
+ * of a quoted key; its first, a quote, is everywhere in JSON), then a compare. */
+static int
+contains(const char *data, Py_ssize_t n, const char *needle, Py_ssize_t m)
+{
+    if (m < 2 || m > n) return m <= n && (m == 0 || memchr(data, needle[0], (size_t)n) != NULL);
+    const char *p = data + 1, *last = data + n - m + 1; /* needle[1] at p: needle starts at p - 1 */
+    while (p <= last) {
+        p = memchr(p, needle[1], (size_t)(last - p + 1));
+        if (p == NULL) return 0;
+        if (memcmp(p - 1, needle, (size_t)m) == 0) return 1;
+        p++;
+    }
+    return 0;
+}
+
+static PyObject *
+lacks_key(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "lacks_key(data: bytes, quoted: tuple[bytes, ...])");
+        return NULL;
+    }
+    const char *data = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    if (memchr(data, '\\', (size_t)n) != NULL) Py_RETURN_FALSE; /* a key may be spelt with an escape */
+    Py_ssize_t count = PyTuple_GET_SIZE(args[1]);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *q = PyTuple_GET_ITEM(args[1], i);
+        if (!PyBytes_Check(q)) {
+            PyErr_SetString(PyExc_TypeError, "lacks_key: each quoted key must be bytes");
+            return NULL;
+        }
+        if (!contains(data, n, PyBytes_AS_STRING(q), PyBytes_GET_SIZE(q))) Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
+
 static PyMethodDef methods[] = {
     {"plain_json", (PyCFunction)plain_json, METH_O,
      "plain_json(data: bytes) -> bool: True when data is certainly plain JSON (see the module's header)."},
+    {"lacks_key", (PyCFunction)(void (*)(void))lacks_key, METH_FASTCALL,
+     "lacks_key(data, quoted) -> bool: True when data holds no backslash and misses one of the quoted keys."},
     {"ids_ok", (PyCFunction)(void (*)(void))ids_ok, METH_FASTCALL,
      "ids_ok(uuids, datetimes) -> bool: True when each uuid and datetime matches its pattern exactly."},
     {NULL, NULL, 0, NULL},

@@ -31,13 +31,14 @@ benchmarks/RESULTS.md, "Plain-JSON check".
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import orjson
+
+from schemas import _native
 
 __all__ = ["c_scan", "event_problem", "plain_event"]
 
@@ -46,9 +47,7 @@ _ENCODER = msgspec.json.Encoder()
 _DUMPS = orjson.dumps
 #: The C scan: True when it proves an event plain (:func:`plain_event` would find no problem).
 #: None when the package was built without a C compiler.
-c_scan: Callable[[bytes], bool] | None = None
-with contextlib.suppress(ImportError):
-    from schemas._speedups import plain_json as c_scan
+c_scan: Callable[[bytes], bool] | None = _native.plain_json
 
 
 class _DuplicateKeyError(ValueError):

@@ -14,7 +14,7 @@ import pytest
 from bus.consume import _jsoncheck
 from schemas import REGISTRY
 from schemas._examples import example_payload
-from schemas._speedups import ids_ok, plain_json
+from schemas._speedups import ids_ok, lacks_key, plain_json
 from schemas._types import STRICT_DATETIME_PATTERN, UUID_PATTERN
 
 U = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
@@ -248,3 +248,39 @@ def test_catalog_examples_decode_alike_with_and_without_the_c_check(monkeypatch:
             assert outcomes[0] == outcomes[1], (event_type, data[:200])
             errors += outcomes[0][0] == "error"
     assert errors > 50, errors
+
+
+# --- lacks_key ----------------------------------------------------------------------------------
+
+
+def test_lacks_key_answers_as_the_python_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over catalog examples, their mutations (escapes included) and every union shape's required
+    keys: lacks_key gives the registry's Python answer, and both answers occur."""
+    from schemas import _registry
+
+    plans = [_registry.REGISTRY._plan(t) for t in REGISTRY.event_types]
+    keysets = {(names, quoted, quoted_str) for plan in plans for _, _, names, quoted, quoted_str in plan if names}
+    assert len(keysets) >= 5
+    keysets |= {(frozenset({"a"}), (b'"a"',), ('"a"',)), (frozenset(), (), ())}
+    rng = random.Random(7)
+    datas = [msgspec.json.encode(example_payload(t)) for t in REGISTRY.event_types]
+    datas += [_mutate(d, rng) for d in datas for _ in range(3)]
+    datas += [b"", b'"', b'"a', b'a"', b'{"a":1}', b'{"\\u0061":1}', b'x"a"']
+    monkeypatch.setattr(_registry, "lacks_key", None)
+    answers = set()
+    for data in datas:
+        for names, quoted, quoted_str in keysets:
+            expected = _registry._lacks(data, None, names, quoted, quoted_str)
+            assert lacks_key(data, quoted) is expected, (data[:120], quoted)
+            answers.add(expected)
+    assert answers == {True, False}
+
+
+def test_lacks_key_checks_its_arguments() -> None:
+    """Wrong argument types are a TypeError, not an answer."""
+    with pytest.raises(TypeError):
+        lacks_key("{}", (b'"a"',))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        lacks_key(b"{}", [b'"a"'])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        lacks_key(b"{}", ('"a"',))  # type: ignore[arg-type]
