@@ -3,10 +3,12 @@
 msgspec checks ``Meta(pattern=...)`` with one Python ``re`` call per field, which was most of a
 payload's decode cost. :data:`~schemas._types.Uuid` and :data:`~schemas._types.IsoDateTime` are
 therefore plain strings to msgspec, and a :class:`CheckedDecoder` checks them after the decode,
-in a function generated per Struct:
+in a function generated per Struct. It collects the present uuid strings and the datetime
+strings (nested objects, lists and maps included), then:
 
-- it collects the present uuid strings, then the datetime strings (nested objects, lists and maps
-  included), joins them all with ``,``, encodes them, translates every hex digit to ``x`` with one
+- with the C module (``schemas/_speedups.c``, built by the install when a C compiler is there):
+  one ``ids_ok(uuids, datetimes)`` call, which tests exactly the two patterns;
+- without it: joins them all with ``,``, encodes them, translates every hex digit to ``x`` with one
   ``bytes.translate`` and compares the result with the template of that many uuids and datetimes
   of those lengths: ``xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`` per uuid, ``xxxx-xx-xxTxx:xx:xxZ``
   or ``xxxx-xx-xxTxx:xx:xx.x+Z`` (1 to 6 fraction digits) per datetime. The template has a ``,``
@@ -15,12 +17,13 @@ in a function generated per Struct:
   position of such a string and checks the ranges (month 01-12, day 01-31, hour 00-23, minute and
   second 00-59).
 
-A passing check implies that the reference's pattern matches every value. The converse is not
-needed: when the check fails (or msgspec rejects the input), the same input is decoded with the
-strict twin of the Struct, whose fields carry the patterns as msgspec constraints. The twin is the
-authority: it raises the error that is reported (the first failing field in document order, with
-its path, as before), and when it accepts (a 30 February, which ``fromisoformat`` refuses and the
-pattern allows; more than 6 fraction digits) the value stands.
+A passing check implies that the reference's pattern matches every value (the C check: if and
+only if). The converse is not needed: when the check fails (or msgspec rejects the input), the
+same input is decoded with the strict twin of the Struct, whose fields carry the patterns as
+msgspec constraints. The twin is the authority: it raises the error that is reported (the first
+failing field in document order, with its path, as before), and when it accepts (without the C
+module: a 30 February, which ``fromisoformat`` refuses and the pattern allows; more than 6
+fraction digits) the value stands.
 """
 
 from __future__ import annotations
