@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 import pytest
@@ -131,21 +133,27 @@ def _catalog_events() -> list[bytes]:
 _ALPHABET = b'{}[]",:\\ 0123456789-+.eEu"ntrfa\x00\x1f\x7f\x80\xbf\xc3\xa9\xed\xf0\xff'
 
 
-def _mutate(raw: bytes, rng: random.Random) -> bytes:
-    data = bytearray(raw)
-    for _ in range(rng.randint(1, 3)):
-        i = rng.randrange(len(data) + 1)
+def _edited(items: list[Any], alphabet: Sequence[Any], rng: random.Random, edits: int) -> list[Any]:
+    """``items`` after 1 to ``edits`` random edits: replace, insert, delete, or repeat a slice (a
+    duplicated key or member, often, in JSON)."""
+    out = list(items)
+    for _ in range(rng.randint(1, edits)):
+        i = rng.randrange(len(out) + 1)
         kind = rng.random()
-        if kind < 0.4 and i < len(data):
-            data[i] = rng.choice(_ALPHABET)
+        if kind < 0.4 and i < len(out):
+            out[i] = rng.choice(alphabet)
         elif kind < 0.7:
-            data[i:i] = bytes([rng.choice(_ALPHABET)])
-        elif kind < 0.85 and i < len(data):
-            del data[i]
-        else:  # repeat a slice: a duplicated key or member, often
-            j = min(len(data), i + rng.randint(1, 40))
-            data[j:j] = data[i:j]
-    return bytes(data)
+            out.insert(i, rng.choice(alphabet))
+        elif kind < 0.85 and i < len(out):
+            del out[i]
+        else:
+            j = min(len(out), i + rng.randint(1, 40))
+            out[j:j] = out[i:j]
+    return out
+
+
+def _mutate(raw: bytes, rng: random.Random) -> bytes:
+    return bytes(_edited(list(raw), _ALPHABET, rng, 3))
 
 
 def test_plain_json_never_accepts_what_python_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,19 +182,7 @@ _CHARS = "0123456789abcdefABCDEFgxzG-:.TtZz ,\n\u0660\u0663\uff11\u00e9\ud800"
 
 def _variants(base: str, rng: random.Random, count: int) -> list[str]:
     out = [base, base[:-1], base + "0", "", base.upper(), base.lower()]
-    for _ in range(count):
-        chars = list(base)
-        for _ in range(rng.randint(1, 2)):
-            i = rng.randrange(len(chars) + 1)
-            kind = rng.random()
-            if kind < 0.6 and i < len(chars):
-                chars[i] = rng.choice(_CHARS)
-            elif kind < 0.8:
-                chars.insert(i, rng.choice(_CHARS))
-            elif i < len(chars):
-                del chars[i]
-        out.append("".join(chars))
-    return out
+    return out + ["".join(_edited(list(base), _CHARS, rng, 2)) for _ in range(count)]
 
 
 def test_ids_ok_says_exactly_what_the_patterns_say() -> None:
