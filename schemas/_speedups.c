@@ -1,15 +1,16 @@
-/* schemas._speedups: C versions of the two checks that cost the most per consumed event.
+/* schemas._speedups: C versions of three checks run on every consumed event.
  *
- * The checks answer "certainly acceptable" or "not certain"; the Python code they stand in front of
- * (bus/consume/_jsoncheck.py, schemas/_checks.py) stays the authority for everything else and
- * reports every error, so a verdict can only be reached faster, never differently.
+ * Each answers only what it can prove; the Python code it stands in front of
+ * (bus/consume/_jsoncheck.py, schemas/_registry.py, schemas/_checks.py) stays the authority for
+ * everything else and reports every error, so a verdict can only be reached faster, never
+ * differently.
  *
  * - plain_json(data: bytes) -> bool
  *   True when data is one JSON value (RFC 8259) that the plain-JSON check certainly accepts:
  *   well-formed, strictly valid UTF-8, no duplicate key in any object, nesting of at most
  *   MAX_DEPTH levels, numbers of a size no decoder refuses. False for anything it does not
  *   prove: a key spelt with an escape, a \u escape of a surrogate, a long or exponent-heavy
- *   number, an object of more than MAX_KEYS keys, deeper nesting, and all invalid input.
+ *   number, an object of more than MAX_OBJECT_KEYS keys, deeper nesting, and all invalid input.
  *
  * - lacks_key(data: bytes, quoted: tuple[bytes, ...]) -> bool
  *   True when data holds no backslash (so no key is spelt with an escape) and one of the quoted
@@ -20,8 +21,8 @@
  *   True when every uuid matches UUID_PATTERN and every datetime STRICT_DATETIME_PATTERN
  *   (schemas/_types.py): exactly the patterns, ASCII digits only. False otherwise.
  *
- * Python twins of both live in tests/test_schemas/test_speedups.py, which compares them with
- * these over generated inputs.
+ * tests/test_schemas/test_speedups.py compares each with its Python counterpart over edge and
+ * generated inputs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -201,8 +201,8 @@ class Dispatcher:
                 continue
             if quick is not None and len(raw) <= max_bytes and quick(raw):
                 value = None
-            else:
-                problem, value = plain_event(raw, max_bytes, strict=strict_json)  # size, JSON, duplicate keys
+            else:  # size, JSON, duplicate keys; not scanned twice
+                problem, value = plain_event(raw, max_bytes, strict=strict_json, scan=False)
                 if problem is not None:
                     self._dead(entry, problem)
                     continue

@@ -77,16 +77,17 @@ def event_problem(raw: bytes, max_bytes: int, *, strict: bool = True) -> str | N
     return plain_event(raw, max_bytes, strict=strict)[0]
 
 
-def plain_event(raw: bytes, max_bytes: int, *, strict: bool = True) -> tuple[str | None, Any]:
+def plain_event(raw: bytes, max_bytes: int, *, strict: bool = True, scan: bool = True) -> tuple[str | None, Any]:
     """:func:`event_problem`, and the decoded value when the Python check decoded ``raw`` and it is
     exactly its compact encoding.
 
     The value (None otherwise, always when the C scan accepted) holds the payload's keys, which
     tell the registry which union shapes cannot match without a search of the bytes.
+    ``scan=False``: the caller ran :data:`c_scan` already (it could not prove ``raw`` plain).
     """
     if len(raw) > max_bytes:
         return f"the event is {len(raw)} bytes, over max_payload_bytes ({max_bytes})", None
-    if not strict or (c_scan is not None and c_scan(raw)):
+    if not strict or (scan and c_scan is not None and c_scan(raw)):
         return None, None
     try:
         value = _DECODER.decode(raw)
