@@ -26,6 +26,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 #define MAX_DEPTH 64
@@ -37,8 +38,8 @@ typedef struct {
     Py_ssize_t len;
 } key_t_;
 
-/* 1 for a byte that may appear in a string as is without a closer look: printable ASCII
- * other than '"' and '\\'. */
+/* 1 for a byte that may appear in a string as is without a closer look: ASCII from 0x20 (DEL
+ * included: JSON allows it unescaped) other than '"' and '\\'. */
 static unsigned char plain_char[256];
 
 static int
@@ -87,12 +88,34 @@ utf8_seq(const unsigned char **pp, const unsigned char *end)
     return 0;
 }
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Whether one of the 8 bytes of w needs a closer look: '"', '\\', a control character or a byte
+ * >= 0x80. Each (x - ONES * n) & ~x & HIGHS is non-zero exactly when some byte of x is below n
+ * (n <= 0x80), so a 0 here proves all 8 bytes plain; strings are mostly such runs. */
+static inline int
+needs_look(uint64_t w)
+{
+    uint64_t quote = w ^ (ONES * '"');
+    uint64_t backslash = w ^ (ONES * '\\');
+    return (((quote - ONES) & ~quote) | ((backslash - ONES) & ~backslash) | ((w - ONES * 0x20) & ~w) | w) & HIGHS
+           ? 1
+           : 0;
+}
+
 /* The string whose opening quote is at p[-1]; returns the byte after the closing quote, or NULL.
  * A key (is_key) may not hold an escape: its bytes are then its text, compared as they are. */
 static const unsigned char *
 scan_string(const unsigned char *p, const unsigned char *end, int is_key)
 {
     for (;;) {
+        while (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            if (needs_look(w)) break;
+            p += 8;
+        }
         while (p < end && plain_char[*p]) p++;
         if (p >= end) return NULL;
         unsigned char c = *p;
@@ -463,6 +486,6 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    for (int c = 0x20; c < 0x7F; c++) plain_char[c] = (c != '"' && c != '\\');
+    for (int c = 0x20; c < 0x80; c++) plain_char[c] = (c != '"' && c != '\\');
     return PyModuleDef_Init(&module_def);
 }

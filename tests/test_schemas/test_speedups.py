@@ -115,6 +115,25 @@ def test_plain_json_depth_and_key_limits_are_exact() -> None:
     assert plain_json(b"{" + wide + b"}")  # many keys in all, few open at once
 
 
+_SPECIAL = [b'"', b"\\", b"\\n", b"\\u00e9", b"\x00", b"\x1f", b"\x7f", b"\x80", b"\xc3\xa9", b"\xed\xa0\x80", b"\xff"]
+
+
+@pytest.mark.parametrize("special", _SPECIAL, ids=repr)
+def test_plain_json_string_bytes_at_every_offset(special: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a long string, a byte that needs a closer look is seen at every offset of an 8-byte word."""
+    for before in range(20):
+        for after in (0, 1, 7, 8, 9, 17):
+            for key in (False, True):
+                text = b"a" * before + special + b"b" * after
+                raw = b'{"%s":1}' % text if key else b'{"k":"%s"}' % text
+                python_ok = _python_problem(raw, monkeypatch) is None
+                assert not plain_json(raw) or python_ok, raw  # never accepts what Python refuses
+                if special in (b"\\n", b"\\u00e9", b"\x7f", b"\xc3\xa9") and not key:
+                    assert plain_json(raw), raw  # valid in a value: proved plain wherever it sits
+                if special in (b"\x00", b"\x1f", b"\x80", b"\xed\xa0\x80", b"\xff") or (key and special[:1] == b"\\"):
+                    assert not plain_json(raw), raw
+
+
 def test_plain_json_takes_bytes_only() -> None:
     """A str is a TypeError, not a verdict."""
     with pytest.raises(TypeError, match="bytes"):
