@@ -30,6 +30,7 @@ from schemas import WorkflowEvent
 __all__ = [
     "EVENT_TYPE",
     "PAYLOAD",
+    "TENANT",
     "Target",
     "envelope_bytes",
     "faststream_model",

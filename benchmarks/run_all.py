@@ -27,7 +27,11 @@ Consume (a stream prefilled untimed, then timed until every entry is acked):
 
 - ours: the bus's consume loop (XREADGROUP COUNT n, decode + validate the envelope and payload,
   processed-marker lookup, dispatch to a no-op handler, XACK + marker in one MULTI/EXEC);
-- raw: XREADGROUP COUNT n + ``msgspec.json.decode`` of each envelope + one XACK per batch;
+- raw: XREADGROUP COUNT n + ``msgspec.json.decode`` of each envelope + one XACK per batch; the
+  validating raw loop makes, instead of the decode, every check our loop makes before a handler
+  runs (the plain-JSON check, envelope, payload, tenant id); analysis rows run only our envelope
+  and payload decoders, or all the checks plus our processed-marker lookup and write (the same
+  Redis work as ours, serial in one task: a hand-rolled consumer with our semantics);
 - FastStream: its default stream subscriber (``StreamSub(stream, group=..., consumer=...)``, one
   message per handler call) and its batch subscriber (``batch=True, max_records=1000``), each
   handler taking the pydantic envelope model (validated by FastStream), on a stream prefilled
@@ -68,6 +72,7 @@ from _resp_writer import RespWriter, command
 from _workload import (
     EVENT_TYPE,
     PAYLOAD,
+    TENANT,
     Target,
     envelope_bytes,
     faststream_model,
@@ -76,11 +81,15 @@ from _workload import (
     workflow_fields,
 )
 
-from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, EventBus
+from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, BusSettings, EventBus
 from bus._codec import new_event_id, now_iso
+from bus._tenant import tenant_id_problem
+from bus.consume._jsoncheck import c_scan, plain_event
+from bus.consume._markers import ADD_SCRIPT
 from bus.observability import BusMetrics
 from bus.wire import read_replies
 from schemas import REGISTRY, decode_bus_event
+from schemas._envelope import split_bus_event
 
 HEADING = "Throughput (publish and consume vs raw redis-py and FastStream)"
 CHANNEL_1 = "bench"  # a non-global channel: no workflow entry, 1 XADD per event
@@ -92,9 +101,9 @@ TARGETS = (
     ("64 concurrent publish(batch=True), 2 XADD/event vs FastStream 64 tasks", "conc64-2", "fs-conc64", 5.0),
     ("consume COUNT 1000, no-op handler vs raw XREADGROUP+XACK+decode", "consume1000", "raw-consume1000", 0.5),
     (
-        "consume COUNT 1000 vs raw XREADGROUP+XACK with our validation",
+        "consume COUNT 1000 vs raw XREADGROUP+XACK with all of our checks",
         "consume1000",
-        "raw-consume1000-validate",
+        "raw-consume1000-full",
         0.9,
     ),
     (
@@ -121,9 +130,19 @@ ANALYSIS = (
     ("consume COUNT 1000 vs FastStream's batch stream subscriber (1000)", "consume1000", "fs-consume-batch1000"),
     ("consume at all defaults vs FastStream's default stream subscriber", "consume-defaults", "fs-consume"),
     (
-        "raw with our validation vs raw with msgspec.json.decode (ceiling of a validating consumer)",
-        "raw-consume1000-validate",
+        "raw with all of our checks vs raw with msgspec.json.decode (ceiling of a validating consumer)",
+        "raw-consume1000-full",
         "raw-consume1000",
+    ),
+    (
+        "consume COUNT 1000 vs raw with our envelope and payload decoders only (no plain-JSON or tenant check)",
+        "consume1000",
+        "raw-consume1000-decoders",
+    ),
+    (
+        "consume COUNT 1000 vs raw with all of our checks and our marker lookup and write (same Redis work)",
+        "consume1000",
+        "raw-consume1000-markers",
     ),
 )
 
@@ -402,19 +421,54 @@ class Bench:
         label += ", Prometheus metrics on" if metrics else ""
         self.add(channel, label, "-", "consume", run)
 
-    async def raw_consume(self, client: Any, count: int, *, validate: bool = False) -> None:
-        channel = f"raw-consume{count}{'-validate' if validate else ''}"
+    async def raw_consume(self, client: Any, count: int, *, validate: str = "") -> None:
+        """The raw loop: XREADGROUP COUNT ``count``, a check of each event, one XACK per batch.
+
+        ``validate``: "" decodes with ``msgspec.json.decode``; "decoders" runs our envelope and
+        payload decoders; "full" runs every check our consume loop makes before a handler (the
+        plain-JSON check, envelope, payload, tenant id), the same calls in the same order;
+        "markers" adds the Redis work of our processed markers: per batch, SMISMEMBER on the
+        tenant's set and its rotated one (one pipeline), then the XACK in a MULTI/EXEC with the
+        same marker script as ours. Serial, one task, no hand-off: the floor of our design.
+        """
+        channel = f"raw-consume{count}{'-' + validate if validate else ''}"
         stream = self.target.stream(channel)
         group = "bench-raw"
         await client.xgroup_create(stream, group, id="0", mkstream=True)
         n = self.sizes.consume
         envelopes = [envelope_bytes() for _ in range(n)]
+        max_bytes = BusSettings().max_payload_bytes
 
-        def validated(raw: bytes) -> Any:
+        def decoders(raw: bytes) -> Any:
             envelope = decode_bus_event(raw)
             return REGISTRY.decode_payload(envelope.event_type, bytes(envelope.payload))
 
-        decode = validated if validate else msgspec.json.decode
+        def full(raw: bytes) -> Any:
+            if not (len(raw) <= max_bytes and c_scan is not None and c_scan(raw)):
+                problem, _ = plain_event(raw, max_bytes, scan=False)
+                if problem is not None:
+                    raise ValueError(problem)
+            envelope, payload_json = split_bus_event(raw)
+            typed = REGISTRY.decode_payload(envelope.event_type, payload_json)
+            problem = tenant_id_problem(typed.value.tenant_id)
+            if problem is not None:
+                raise ValueError(problem)
+            return envelope
+
+        decode = {"": msgspec.json.decode, "decoders": decoders, "full": full, "markers": full}[validate]
+        marker_key = self.target.keys.marker_events(TENANT)
+        prefix = f"{group}|{channel}|"
+
+        async def mark(ids: list[bytes], members: list[bytes]) -> None:
+            lookup = client.pipeline(transaction=False)
+            lookup.smismember(marker_key, members)
+            lookup.smismember(marker_key + ":prev", members)
+            seen = await lookup.execute()
+            fresh = [m for m, a, b in zip(members, *seen, strict=True) if not (a or b)]
+            ack = client.pipeline(transaction=True)
+            ack.xack(stream, group, *ids)
+            ack.eval(ADD_SCRIPT, 3, marker_key, marker_key + ":prev", marker_key + ":born", 86400, *fresh)
+            await ack.execute()
 
         async def run() -> tuple[int, float]:
             await self._prefill(client, stream, channel, envelopes)
@@ -424,21 +478,30 @@ class Bench:
                 reply = await client.xreadgroup(group, "raw", {stream: ">"}, count=count)
                 for _, entries in reply:
                     ids = []
+                    members = []
                     for entry_id, fields in entries:
-                        decode(fields[b"event"])
+                        event = decode(fields[b"event"])
                         ids.append(entry_id)
-                    await client.xack(stream, group, *ids)
+                        if validate == "markers":
+                            members.append((prefix + event.id).encode())
+                    if validate == "markers":
+                        await mark(ids, members)
+                    else:
+                        await client.xack(stream, group, *ids)
                     done += len(ids)
             elapsed = time.perf_counter() - start
             await client.xtrim(stream, maxlen=0)
+            if validate == "markers":
+                await client.delete(marker_key, marker_key + ":prev", marker_key + ":born")
             return n, elapsed
 
-        if validate:
-            label = f"(analysis) raw: XREADGROUP COUNT {count} + our envelope and payload validation + XACK"
-            self.add(f"raw-consume{count}-validate", label, "-", "consume", run)
-        else:
-            label = f"raw: XREADGROUP COUNT {count} + msgspec decode + XACK"
-            self.add(f"raw-consume{count}", label, "-", "consume", run)
+        label = {
+            "": f"raw: XREADGROUP COUNT {count} + msgspec decode + XACK",
+            "decoders": f"(analysis) raw: XREADGROUP COUNT {count} + our envelope and payload decoders + XACK",
+            "full": f"raw: XREADGROUP COUNT {count} + all of our checks (plain JSON, envelope, payload, tenant) + XACK",
+            "markers": f"(analysis) raw: XREADGROUP COUNT {count} + all of our checks + our markers + XACK",
+        }[validate]
+        self.add(channel, label, "-", "consume", run)
 
     async def faststream_consume(self, *, batch: bool) -> None:
         """FastStream's stream subscriber (default, or ``batch=True`` with 1000 records per read)."""
@@ -543,7 +606,9 @@ class Bench:
                 for count in (100, 1000):
                     await self.ours_consume(client, count)
                     await self.raw_consume(client, count)
-                await self.raw_consume(client, 1000, validate=True)
+                await self.raw_consume(client, 1000, validate="full")
+                await self.raw_consume(client, 1000, validate="decoders")
+                await self.raw_consume(client, 1000, validate="markers")
                 await self.ours_consume(client, 1000, metrics=True)
                 if self.faststream:
                     await self.faststream_consume(batch=False)
