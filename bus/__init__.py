@@ -49,7 +49,7 @@ from ._keys import (
 from ._options import PublishOptions, WorkflowHooks
 from ._redis import create_client, redis_errors
 from ._runner import Runner, Service, run_services
-from ._settings import BusSettings, default_consumer_name
+from ._settings import BusSettings, LoopTiming, default_consumer_name
 from .consume import Consumer, ConsumerStats, DeadLetter, Delivery, Handler, Subscription
 from .publish import PartialWriteError, PreparedEvent, Publisher, PublishResult
 
@@ -89,6 +89,7 @@ __all__ = [
     "HandlerError",
     "InvalidTenantIdError",
     "Keys",
+    "LoopTiming",
     "PartialWriteError",
     "PayloadTooLargeError",
     "PayloadValidationError",

@@ -20,7 +20,7 @@ from msgspec import Meta
 from ._errors import ConfigurationError
 from ._sentinel import SENTINEL_SCHEMES, sentinel_addresses, sentinel_url_values
 
-__all__ = ["BusSettings", "default_consumer_name"]
+__all__ = ["BusSettings", "LoopTiming", "default_consumer_name"]
 
 _CHECKING: ContextVar[bool] = ContextVar("bus_settings_checking", default=False)
 
@@ -32,6 +32,31 @@ PosFloat = Annotated[float, Meta(gt=0)]
 def default_consumer_name() -> str:
     """``{host}-{pid}-{random}``: unique per process and host, unlike the reference's ``consumer-{pid}``."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class LoopTiming(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a consume loop waits: one value that every service's settings carry as they are.
+
+    ``block_ms`` is the XREADGROUP BLOCK; ``read_timeout_s`` bounds the whole read (it must exceed
+    the BLOCK: a read that outlives it is a dead connection, not an idle stream); entries idle
+    longer than ``claim_idle_ms`` under any consumer are reclaimed, checked every
+    ``reclaim_interval_s``. The defaults are the reference's (REDIS_STREAM_BLOCKING_TIMEOUT,
+    REDIS_STREAM_CLAIM_TIMEOUT); :attr:`BusSettings.loop_timing` has the ones a process was configured with.
+    """
+
+    block_ms: PosInt = 5000
+    read_timeout_s: PosFloat = 15.0
+    claim_idle_ms: PosInt = 30000
+    reclaim_interval_s: PosFloat = 5.0
+
+    def __post_init__(self) -> None:
+        # ``LoopTiming(...)`` does not apply the field constraints by itself (only decoding does).
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigurationError(name, f"must be a number > 0, got {value!r}")
+        if self.read_timeout_s * 1000 <= self.block_ms:
+            raise ConfigurationError("read_timeout_s", f"must exceed block_ms ({self.block_ms} ms)")
 
 
 class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -290,6 +315,17 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         if self.retry_backoff_max_s < self.retry_backoff_s:
             raise ConfigurationError("retry_backoff_max_s", "must be >= retry_backoff_s")
         _check_cluster(self)
+
+    @property
+    def loop_timing(self) -> LoopTiming:
+        """The consume loops' timing as configured here (REDIS_STREAM_BLOCKING_TIMEOUT, BUS_READ_TIMEOUT_S,
+        REDIS_STREAM_CLAIM_TIMEOUT, BUS_RECLAIM_INTERVAL_S): every service's loop reads with it."""
+        return LoopTiming(
+            block_ms=self.block_ms,
+            read_timeout_s=self.read_timeout_s,
+            claim_idle_ms=self.claim_idle_ms,
+            reclaim_interval_s=self.reclaim_interval_s,
+        )
 
     @property
     def is_cluster(self) -> bool:

@@ -48,7 +48,6 @@ from bus import (
     WORKFLOW_DLQ,
     WORKFLOW_GROUP,
     WORKFLOW_STREAM,
-    BusSettings,
     ConfigurationError,
     EventBus,
     Handler,
@@ -302,14 +301,7 @@ def _email_subscriber(cfg: AppSettings, directory: Directory) -> EmailSubscriber
     return EmailSubscriber(directory, _sender(cfg), settings=settings, templates=EmailTemplates(folders))
 
 
-def _workflow_services(cfg: AppSettings, environ: Mapping[str, str] | None) -> list[Service]:
-    bus = BusSettings.from_env(environ)
-    loop: dict[str, Any] = {
-        "block_ms": bus.block_ms,
-        "read_timeout_s": bus.read_timeout_s,
-        "claim_idle_ms": bus.claim_idle_ms,
-        "reclaim_interval_s": bus.reclaim_interval_s,
-    }
+def _workflow_services(cfg: AppSettings) -> list[Service]:
     services: list[Service] = []
     triggers = parse_triggers(cfg.workflow_triggers)
     if triggers:
@@ -319,7 +311,6 @@ def _workflow_services(cfg: AppSettings, environ: Mapping[str, str] | None) -> l
                 dlq=cfg.workflow_dlq,
                 group=cfg.workflow_group,
                 start_id=cfg.workflow_start,
-                **loop,
             )
         )
         for event_type, trigger in triggers:
@@ -328,9 +319,7 @@ def _workflow_services(cfg: AppSettings, environ: Mapping[str, str] | None) -> l
     if cfg.workflow_converter:
         types = tuple(t.strip() for t in (cfg.converter_event_types or "").split(",") if t.strip()) or None
         try:
-            converter = WorkflowConverter(
-                ConverterSettings(event_types=types, workflow_stream=cfg.workflow_stream, **loop)
-            )
+            converter = WorkflowConverter(ConverterSettings(event_types=types, workflow_stream=cfg.workflow_stream))
         except SchemaError as exc:
             raise ConfigurationError("BUS_CONVERTER_EVENT_TYPES", str(exc)) from None
         services.append(converter)
@@ -355,7 +344,7 @@ def notifications(environ: Mapping[str, str] | None = None) -> list[Service]:
 def workflow(environ: Mapping[str, str] | None = None) -> list[Service]:
     """The workflow consumer (with the configured triggers) and/or the converter."""
     cfg = AppSettings.from_env(environ)
-    services = _workflow_services(cfg, environ)
+    services = _workflow_services(cfg)
     if not services:
         raise ConfigurationError(
             "BUS_WORKFLOW_TRIGGERS",
@@ -370,7 +359,7 @@ def all_services(environ: Mapping[str, str] | None = None) -> list[Service]:
     cfg = AppSettings.from_env(environ)
     directory = _directory(cfg, "email and notifications")
     services: list[Service] = [_email_subscriber(cfg, directory), NotificationSubscriber(directory)]
-    extra = _workflow_services(cfg, environ)
+    extra = _workflow_services(cfg)
     if not extra:
         log.info("workflow: no triggers and no converter configured; not started")
     return services + extra

@@ -9,6 +9,7 @@ MULTI/EXEC per flush), ``_maintenance`` (reclaim, keep-alive, trimming, NOGROUP)
 
 from __future__ import annotations
 
+from .._settings import LoopTiming
 from ._deadletter import DeadLetter, DeadLetterFormat, PerTypeDeadLetters, WorkflowDeadLetters
 from ._delivery import Delivery, Handler, Subscription
 from ._engine import Consumer
@@ -26,6 +27,7 @@ __all__ = [
     "EntryHandler",
     "Failure",
     "Handler",
+    "LoopTiming",
     "PerTypeDeadLetters",
     "StreamEntry",
     "StreamSubscription",

@@ -77,7 +77,7 @@ class ClusterReads:
         count = reader.command.count
         out: list[tuple[ClusterNode, list[GroupReader]]] = []
         for node, groups in by_node.values():
-            block = spec.block_ms if len(groups) == 1 else None
+            block = spec.timing.block_ms if len(groups) == 1 else None
             out.append((node, [GroupReader(spec.group, spec.consumer, g, count, block) for g in groups]))
         self.plans += 1
         return out
@@ -158,7 +158,7 @@ class ClusterReads:
     async def _sweep(self, conn: Any, reads: list[GroupReader]) -> list[Any]:
         """Every slot read of one node in one round trip under the hard read timeout."""
         reader = self.reader
-        timeout_s = reader.spec.read_timeout_s
+        timeout_s = reader.spec.timing.read_timeout_s
         try:
             with anyio.fail_after(reader.connect_timeout_s), redis_errors("connect for XREADGROUP"):
                 await connect(conn)

@@ -58,9 +58,9 @@ class Maintenance:
     async def run(self, batches: MemoryObjectSendStream[list[Entry]]) -> None:
         """Keep-alive every tick; reclaim, trimming checks and safe trimming every reclaim interval."""
         spec = self.spec
-        keep_alive_s = spec.claim_idle_ms / 4000
-        tick = min(spec.reclaim_interval_s, keep_alive_s)
-        next_reclaim = anyio.current_time() + spec.reclaim_interval_s
+        keep_alive_s = spec.timing.claim_idle_ms / 4000
+        tick = min(spec.timing.reclaim_interval_s, keep_alive_s)
+        next_reclaim = anyio.current_time() + spec.timing.reclaim_interval_s
         async with batches:
             while True:
                 await anyio.sleep(tick)
@@ -69,7 +69,7 @@ class Maintenance:
                 try:
                     await self.keep_alive(keep_alive_s * 2)
                     if anyio.current_time() >= next_reclaim:
-                        next_reclaim = anyio.current_time() + spec.reclaim_interval_s
+                        next_reclaim = anyio.current_time() + spec.timing.reclaim_interval_s
                         await self.reclaim(batches)
                         await self.check_trimming()
                         if self.settings.trim_policy == "safe":
@@ -103,7 +103,7 @@ class Maintenance:
             return
         now = anyio.current_time()
         spec = self.spec
-        await keep_alive(self.client, spec.group, spec.consumer, stale, min_idle_ms=spec.claim_idle_ms // 4)
+        await keep_alive(self.client, spec.group, spec.consumer, stale, min_idle_ms=spec.timing.claim_idle_ms // 4)
         self.in_flight.touch(stale, now)
 
     async def reclaim(self, batches: MemoryObjectSendStream[list[Entry]]) -> None:
@@ -118,7 +118,7 @@ class Maintenance:
                 spec.group,
                 spec.consumer,
                 spec.streams,
-                min_idle_ms=spec.claim_idle_ms,
+                min_idle_ms=spec.timing.claim_idle_ms,
                 count=spec.count,
                 skip=self.in_flight.keys(),
             )

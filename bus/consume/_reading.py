@@ -78,7 +78,7 @@ class Reader:
         # The read count starts at the reference's 10 and adapts (see _adapt): up to spec.count
         # while replies stay small, down when entries are large, so that one reply stays near
         # spec.read_bytes whatever a writer put in the stream.
-        self._command = GroupReader(spec.group, spec.consumer, spec.streams, min(spec.count, 10), spec.block_ms)
+        self._command = GroupReader(spec.group, spec.consumer, spec.streams, min(spec.count, 10), spec.timing.block_ms)
         self._own: aioredis.Redis | None = None
         self._opening: anyio.Event | None = None  # set once open_early's handshake ended
         self._handshake_s: float | None = None
@@ -137,7 +137,7 @@ class Reader:
 
     async def read_once(self) -> list[tuple[bytes, list[RawEntry]]] | None:
         """One XREADGROUP (pre-packed, raw reply: see :mod:`bus.wire`) under the hard read timeout."""
-        timeout_s = self.spec.read_timeout_s
+        timeout_s = self.spec.timing.read_timeout_s
         opening = self._opening
         if opening is not None and not opening.is_set():
             await opening.wait()
@@ -166,7 +166,7 @@ class Reader:
 
             await ClusterReads(self).run(batches)
             return
-        early_s = self.spec.block_ms / 2000
+        early_s = self.spec.timing.block_ms / 2000
         while True:
             started = anyio.current_time()
             reply = await self.retry("XREADGROUP", self.read_once)

@@ -21,6 +21,7 @@ import msgspec
 from msgspec import Meta
 
 from .._errors import ConfigurationError
+from .._settings import LoopTiming
 from ._deadletter import PerTypeDeadLetters
 
 if TYPE_CHECKING:
@@ -71,10 +72,7 @@ class StreamSubscription(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: PosInt = 16
     handler_retries: Annotated[int, Meta(ge=0)] = 2
     max_deliveries: PosInt = 10
-    block_ms: PosInt = 5000
-    read_timeout_s: PosFloat = 15.0
-    claim_idle_ms: PosInt = 30000
-    reclaim_interval_s: PosFloat = 5.0
+    timing: LoopTiming = LoopTiming()
     #: Typed bus events: the per-type handlers (their streams are ``streams``).
     handlers: tuple[Subscription, ...] = ()
     #: Flat entries: the one handler, its key in logs, and an optional check before it.
@@ -92,10 +90,6 @@ class StreamSubscription(msgspec.Struct, frozen=True, kw_only=True):
             msgspec.structs.force_setattr(self, "batch_size", max(MIN_COUNT, self.read_budget // len(self.streams)))
         if (self.entry_handler is None) == (not self.handlers):
             raise ConfigurationError("handlers", "give either per-type handlers or one entry handler")
-        if self.read_timeout_s * 1000 <= self.block_ms:
-            raise ConfigurationError(
-                "read_timeout_s", f"must exceed block_ms ({self.block_ms} ms) of group {self.group!r}"
-            )
 
     @property
     def count(self) -> int:
@@ -120,10 +114,7 @@ class StreamSubscription(msgspec.Struct, frozen=True, kw_only=True):
             "concurrency": settings.concurrency,
             "handler_retries": settings.handler_retries,
             "max_deliveries": settings.max_deliveries,
-            "block_ms": settings.block_ms,
-            "read_timeout_s": settings.read_timeout_s,
-            "claim_idle_ms": settings.claim_idle_ms,
-            "reclaim_interval_s": settings.reclaim_interval_s,
+            "timing": settings.loop_timing,
         }
         knobs.update(values)
         return cls(**knobs)

@@ -58,7 +58,8 @@ log = logging.getLogger("subscribers.demo")
 
 DIRECTORY_FILE = Path(__file__).with_name("directory.yaml")
 
-#: Consume settings that make a demo snappy (short blocks; the rest the reference's defaults).
+#: Consume settings that make a demo snappy (short blocks; the rest the reference's defaults); the
+#: workflow services read with the bus's timing.
 _FAST: dict[str, Any] = {
     "block_ms": 200,
     "read_timeout_s": 2.0,
@@ -69,7 +70,6 @@ _FAST: dict[str, Any] = {
     "retry_backoff_max_s": 0.5,
     "shutdown_grace_s": 2.0,
 }
-_LOOP: dict[str, Any] = {"block_ms": 200, "read_timeout_s": 2.0, "claim_idle_ms": 5000, "reclaim_interval_s": 1.0}
 
 
 class DemoOptions:
@@ -238,9 +238,9 @@ async def run_demo(opts: DemoOptions, progress: Progress | None = None) -> DemoR
     )
     notifications = NotificationSubscriber(directory)
     workflow_group = f"demo-workflow-{run_id}"
-    consumer = WorkflowConsumer(WorkflowConsumerSettings(group=workflow_group, **_LOOP))
+    consumer = WorkflowConsumer(WorkflowConsumerSettings(group=workflow_group))
     triggers.register(consumer)
-    converter = WorkflowConverter(ConverterSettings(event_types=EVENT_TYPES, group=f"demo-converter-{run_id}", **_LOOP))
+    converter = WorkflowConverter(ConverterSettings(event_types=EVENT_TYPES, group=f"demo-converter-{run_id}"))
     services: list[Service] = [email, notifications, converter, consumer]
     pushes: list[tuple[str, bytes]] = []
     try:

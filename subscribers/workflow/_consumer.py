@@ -31,7 +31,7 @@ import msgspec
 from msgspec import Meta
 
 from bus import WORKFLOW_DLQ, WORKFLOW_GROUP, WORKFLOW_STREAM, Consumer, EventBus, Reject
-from bus.consume import Failure, StreamEntry, StreamSubscription, WorkflowDeadLetters
+from bus.consume import Failure, LoopTiming, StreamEntry, StreamSubscription, WorkflowDeadLetters
 from schemas import (
     REGISTRY,
     EventValidationError,
@@ -79,10 +79,8 @@ class WorkflowConsumerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid
     group: str = WORKFLOW_GROUP
     consumer: str | None = None
     max_deliveries: Annotated[int, Meta(gt=0)] = 3
-    block_ms: Annotated[int, Meta(gt=0)] = 5000
-    read_timeout_s: Annotated[float, Meta(gt=0)] = 15.0
-    claim_idle_ms: Annotated[int, Meta(gt=0)] = 30000
-    reclaim_interval_s: Annotated[float, Meta(gt=0)] = 5.0
+    #: Read, claim and reclaim timing; None: the bus's (``bus.settings.loop_timing``).
+    timing: LoopTiming | None = None
     count: Annotated[int, Meta(gt=0)] = 10
     dedupe_ttl_s: Annotated[int, Meta(gt=0)] = 3 * 24 * 3600
     correlation: CorrelationRules = CorrelationRules()
@@ -145,10 +143,7 @@ class WorkflowConsumer:
             concurrency=1,  # triggers see the entries in stream order
             handler_retries=0,  # retried by redelivery: the delivery count is the reference's
             max_deliveries=s.max_deliveries,
-            block_ms=s.block_ms,
-            read_timeout_s=s.read_timeout_s,
-            claim_idle_ms=s.claim_idle_ms,
-            reclaim_interval_s=s.reclaim_interval_s,
+            timing=s.timing or bus.settings.loop_timing,
             entry_handler=handle,
             entry_handler_key=f"workflow:{s.group}",
             dead_letters=WorkflowDeadLetters(dlq),

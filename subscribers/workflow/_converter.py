@@ -39,7 +39,7 @@ import msgspec
 from msgspec import Meta
 
 from bus import CHANNEL_GLOBAL, WORKFLOW_STREAM, Consumer, EventBus, Reject
-from bus.consume import PerTypeDeadLetters, StreamEntry, StreamSubscription
+from bus.consume import LoopTiming, PerTypeDeadLetters, StreamEntry, StreamSubscription
 from schemas import REGISTRY, EventValidationError, WorkflowEvent, decode_bus_event
 
 from .._keys import SubscriberKeys
@@ -101,10 +101,8 @@ class ConverterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     lookback_ms: Annotated[int, Meta(ge=0)] = 5000
     lookback_max: Annotated[int, Meta(ge=0)] = 1000
     max_deliveries: Annotated[int, Meta(gt=0)] = 10
-    block_ms: Annotated[int, Meta(gt=0)] = 5000
-    read_timeout_s: Annotated[float, Meta(gt=0)] = 15.0
-    claim_idle_ms: Annotated[int, Meta(gt=0)] = 30000
-    reclaim_interval_s: Annotated[float, Meta(gt=0)] = 5.0
+    #: Read, claim and reclaim timing; None: the bus's (``bus.settings.loop_timing``).
+    timing: LoopTiming | None = None
     count: Annotated[int, Meta(gt=0)] = 10
     start_id: str = "0"
 
@@ -202,10 +200,7 @@ class WorkflowConverter:
             concurrency=1,  # the workflow stream gets the entries in the order they were read
             handler_retries=0,
             max_deliveries=s.max_deliveries,
-            block_ms=s.block_ms,
-            read_timeout_s=s.read_timeout_s,
-            claim_idle_ms=s.claim_idle_ms,
-            reclaim_interval_s=s.reclaim_interval_s,
+            timing=s.timing or bus.settings.loop_timing,
             entry_handler=handle,
             entry_handler_key=f"converter:{s.group}",
             entry_check=envelope_problem,

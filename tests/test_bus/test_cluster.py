@@ -24,6 +24,7 @@ from bus import (
     Delivery,
     EventBus,
     Keys,
+    LoopTiming,
     Reject,
     ops,
 )
@@ -42,6 +43,9 @@ from subscribers.workflow import (
 
 from ._cluster import ClusterServers
 from ._support import ticket_created
+
+#: The workflow services' loops: short blocks, a read timeout that survives a failover.
+_TIMING = LoopTiming(block_ms=200, read_timeout_s=5)
 
 pytestmark = pytest.mark.fault
 
@@ -240,10 +244,10 @@ async def test_publish_stopped_between_slots_is_completed_by_a_retry(cluster: Cl
             if ids <= dispatched.keys():
                 all_dispatched.set()
 
-        workflow = WorkflowConsumer(WorkflowConsumerSettings(group=wf_group, block_ms=200, read_timeout_s=5))
+        workflow = WorkflowConsumer(WorkflowConsumerSettings(group=wf_group, timing=_TIMING))
         workflow.register("TICKET_CREATED", trigger)
         converter = WorkflowConverter(
-            ConverterSettings(event_types=("TICKET_CREATED",), group=f"{prefix}conv", block_ms=200, read_timeout_s=5)
+            ConverterSettings(event_types=("TICKET_CREATED",), group=f"{prefix}conv", timing=_TIMING)
         )
         async with anyio.create_task_group() as tg:
             await tg.start(bus.run)
@@ -368,7 +372,7 @@ async def test_hashtag_puts_a_publish_in_one_slot_and_one_transaction(cluster: C
             if ids <= set(dispatched):
                 all_dispatched.set()
 
-        workflow = WorkflowConsumer(WorkflowConsumerSettings(block_ms=200, read_timeout_s=5))
+        workflow = WorkflowConsumer(WorkflowConsumerSettings(timing=_TIMING))
         workflow.register("TICKET_CREATED", trigger)
         async with anyio.create_task_group() as tg:
             await tg.start(bus.run)

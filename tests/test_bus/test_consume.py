@@ -273,11 +273,10 @@ async def test_consume_loop_runs_a_stream_subscription_on_the_bus(fake_client: a
     [
         pytest.param({"streams": ()}, "subscriptions", id="no-streams"),
         pytest.param({"entry_handler": None}, "handlers", id="no-handler"),
-        pytest.param({"block_ms": 2000, "read_timeout_s": 2.0}, "read_timeout_s", id="read-timeout"),
     ],
 )
 def test_stream_subscription_refuses_inconsistent_settings(values: dict[str, Any], field: str) -> None:
-    """A subscription needs streams, exactly one kind of handler, and a read timeout beyond its BLOCK."""
+    """A subscription needs streams and exactly one kind of handler."""
     from bus import ConfigurationError
     from bus.consume import StreamSubscription
 

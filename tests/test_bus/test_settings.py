@@ -10,7 +10,7 @@ import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
-from bus import BusClosedError, BusSettings, ConfigurationError, EventBus, create_client
+from bus import BusClosedError, BusSettings, ConfigurationError, EventBus, LoopTiming, create_client
 
 
 def test_defaults_match_the_reference() -> None:
@@ -156,6 +156,35 @@ def test_direct_construction_validates_too(kwargs: dict[str, Any], variable: str
         BusSettings(**kwargs)
     assert info.value.variable == variable
     assert BusSettings(port=6380, socket_timeout_s=5).socket_timeout_s == 5
+
+
+def test_loop_timing_comes_from_the_environment() -> None:
+    """``loop_timing`` carries the configured BLOCK, read timeout, claim idle and reclaim interval as one value."""
+    s = BusSettings.from_env(
+        {
+            "REDIS_STREAM_BLOCKING_TIMEOUT": "100",
+            "BUS_READ_TIMEOUT_S": "3",
+            "REDIS_STREAM_CLAIM_TIMEOUT": "700",
+            "BUS_RECLAIM_INTERVAL_S": "0.5",
+        }
+    )
+    assert s.loop_timing == LoopTiming(block_ms=100, read_timeout_s=3.0, claim_idle_ms=700, reclaim_interval_s=0.5)
+    assert BusSettings().loop_timing == LoopTiming()  # the reference's defaults on both sides
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        pytest.param({"block_ms": 2000, "read_timeout_s": 2.0}, "read_timeout_s", id="read-timeout-within-block"),
+        pytest.param({"claim_idle_ms": 0}, "claim_idle_ms", id="zero-claim-idle"),
+        pytest.param({"reclaim_interval_s": -1.0}, "reclaim_interval_s", id="negative-interval"),
+        pytest.param({"block_ms": True}, "block_ms", id="bool-is-no-number"),
+    ],
+)
+def test_loop_timing_refuses_inconsistent_values(kwargs: dict[str, Any], field: str) -> None:
+    """A LoopTiming needs positive numbers and a read timeout beyond its BLOCK; the error names the field."""
+    with pytest.raises(ConfigurationError, match=field):
+        LoopTiming(**kwargs)
 
 
 def test_unknown_setting_is_refused() -> None:

@@ -21,7 +21,7 @@ import pytest
 import redis.asyncio as aioredis
 from opentelemetry.sdk.trace import TracerProvider
 
-from bus import WORKFLOW_STREAM, Delivery, EventBus, PublishResult
+from bus import WORKFLOW_STREAM, Delivery, EventBus, LoopTiming, PublishResult
 from bus.observability import Tracing
 from bus.testing import fast_settings, wait_for_stats
 from publishers import publish_event
@@ -103,8 +103,7 @@ def our_workflow(bus: EventBus, prefix: str, group: str, tally: Tally) -> Workfl
         group=group,
         dlq=f"{prefix}workflow:events:global:dlq",
         consumer=f"ours-{uuid.uuid4().hex[:8]}",
-        block_ms=BLOCK_MS,
-        read_timeout_s=2.0,
+        timing=LoopTiming(block_ms=BLOCK_MS, read_timeout_s=2.0),
     )
     consumer = WorkflowConsumer(settings)
 

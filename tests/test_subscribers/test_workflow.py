@@ -12,7 +12,7 @@ import anyio
 import msgspec
 import pytest
 
-from bus import EventBus
+from bus import EventBus, LoopTiming
 from schemas import WORKFLOW_FIELDS, WorkflowEvent
 from subscribers import SubscriberKeys
 from subscribers.workflow import (
@@ -40,15 +40,16 @@ def flat(event_type: str, payload: dict[str, Any], *, event_id: str | None = Non
     ).to_fields()
 
 
+#: Short blocks and quick reclaims, for tests that wait on redeliveries.
+FAST_TIMING = LoopTiming(block_ms=50, read_timeout_s=2.0, claim_idle_ms=20, reclaim_interval_s=0.02)
+
+
 def consumer_settings(test_prefix: str, **overrides: Any) -> WorkflowConsumerSettings:
     """Fast settings on the test's own workflow stream and DLQ."""
     values: dict[str, Any] = {
         "stream": f"{test_prefix}workflow:events:global",
         "dlq": f"{test_prefix}workflow:events:global:dlq",
-        "block_ms": 50,
-        "read_timeout_s": 2.0,
-        "claim_idle_ms": 20,
-        "reclaim_interval_s": 0.02,
+        "timing": FAST_TIMING,
     }
     values.update(overrides)
     return WorkflowConsumerSettings(**values)
@@ -256,10 +257,7 @@ def converter_settings(test_prefix: str, **overrides: Any) -> ConverterSettings:
     values: dict[str, Any] = {
         "event_types": ("TICKET_CREATED", "TICKET_UPDATED"),
         "workflow_stream": f"{test_prefix}workflow:events:global",
-        "block_ms": 50,
-        "read_timeout_s": 2.0,
-        "claim_idle_ms": 20,
-        "reclaim_interval_s": 0.02,
+        "timing": FAST_TIMING,
     }
     values.update(overrides)
     return ConverterSettings(**values)
@@ -371,3 +369,17 @@ async def test_idle_workflow_consumer_and_converter_log_no_warning(
     assert warnings == [], [r.getMessage() for r in warnings]
     assert consumer.loop is not None and converter.loop is not None
     assert consumer.loop.stats.reconnects == converter.loop.stats.reconnects == 0
+
+
+async def test_workflow_services_read_with_the_bus_timing_unless_given() -> None:
+    """The consumer's and converter's loops use ``bus.settings.loop_timing`` when theirs is None, else theirs."""
+    from bus.testing import fake_bus
+
+    own = LoopTiming(block_ms=300, read_timeout_s=4.0, claim_idle_ms=900, reclaim_interval_s=0.3)
+    async with fake_bus(block_ms=120, read_timeout_s=3.0) as bus:
+        assert bus.settings.loop_timing.block_ms == 120
+        for service in (WorkflowConsumer(), WorkflowConverter(ConverterSettings(event_types=("TICKET_CREATED",)))):
+            assert service.subscription(bus).timing == bus.settings.loop_timing
+        assert WorkflowConsumer(WorkflowConsumerSettings(timing=own)).subscription(bus).timing == own
+        converter = WorkflowConverter(ConverterSettings(event_types=("TICKET_CREATED",), timing=own))
+        assert converter.subscription(bus).timing == own
