@@ -87,19 +87,6 @@ class InFlight:
                 out.append(Entry(stream, entry_id, fields, before + 1))
         return out
 
-    def hold(self, entries: list[Entry], duplicates: list[Entry]) -> list[Entry]:
-        """The entries that now hold their event here; the others (a copy of an event another entry
-        is handling right now) are appended to ``duplicates``. Forced copies always run."""
-        holders = self.holders
-        out: list[Entry] = []
-        for entry in entries:
-            holder = holders.setdefault(entry.event_member, entry)
-            if holder is entry or entry.delivery is None or entry.delivery.forced:
-                out.append(entry)
-            else:
-                duplicates.append(entry)
-        return out
-
     def release(self, entry: Entry) -> None:
         """No longer in flight here: stays pending in Redis (unless it was acked)."""
         self.by_stream[entry.stream].pop(entry.entry_id, None)

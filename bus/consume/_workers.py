@@ -121,6 +121,10 @@ class Workers:
     async def run(self, queue: EntryQueue) -> None:
         """One worker: entries until the queue ends; after the drain began, leave them pending."""
         process = self._process if self._tracing is None else self._traced  # chosen once, not per entry
+        # A lone handler (most entries) is started right here, not in a coroutine of ours per entry;
+        # with metrics or tracing on, every entry goes through ``process`` (timing, spans).
+        lone = self._tracing is None and self.board.metrics is None
+        put = self.acks.put
         get_nowait = queue.get_nowait
         while True:
             try:
@@ -137,7 +141,27 @@ class Workers:
                 continue
             if self.health is not None and self.health.paused:
                 await self.health.wait_resumed()  # health hook: start nothing while Redis refuses
-            await process(entry)
+            subs = entry.subs
+            if not lone or len(subs) != 1 or entry.done:
+                await process(entry)
+                continue
+            sub = subs[0]
+            delivery = entry.delivery
+            try:  # the eager start of :meth:`_process`, inlined
+                awaitable = sub.handler(delivery)
+                if type(awaitable) is types.CoroutineType:
+                    awaitable = _Resume(awaitable, awaitable.send(None))
+            except StopIteration:
+                put(entry, HANDLED)  # done without suspending
+                continue
+            except Exception as exc:
+                error = await self._settle(sub, delivery, None, exc)
+            else:
+                error = await self._settle(sub, delivery, awaitable)
+            if error is None:
+                put(entry, HANDLED)
+            else:
+                self._on_failure(entry, sub, error, [])
 
     async def _traced(self, entry: Entry) -> BaseException | None:
         """:meth:`_process` inside the delivery's consumer span (OpenTelemetry, only when tracing is on)."""
@@ -178,15 +202,13 @@ class Workers:
             except Exception as exc:  # raised before its first await: retried like any failure
                 if len(succeeded) > marked:
                     marked = self._mark_progress(entry, succeeded, marked)
-                error = await self._call(sub, delivery, None, exc)
+                error = await self._settle(sub, delivery, None, exc)
             else:
                 if len(succeeded) > marked:
                     # This handler takes time: the earlier ones' markers ride the next flush now,
                     # so a crash while it runs does not repeat them (not only when it fails).
                     marked = self._mark_progress(entry, succeeded, marked)
-                error = await self._call(sub, delivery, started)
-            if error is not None and self.health is not None and not isinstance(error, Reject):
-                error = await self._ride_out(sub, delivery, error)  # health hook: an outage is no delivery attempt
+                error = await self._settle(sub, delivery, started)
             if error is not None:
                 self._on_failure(entry, sub, error, succeeded)
                 return error
@@ -196,6 +218,16 @@ class Workers:
             entry.took = time.perf_counter() - started_at
         self.acks.put(entry, HANDLED)
         return None
+
+    async def _settle(
+        self, sub: Subscription, delivery: Any, started: Awaitable[None] | None, failed: Exception | None = None
+    ) -> BaseException | None:
+        """A handler call that did not finish at once, to its end: :meth:`_call` (timeout, retries),
+        then, for a failure caused by a Redis-wide outage, :meth:`_ride_out`; the error, or None."""
+        error = await self._call(sub, delivery, started, failed)
+        if error is not None and self.health is not None and not isinstance(error, Reject):
+            error = await self._ride_out(sub, delivery, error)  # health hook: an outage is no delivery attempt
+        return error
 
     async def _ride_out(self, sub: Subscription, delivery: Any, error: BaseException) -> BaseException | None:
         """A failure caused by a Redis-wide outage: the entry stays in flight, the handler runs again

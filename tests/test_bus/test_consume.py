@@ -180,6 +180,38 @@ async def test_markers_skip_a_duplicate_id_but_not_another_channel_or_a_forced_c
     assert bus.stats.acked == 4
 
 
+async def test_copies_of_an_event_in_flight_are_acked_as_duplicates(backend: aioredis.Redis, test_prefix: str) -> None:
+    """A copy of an event that another entry is handling right now (in its batch, or read while the
+    handler runs) is acked as a duplicate; a forced copy still runs."""
+    async with make_bus(backend, test_prefix) as bus:
+        release = anyio.Event()
+        calls: list[tuple[str, bool]] = []
+
+        async def slow(delivery: Delivery) -> None:
+            calls.append((delivery.event_id, delivery.forced))
+            if not delivery.forced:
+                await release.wait()
+
+        bus.subscribe("TICKET_CREATED", slow, subscriber_id="slow")
+        event_id, payload = str(uuid.uuid4()), ticket_created_payload()
+        for _ in range(2):  # two copies in the first batch
+            await xadd_reference(backend, "TICKET_CREATED", payload, keys=bus.keys, event_id=event_id)
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            with anyio.fail_after(5):
+                await wait_for_stats(bus, lambda s: s.duplicates == 1)
+            await xadd_reference(backend, "TICKET_CREATED", payload, keys=bus.keys, event_id=event_id)
+            await xadd_reference(backend, "TICKET_CREATED", payload, keys=bus.keys, event_id=event_id, force=True)
+            with anyio.fail_after(5):
+                await wait_for_stats(bus, lambda s: s.duplicates == 2 and s.handled == 1)
+            assert calls == [(event_id, False), (event_id, True)]  # the first copy still runs
+            release.set()
+            with anyio.fail_after(5):
+                await wait_for_stats(bus, lambda s: s.handled == 2)
+            tg.cancel_scope.cancel()
+    assert bus.stats.acked == 4 and bus.stats.duplicates == 2
+
+
 async def test_decorator_form_and_handler_order(backend: aioredis.Redis, test_prefix: str) -> None:
     """``@bus.subscriber`` and ``bus.subscribe(type)`` register handlers that run in registration order."""
     calls: list[str] = []
