@@ -38,6 +38,11 @@ Consume (a stream prefilled untimed, then timed until every entry is acked):
   with FastStream's own publish; the broker is started per round and timed until the handler saw
   every message (acked by FastStream after the handler returns), then stopped.
 
+CPU per event: every consume contender of ours and the raw loops also records, over its timed
+part, the client's CPU (``getrusage``: this process) and Redis's (``INFO cpu``: the server's
+user + system time, so run it on a quiet Redis), per event; the report gives their medians
+beside the wall time. Prefill and teardown are outside that window.
+
 Run: ``python benchmarks/run_all.py`` (``--quick`` for a smoke run, ``--rounds N``,
 ``--no-write``, ``--url redis://127.0.0.1:6379/11``, ``--keys consume1000,consume1000-metrics`` runs only
 those contenders, ``--memory`` adds the 1,000,000-event
@@ -48,6 +53,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -167,6 +174,36 @@ class Row:
     group: str
 
 
+class CpuMeter:
+    """Client and Redis CPU seconds over the timed part of consume calls, per event (see the docstring)."""
+
+    def __init__(self) -> None:
+        #: Per contender, one ``(client µs, Redis µs, wall µs)`` per event for each timed call.
+        self.samples: dict[str, list[tuple[float, float, float]]] = {}
+
+    async def mark(self, client: Any) -> tuple[float, float]:
+        """This process's CPU seconds and Redis's, now."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        info = await client.info("cpu")
+        return usage.ru_utime + usage.ru_stime, float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def add(self, key: str, start: tuple[float, float], end: tuple[float, float], events: int, wall_s: float) -> None:
+        scale = 1e6 / events
+        sample = ((end[0] - start[0]) * scale, (end[1] - start[1]) * scale, wall_s * scale)
+        self.samples.setdefault(key, []).append(sample)
+
+    def medians(self, key: str) -> tuple[float, float, float] | None:
+        """Medians of client, Redis and wall µs per event over the calls (warm-up excluded), or None."""
+        samples = self.samples.get(key, [])[1:] or self.samples.get(key, [])
+        if not samples:
+            return None
+        return (
+            statistics.median(s[0] for s in samples),
+            statistics.median(s[1] for s in samples),
+            statistics.median(s[2] for s in samples),
+        )
+
+
 def _faststream_available() -> bool:
     try:
         import faststream.redis  # noqa: F401
@@ -188,6 +225,7 @@ class Bench:
         self.contenders: dict[str, Callable[[], Awaitable[Any]]] = {}
         self.rows: list[Row] = []
         self.notes: list[str] = []
+        self.cpu = CpuMeter()
 
     def add(self, key: str, label: str, xadds: int | str, group: str, fn: Callable[[], Awaitable[Any]]) -> None:
         if self.keys is not None and key not in self.keys:
@@ -406,12 +444,14 @@ class Bench:
             await self._prefill(client, stream, channel, envelopes)
             target = bus.stats.handled + n
             async with anyio.create_task_group() as tg:
+                cpu = await self.cpu.mark(client)
                 start = time.perf_counter()
                 await tg.start(bus.run)
                 consumer = bus.consumer
                 assert consumer is not None
                 await consumer.wait_until(lambda s: s.handled >= target)
                 elapsed = time.perf_counter() - start
+                self.cpu.add(channel, cpu, await self.cpu.mark(client), n, elapsed)
                 bus.stop()
             await client.xtrim(stream, maxlen=0)
             await client.delete(*self.target.marker_keys())
@@ -473,6 +513,7 @@ class Bench:
 
         async def run() -> tuple[int, float]:
             await self._prefill(client, stream, channel, envelopes)
+            cpu = await self.cpu.mark(client)
             start = time.perf_counter()
             done = 0
             while done < n:
@@ -492,6 +533,7 @@ class Bench:
                         await client.xack(stream, group, *ids)
                     done += len(ids)
             elapsed = time.perf_counter() - start
+            self.cpu.add(channel, cpu, await self.cpu.mark(client), n, elapsed)
             await client.xtrim(stream, maxlen=0)
             if marks:
                 await client.delete(marker_key, marker_key + ":prev", marker_key + ":born")
@@ -660,6 +702,14 @@ def report(bench: Bench, timings: dict[str, Timing], rounds: int, load: tuple[fl
     ]
     if analysis:
         targets += "\n\n" + markdown_table(["analysis ratio (not a target)", "ratio (medians)"], analysis)
+    cpu_rows = []
+    for row in bench.rows:
+        medians = bench.cpu.medians(row.key)
+        if medians is not None:
+            cpu_rows.append((row.label, *(f"{v:.2f}" for v in medians)))
+    if cpu_rows:
+        targets += "\n\nCPU per event over the timed part of each consume call (medians of the calls):\n\n"
+        targets += markdown_table(["contender", "client CPU µs/event", "Redis CPU µs/event", "wall µs/event"], cpu_rows)
     packages = ["redis", "hiredis", "msgspec", "anyio", "faststream", "pydantic", "psutil"]
     sizes = (
         f"payload {len(payload_bytes())} bytes, envelope {len(envelope_bytes())} bytes, "

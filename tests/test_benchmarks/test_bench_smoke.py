@@ -63,7 +63,7 @@ def test_bus_bench_is_registered() -> None:
 
 @pytest.mark.integration
 def test_run_all_prints_the_table(capsys: pytest.CaptureFixture[str], free_db: str) -> None:
-    """run_all with minimal sizes and one round prints every row and the target ratios."""
+    """run_all with minimal sizes and one round prints every row, the target ratios and the consume CPU table."""
     run_all = _load_run_all()
     code = run_all.main(
         [
@@ -95,3 +95,11 @@ def test_run_all_prints_the_table(capsys: pytest.CaptureFixture[str], free_db: s
         assert row in out
     assert "| target | goal | ratio (medians) | verdict |" in out
     assert "Auto-batching check" in out
+    # Each consume contender of ours and the raw loops has its CPU per event: positive numbers.
+    cpu = out.split("| contender | client CPU µs/event | Redis CPU µs/event | wall µs/event |", 1)[1]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in cpu.splitlines() if line.startswith("| ours")}
+    assert "ours: consume loop, no-op handler, COUNT 1000" in rows
+    client_us, _, wall_us = (
+        float(v) for v in rows["ours: consume loop, no-op handler, COUNT 1000"].strip("| ").split(" | ")[1:]
+    )
+    assert client_us >= 0 and wall_us > 0  # a 200-event call may fall within one CPU-accounting tick
