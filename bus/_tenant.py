@@ -18,11 +18,12 @@ keys (``~alga-psa:tenant:{tenant}:*``). So it must not carry:
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Final
 
 from ._errors import InvalidTenantIdError
 
-__all__ = ["MAX_TENANT_ID_CHARS", "check_tenant_id", "tenant_id_problem", "tenant_prefix"]
+__all__ = ["MAX_TENANT_ID_CHARS", "check_tenant_id", "checked_tenant_ids", "tenant_id_problem", "tenant_prefix"]
 
 MAX_TENANT_ID_CHARS: Final = 128
 
@@ -65,6 +66,12 @@ def tenant_id_problem(tenant_id: object) -> str | None:
         _VALID.clear()
     _VALID.add(tenant_id)
     return None
+
+
+def checked_tenant_ids() -> AbstractSet[str]:
+    """The tenant ids :func:`tenant_id_problem` already found valid: a bounded cache, the same set
+    for the life of the process, so a loop over many entries tests membership before calling it."""
+    return _VALID
 
 
 def check_tenant_id(tenant_id: str) -> str:

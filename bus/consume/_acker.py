@@ -72,6 +72,7 @@ class AckBuffer:
         self.cap = cap
         self.entries: list[Entry] = []
         self.wakeup = anyio.Event()
+        self._woken = False  # ``wakeup.is_set()`` without two calls per entry put
         #: Called with a GroupMissingError met in a flush (the entries' group is gone: nothing to ack).
         self.on_nogroup: Callable[[BaseException], None] = _ignore
         self._cluster = is_cluster(client)
@@ -80,7 +81,8 @@ class AckBuffer:
         """Queue ``entry`` with its outcome and wake the acker."""
         entry.outcome = outcome
         self.entries.append(entry)
-        if not self.wakeup.is_set():
+        if not self._woken:
+            self._woken = True
             self.wakeup.set()
 
     def put_all(self, entries: list[Entry], outcome: int) -> None:
@@ -89,7 +91,12 @@ class AckBuffer:
             for entry in entries:
                 entry.outcome = outcome
             self.entries += entries
-            self.wakeup.set()
+            self.wake()
+
+    def wake(self) -> None:
+        """Wake the acker (something was queued, or the workers are done)."""
+        self._woken = True
+        self.wakeup.set()
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -98,6 +105,7 @@ class AckBuffer:
         """Until something was queued."""
         await self.wakeup.wait()
         self.wakeup = anyio.Event()
+        self._woken = False
 
     async def flush(self) -> None:
         """One MULTI/EXEC: dead letters, one XACK per stream, markers with their TTL."""
@@ -109,12 +117,11 @@ class AckBuffer:
         stream, tenant = "", ""
         stream_ids: list[bytes] = []
         members: list[bytes] = []
-        n_dead = n_invalid = n_handled = n_dups = n_dropped = 0
+        n_dead = n_invalid = n_dups = n_dropped = n_marks = 0
         targets: dict[str, list[Entry]] = {}
         for entry in batch:
             outcome = entry.outcome
             if outcome == HANDLED:  # runs of one stream and of one tenant: one dict lookup per run
-                n_handled += 1
                 if entry.stream != stream:
                     stream = entry.stream
                     stream_ids = ids.setdefault(stream, [])
@@ -136,6 +143,7 @@ class AckBuffer:
                 dead.append((target, pack("XADD", target, "*", *itertools.chain(*fields.items()))))
                 targets.setdefault(target, []).append(entry)
             elif outcome in (MARKS, PROGRESS):
+                n_marks += 1
                 handler_members.setdefault(entry.delivery.tenant_id, []).extend(entry.members or ())
                 continue
             elif outcome == DUPLICATE:
@@ -143,6 +151,7 @@ class AckBuffer:
             else:
                 n_dropped += 1
             ids.setdefault(entry.stream, []).append(entry.entry_id)
+        n_handled = len(batch) - n_dead - n_dups - n_dropped - n_marks  # counted apart: the common case
         acks = [
             (stream, pack_command((b"XACK", stream, self.group), sids, ordered=False)) for stream, sids in ids.items()
         ]

@@ -22,7 +22,7 @@ import msgspec
 from schemas import SchemaError
 from schemas._envelope import split_bus_event
 
-from .._tenant import tenant_id_problem
+from .._tenant import checked_tenant_ids, tenant_id_problem
 from ..wire import event_of, fields_dict
 from . import _jsoncheck
 from ._delivery import Delivery, Subscription
@@ -205,9 +205,11 @@ class Dispatcher:
         decode_payload = self.registry.decode_payload
         group = self.group
         stream_info = self._stream_info
+        valid_tenants = checked_tenant_ids()
         current = ""
         expected = channel = member_prefix = handler_key = ""
         subs: tuple[Subscription, ...] = ()
+        many = False
         for entry in batch:
             fields = entry.fields
             if fields is None or entry.deliveries > max_deliveries:
@@ -225,35 +227,37 @@ class Dispatcher:
                 current = stream
                 expected, channel, subs, member_prefix = stream_info[stream]
                 handler_key = subs[0].handler_key
+                many = len(subs) > 1
             if raw is None:
                 self._dead(entry, "the entry has no `event` field")
                 continue
             if quick is not None and len(raw) <= max_bytes and quick(raw):
-                value = None
+                present = None
             else:  # size, JSON, duplicate keys; not scanned twice
                 problem, value = plain_event(raw, max_bytes, strict=strict_json, scan=False)
                 if problem is not None:
                     self._dead(entry, problem)
                     continue
+                # The plain-JSON check's decode (when it has one) holds the payload's keys: the
+                # union shapes that cannot match are skipped without a search of the bytes.
+                present = value["payload"] if type(value) is dict and type(value.get("payload")) is dict else None
             try:
                 envelope, payload_json = split_bus_event(raw)
                 if envelope.event_type != expected:
                     self._dead(entry, self._type_mismatch(envelope.event_type, expected))
                     continue
-                # The plain-JSON check's decode (when it has one) holds the payload's keys: the
-                # union shapes that cannot match are skipped without a search of the bytes.
-                present = value["payload"] if type(value) is dict and type(value.get("payload")) is dict else None
                 typed = decode_payload(expected, payload_json, present=present)
             except (SchemaError, RecursionError) as exc:  # hostile input never stops the loop
                 self._dead(entry, str(exc))
                 continue
             tenant = getattr(typed.value, "tenant_id", None)
-            if not isinstance(tenant, str) or not tenant:
-                tenant = _tenant_of(payload_json)
-            problem = tenant_id_problem(tenant)
-            if problem is not None:  # it would be built into marker keys (and widen ACL patterns)
-                self._dead(entry, f"invalid tenant id {tenant[:64]!r}: {problem}")
-                continue
+            if type(tenant) is not str or tenant not in valid_tenants:  # else checked already
+                if not isinstance(tenant, str) or not tenant:
+                    tenant = _tenant_of(payload_json)
+                problem = tenant_id_problem(tenant)
+                if problem is not None:  # it would be built into marker keys (and widen ACL patterns)
+                    self._dead(entry, f"invalid tenant id {tenant[:64]!r}: {problem}")
+                    continue
             event_id = envelope.id
             entry.subs = subs
             entry.delivery = Delivery(
@@ -282,7 +286,7 @@ class Dispatcher:
                 last_tenant = tenant
                 members = events.setdefault(tenant, [])
             members.append(member)
-            if len(subs) > 1:
+            if many:
                 handlers.setdefault(tenant, []).extend(self._handler_members(entry.delivery, subs))
         self.acks.put_all(duplicates, DUPLICATE)
         return Decoded(ready, events, handlers)

@@ -255,7 +255,7 @@ class Consumer:
                     for _ in range(self.subscription.concurrency):
                         workers.start_soon(self.workers.run, queue)
                 self._workers_done = True
-                self.acks.wakeup.set()
+                self.acks.wake()
         with anyio.CancelScope(shield=True) as final:
             final.deadline = anyio.current_time() + FINAL_FLUSH_TIMEOUT_S
             try:

@@ -126,6 +126,9 @@ class Workers:
         lone = self._tracing is None and self.board.metrics is None
         put = self.acks.put
         get_nowait = queue.get_nowait
+        health = self.health
+        coroutine = types.CoroutineType
+        handled = HANDLED
         while True:
             try:
                 entry = get_nowait()
@@ -139,20 +142,20 @@ class Workers:
             if self.stopping:
                 self.in_flight.release(entry)  # not started: leave it pending
                 continue
-            if self.health is not None and self.health.paused:
-                await self.health.wait_resumed()  # health hook: start nothing while Redis refuses
+            if health is not None and health.paused:
+                await health.wait_resumed()  # health hook: start nothing while Redis refuses
             subs = entry.subs
-            if not lone or len(subs) != 1 or entry.done:
+            if not lone or len(subs) != 1:  # (only an entry with several handlers has some ``done``)
                 await process(entry)
                 continue
             sub = subs[0]
             delivery = entry.delivery
             try:  # the eager start of :meth:`_process`, inlined
                 awaitable = sub.handler(delivery)
-                if type(awaitable) is types.CoroutineType:
+                if type(awaitable) is coroutine:
                     awaitable = _Resume(awaitable, awaitable.send(None))
             except StopIteration:
-                put(entry, HANDLED)  # done without suspending
+                put(entry, handled)  # done without suspending
                 continue
             except Exception as exc:
                 error = await self._settle(sub, delivery, None, exc)

@@ -103,3 +103,18 @@ def test_run_all_prints_the_table(capsys: pytest.CaptureFixture[str], free_db: s
         float(v) for v in rows["ours: consume loop, no-op handler, COUNT 1000"].strip("| ").split(" | ")[1:]
     )
     assert client_us >= 0 and wall_us > 0  # a 200-event call may fall within one CPU-accounting tick
+
+
+@pytest.mark.integration
+def test_count_bytecodes_counts_the_consume_loop(capsys: pytest.CaptureFixture[str], free_db: str) -> None:
+    """count_bytecodes.py counts a positive number of bytecodes per event, with our loop's functions among them."""
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("count_bytecodes", BENCHMARKS / "count_bytecodes.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["consume1000", "--events", "300", "--top", "40", "--url", free_db]) == 0
+    out = capsys.readouterr().out
+    head, *rows = out.splitlines()
+    assert head.startswith("consume1000: ") and float(head.split()[1].replace(",", "")) > 0
+    assert any("Dispatcher.decode" in row for row in rows)

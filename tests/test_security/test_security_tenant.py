@@ -113,3 +113,15 @@ async def test_consumer_dead_letters_an_event_with_an_invalid_tenant_without_bui
         found: list[Any] = await bus.client.keys("*processed*")
         keys = sorted(k.decode() for k in found)
         assert keys == [bus.keys.marker_events("acme"), bus.keys.marker_events("acme") + ":born"]
+
+
+def test_checked_tenant_ids_hold_only_ids_found_valid() -> None:
+    """The cache the consume loop tests first holds an id once it passed the check, never a refused one."""
+    from bus._tenant import checked_tenant_ids, tenant_id_problem
+
+    good, bad = f"tenant-{uuid.uuid4()}", f"tenant-{uuid.uuid4()}:x"
+    checked = checked_tenant_ids()
+    assert good not in checked
+    assert tenant_id_problem(good) is None and tenant_id_problem(bad) is not None
+    assert good in checked and bad not in checked
+    assert checked_tenant_ids() is checked  # the same set for the process's life
