@@ -14,7 +14,7 @@ drop entries already processed or in flight, and hand the rest to the workers.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import msgspec
@@ -45,15 +45,21 @@ if TYPE_CHECKING:
 
 __all__ = ["Decoded", "Dispatcher", "send_batch"]
 
+T = TypeVar("T")
 
-async def send_batch(batches: MemoryObjectSendStream[list[Entry]], batch: list[Entry], in_flight: InFlight) -> None:
-    """Hand a batch on; one never handed on (cancelled) stays pending in Redis."""
-    if not batch:
+
+async def send_batch(
+    batches: MemoryObjectSendStream[T], batch: T, in_flight: InFlight, entries: list[Entry] | None = None
+) -> None:
+    """Hand a batch on (``entries``: its entries, when the batch is not their list); one never handed
+    on (cancelled) stays pending in Redis."""
+    held = cast("list[Entry]", batch) if entries is None else entries
+    if not held:
         return
     try:
         await batches.send(batch)
     except BaseException:
-        in_flight.release_all(batch)
+        in_flight.release_all(held)
         raise
 
 
@@ -121,13 +127,7 @@ class Dispatcher:
             async with decoded:
                 async for batch in batches:
                     ready = decode(batch)
-                    if not ready.entries:
-                        continue
-                    try:
-                        await decoded.send(ready)
-                    except BaseException:
-                        self.in_flight.release_all(ready.entries)  # never handed on: stays pending in Redis
-                        raise
+                    await send_batch(decoded, ready, self.in_flight, ready.entries)
 
     async def _handoff(self, decoded: MemoryObjectReceiveStream[Decoded], queue: EntryQueue) -> None:
         async with decoded:

@@ -162,7 +162,7 @@ class Workers:
             else:
                 error = await self._settle(sub, delivery, awaitable)
             if error is None:
-                put(entry, HANDLED)
+                put(entry, handled)
             else:
                 self._on_failure(entry, sub, error, [])
 
