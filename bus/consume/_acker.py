@@ -1,10 +1,12 @@
 """The acker: one buffer of finished entries, flushed as one MULTI/EXEC (group commit).
 
 Workers, the dispatcher and the reader put entries whose outcome is known (``Entry.outcome``)
-into the :class:`AckBuffer`; the acker flushes whatever finished since its last flush: the dead
-letters, one XACK per stream, and the event and handler markers with their TTL, in one
-transaction. Outcomes are counted once Redis confirmed them. On Redis Cluster the flush is one
-transaction per slot, phase after phase (see :meth:`AckBuffer._send_per_slot`).
+into the :class:`AckBuffer`; workers hand over the entries they handled in runs
+(:meth:`AckBuffer.handled`: a list of its own, no outcome to store or test per entry). The acker
+flushes whatever finished since its last flush: the dead letters, one XACK per stream, and the
+event and handler markers with their TTL, in one transaction. Outcomes are counted once Redis
+confirmed them. On Redis Cluster the flush is one transaction per slot, phase after phase (see
+:meth:`AckBuffer._send_per_slot`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..wire import (
     slot_of,
     slot_transactions,
 )
-from ._entry import DEAD, DROPPED, DUPLICATE, HANDLED, MARKS, PROGRESS, Entry
+from ._entry import DEAD, DROPPED, DUPLICATE, MARKS, PROGRESS, Entry
 from ._health import outage_cause
 
 if TYPE_CHECKING:
@@ -70,7 +72,10 @@ class AckBuffer:
         self.timeout_s = timeout_s
         #: BUS_DEAD_LETTER_MAXLEN: each flush that dead-letters reads the targets' lengths (XLEN).
         self.cap = cap
+        #: Entries with an outcome other than HANDLED, as :meth:`put` queued them.
         self.entries: list[Entry] = []
+        #: Entries whose handlers all succeeded (their ``outcome`` is not set), as :meth:`handled` queued them.
+        self.done: list[Entry] = []
         self.wakeup = anyio.Event()
         self._woken = False  # ``wakeup.is_set()`` without two calls per entry put
         #: Called with a GroupMissingError met in a flush (the entries' group is gone: nothing to ack).
@@ -78,9 +83,16 @@ class AckBuffer:
         self._cluster = is_cluster(client)
 
     def put(self, entry: Entry, outcome: int) -> None:
-        """Queue ``entry`` with its outcome and wake the acker."""
+        """Queue ``entry`` with its outcome (not HANDLED: :meth:`handled`) and wake the acker."""
         entry.outcome = outcome
         self.entries.append(entry)
+        if not self._woken:
+            self._woken = True
+            self.wakeup.set()
+
+    def handled(self, entries: list[Entry]) -> None:
+        """Queue entries whose handlers all succeeded (XACK and the event marker) and wake the acker."""
+        self.done += entries
         if not self._woken:
             self._woken = True
             self.wakeup.set()
@@ -99,7 +111,8 @@ class AckBuffer:
         self.wakeup.set()
 
     def __len__(self) -> int:
-        return len(self.entries)
+        """Entries waiting for the next flush."""
+        return len(self.entries) + len(self.done)
 
     async def wait(self) -> None:
         """Until something was queued."""
@@ -110,6 +123,7 @@ class AckBuffer:
     async def flush(self) -> None:
         """One MULTI/EXEC: dead letters, one XACK per stream, markers with their TTL."""
         batch = self.entries[:]
+        done = self.done[:]
         ids: dict[str, list[bytes]] = {}
         event_members: dict[str, list[bytes]] = {}
         handler_members: dict[str, list[bytes]] = {}
@@ -118,20 +132,23 @@ class AckBuffer:
         stream_ids: list[bytes] = []
         members: list[bytes] = []
         n_dead = n_invalid = n_dups = n_dropped = n_marks = 0
+        all_hold = True  # every handled entry holds its event member (else: released one by one)
         targets: dict[str, list[Entry]] = {}
+        for entry in done:  # runs of one stream and of one tenant: one dict lookup per run
+            if entry.stream != stream:
+                stream = entry.stream
+                stream_ids = ids.setdefault(stream, [])
+            stream_ids.append(entry.entry_id)
+            member = entry.event_member
+            if member:
+                if entry.delivery.tenant_id != tenant:
+                    tenant = entry.delivery.tenant_id
+                    members = event_members.setdefault(tenant, [])
+                members.append(member)
+                if not entry.holds:
+                    all_hold = False
         for entry in batch:
             outcome = entry.outcome
-            if outcome == HANDLED:  # runs of one stream and of one tenant: one dict lookup per run
-                if entry.stream != stream:
-                    stream = entry.stream
-                    stream_ids = ids.setdefault(stream, [])
-                stream_ids.append(entry.entry_id)
-                if entry.event_member:
-                    if entry.delivery.tenant_id != tenant:
-                        tenant = entry.delivery.tenant_id
-                        members = event_members.setdefault(tenant, [])
-                    members.append(entry.event_member)
-                continue
             if outcome == DEAD:
                 n_dead += 1
                 failure = entry.failure
@@ -151,7 +168,7 @@ class AckBuffer:
             else:
                 n_dropped += 1
             ids.setdefault(entry.stream, []).append(entry.entry_id)
-        n_handled = len(batch) - n_dead - n_dups - n_dropped - n_marks  # counted apart: the common case
+        n_handled = len(done)
         acks = [
             (stream, pack_command((b"XACK", stream, self.group), sids, ordered=False)) for stream, sids in ids.items()
         ]
@@ -183,6 +200,7 @@ class AckBuffer:
                         self.cap.seen(target, length, added, self.board)
         # Done: drop exactly what was flushed (workers may have appended meanwhile).
         del self.entries[: len(batch)]
+        del self.done[: len(done)]
         stats = self.board.stats
         stats.handled += n_handled
         stats.duplicates += n_dups
@@ -191,42 +209,39 @@ class AckBuffer:
         stats.trimmed_pending += n_dropped
         stats.acked += n_handled + n_dups + n_dead + n_dropped
         if self.board.metrics is not None:
-            self._count(batch, ids, n_handled == len(batch))
+            self._count(done, batch, ids)
         if n_dropped:
             log.error("%d pending entries were trimmed or deleted before they were processed", n_dropped)
-        if n_handled == len(batch):
-            self.in_flight.release_all(batch)
+        if all_hold:
+            self.in_flight.release_held(ids, event_members.values())
         else:
+            self.in_flight.release_all(done)
+        if batch:
             self.in_flight.release_all(e for e in batch if e.outcome != PROGRESS)
         self.board.notify()
 
-    def _count(self, batch: list[Entry], ids: dict[str, list[bytes]], all_handled: bool) -> None:
+    def _count(self, done: list[Entry], others: list[Entry], ids: dict[str, list[bytes]]) -> None:
         """The flushed outcomes into the Prometheus metrics, once per batch and stream: one add per
         counter, each histogram fed the batch's values at once (:meth:`BusMetrics.observe_many`).
-        When every entry was handled (the common case) ``ids`` (the acked entry ids by stream) are
-        exactly the handled ones: no pass over the batch to sort them by outcome."""
+        ``done`` are the handled entries, ``others`` the rest; with no others (the common case)
+        ``ids`` (the acked entry ids by stream) are exactly the handled ones."""
         metrics, board = self.board.metrics, self.board
         assert metrics is not None
         now = time.time()
-        if all_handled:
+        if not others and len(ids) == 1:
             handled = ids
-            if len(ids) == 1:
-                took_by = {batch[0].stream: [e.took for e in batch]}
-            else:
-                took_by = {stream: [] for stream in ids}
-                for entry in batch:
-                    took_by[entry.stream].append(entry.took)
+            took_by = {done[0].stream: [e.took for e in done]}
         else:
             handled, took_by = {}, {}
-            for entry in batch:
+            for entry in done:
+                stream = entry.stream
+                if stream not in handled:
+                    handled[stream], took_by[stream] = [], []
+                handled[stream].append(entry.entry_id)
+                took_by[stream].append(entry.took)
+            for entry in others:
                 outcome = entry.outcome
-                if outcome == HANDLED:
-                    stream = entry.stream
-                    if stream not in handled:
-                        handled[stream], took_by[stream] = [], []
-                    handled[stream].append(entry.entry_id)
-                    took_by[stream].append(entry.took)
-                elif outcome == DUPLICATE:
+                if outcome == DUPLICATE:
                     metrics.inc("duplicates_skipped", board.labels(entry.delivery))
                 elif outcome == DEAD:
                     reason = entry.failure.reason if entry.failure is not None else ""
@@ -310,9 +325,10 @@ class AckBuffer:
 
     def release_unflushed(self) -> int:
         """Forget what could not be flushed (it stays pending in Redis); how many entries that was."""
-        left = [e for e in self.entries if e.outcome != PROGRESS]
+        left = [*self.done, *(e for e in self.entries if e.outcome != PROGRESS)]
         self.in_flight.release_all(left)
         self.entries.clear()
+        self.done.clear()
         return len(left)
 
 

@@ -276,9 +276,11 @@ class Dispatcher:
                 handler_key=handler_key,
             )
             entry.event_member = member = (member_prefix + event_id).encode()
-            if holders.setdefault(member, entry) is not entry and not forced:
-                duplicates.append(entry)  # another entry handles this event here right now
-                continue
+            if holders.setdefault(member, entry) is not entry:
+                entry.holds = False
+                if not forced:
+                    duplicates.append(entry)  # another entry handles this event here right now
+                    continue
             ready.append(entry)
             if forced:  # a recovery re-publish: no marker check
                 continue

@@ -259,7 +259,7 @@ class Consumer:
         with anyio.CancelScope(shield=True) as final:
             final.deadline = anyio.current_time() + FINAL_FLUSH_TIMEOUT_S
             try:
-                while self.acks.entries:
+                while len(self.acks):
                     await self.acks.flush()
             except BusError as exc:
                 log.error("final ack flush failed; %d entries stay pending: %s", self.acks.release_unflushed(), exc)
@@ -269,7 +269,7 @@ class Consumer:
     async def _acker(self) -> None:
         acks = self.acks
         while True:
-            if not acks.entries:
+            if not len(acks):
                 if self._workers_done:
                     return
                 await acks.wait()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from itertools import repeat, starmap
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -21,6 +25,9 @@ __all__ = ["DEAD", "DROPPED", "DUPLICATE", "HANDLED", "MARKS", "PROGRESS", "Entr
 #: release (left pending); the handler markers only (its later handlers still run); XACK only
 #: (deleted or trimmed while pending).
 HANDLED, DUPLICATE, DEAD, MARKS, PROGRESS, DROPPED = range(1, 7)
+
+_first = itemgetter(0)
+_exhaust: Callable[[Iterable[Any]], None] = deque[Any](maxlen=0).extend  # runs an iterator to its end, keeping nothing
 
 
 class Failure(msgspec.Struct, frozen=True, gc=False):
@@ -44,11 +51,13 @@ class Entry(msgspec.Struct, eq=False, gc=False):
     stream: str
     entry_id: bytes
     fields: Fields | None
-    deliveries: int
+    deliveries: int = 1
     delivery: Any = None  # a bus.Delivery, or a StreamEntry for flat-entry handlers
     subs: tuple[Subscription, ...] = ()
     done: frozenset[str] = frozenset()
     event_member: bytes = b""
+    #: False for an entry whose ``event_member`` another entry holds here (a copy of an event in flight).
+    holds: bool = True
     outcome: int = 0
     failure: Failure | None = None
     members: list[bytes] | None = None
@@ -70,10 +79,11 @@ class InFlight:
         self.by_stream: dict[str, dict[bytes, float]] = {stream: {} for stream in streams}
         self.holders: dict[bytes, Entry] = {}
 
-    def admit(self, stream: str, entries: Iterable[RawEntry]) -> list[Entry]:
+    def admit(self, stream: str, entries: Sequence[RawEntry]) -> list[Entry]:
         """New entries (first delivery) become in-flight the moment they are read."""
-        out = [Entry(stream, entry_id, fields, 1) for entry_id, fields in entries]
-        self.by_stream[stream].update(dict.fromkeys([e.entry_id for e in out], anyio.current_time()))
+        # Built by C-level iteration (``[entry_id, fields]`` pairs as they came): no bytecode per entry.
+        out = list(starmap(partial(Entry, stream), entries))
+        self.by_stream[stream].update(dict.fromkeys(map(_first, entries), anyio.current_time()))
         return out
 
     def admit_pending(self, items: Iterable[PendingEntry]) -> list[Entry]:
@@ -101,6 +111,16 @@ class InFlight:
             by_stream[entry.stream].pop(entry.entry_id, None)
             if holders.get(entry.event_member) is entry:
                 del holders[entry.event_member]
+
+    def release_held(self, ids: dict[str, list[bytes]], members: Iterable[list[bytes]]) -> None:
+        """:meth:`release` of entries given as their ids by stream and the event members they hold
+        themselves (``Entry.holds``), by C-level iteration: no bytecode per entry."""
+        by_stream = self.by_stream
+        for stream, entry_ids in ids.items():
+            _exhaust(map(by_stream[stream].pop, entry_ids, repeat(None)))
+        pop = self.holders.pop
+        for held in members:
+            _exhaust(map(pop, held, repeat(None)))
 
     def stale(self, older_than_s: float) -> dict[str, list[bytes]]:
         """Per stream, the ids in flight for at least ``older_than_s`` (their keep-alive is due)."""

@@ -271,16 +271,13 @@ class BackendHealth:
         self.probe_max_s = probe_max_s
         self.voice = _voice(server or _server_of(client), log_interval_s)
         self._probe = probe or self._probe_writes
-        self._paused = False
+        #: True while Redis refuses and this loop waits for it (set here only; a plain attribute, not
+        #: a property: the workers read it once per entry).
+        self.paused = False
         self._lock = anyio.Lock()
         #: What paused the loop (empty when running), and since when (``anyio.current_time()``).
         self.reason = ""
         self.since = 0.0
-
-    @property
-    def paused(self) -> bool:
-        """True while Redis refuses and this loop waits for it."""
-        return self._paused
 
     async def _probe_writes(self) -> None:
         await probe_writes(self.client)
@@ -300,16 +297,16 @@ class BackendHealth:
         cause = outage_cause(exc)
         if cause is None:
             return False
-        if self._paused:
+        if self.paused:
             self.voice.note(self, cause, what)
             return True
         async with self._lock:  # concurrent failures: one probe, the others see its verdict
-            if self._paused:
+            if self.paused:
                 self.voice.note(self, cause, what)
                 return True
             if await self._writes():
                 return False
-            self._paused = True
+            self.paused = True
             self.reason = str(cause)
             self.since = anyio.current_time()
             self.voice.pause(self, cause, what)
@@ -318,16 +315,16 @@ class BackendHealth:
 
     async def wait_resumed(self) -> None:
         """Return once the loop is not paused; one waiter at a time probes with capped backoff."""
-        if not self._paused:
+        if not self.paused:
             return
         async with self._lock:
             attempt = 0
-            while self._paused:
+            while self.paused:
                 attempt += 1
                 await anyio.sleep(capped_backoff(attempt, self.probe_initial_s, self.probe_max_s))
                 self.voice.tick()
                 if await self._writes():
-                    self._paused = False
+                    self.paused = False
                     self.reason = ""
                     self.voice.resume(self)
                     self._changed()
@@ -347,7 +344,7 @@ class BackendHealth:
         """True (and counted at debug) when ``exc`` is an outage error met while paused: the
         caller then stays quiet about it."""
         cause = outage_cause(exc)
-        if cause is None or not self._paused:
+        if cause is None or not self.paused:
             return False
         self.voice.note(self, cause, what)
         return True
@@ -364,13 +361,13 @@ class BackendHealth:
 
     def close(self) -> None:
         """The loop ended: no longer counted among the paused consumers of its server."""
-        if self._paused:
+        if self.paused:
             self.voice.paused.discard(self)
             self._changed()
             log.info("consumer %s stopped while paused by the outage of %s", self.name, self.voice.server)
 
     def status(self) -> str | None:
         """None while consuming; else a sentence: since when the loop is paused, and why."""
-        if not self._paused:
+        if not self.paused:
             return None
         return f"paused for {anyio.current_time() - self.since:.0f} s: Redis refuses writes ({self.reason})"

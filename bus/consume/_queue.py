@@ -3,12 +3,14 @@ a time and taken one entry at a time.
 
 A memory object stream moved each entry with a send and a receive (checks, statistics, a waiting
 task woken per item); here the dispatcher appends a whole batch to a deque and wakes as many idle
-workers as it added entries, and a worker takes the next entry with one ``popleft``. Workers still
-take one entry at a time, so a slow handler holds up only its own entry, never the ones after it.
+workers as it added entries, and a worker takes the next entry with one ``popleft``
+(:attr:`EntryQueue.take`). Workers still take one entry at a time, so a slow handler holds up only
+its own entry, never the ones after it.
 
 Bounded: :meth:`EntryQueue.put` waits while ``capacity`` entries are queued (backpressure up to
-the reader). :meth:`EntryQueue.close` ends it: workers take what is left, then :meth:`get` raises
-``anyio.EndOfStream``.
+the reader); a put waiting for room goes on once a worker finds the queue empty (:meth:`get`), or
+one takes an entry with :meth:`get_nowait`. :meth:`EntryQueue.close` ends it: workers take what
+is left, then :meth:`get` raises ``anyio.EndOfStream``.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ __all__ = ["EntryQueue"]
 class EntryQueue:
     """Entries decoded and not yet taken by a worker (see the module docstring)."""
 
-    __slots__ = ("_capacity", "_closed", "_getters", "_items", "_space")
+    __slots__ = ("_capacity", "_closed", "_getters", "_items", "_space", "take")
 
     def __init__(self, capacity: int) -> None:
         self._items: deque[Entry] = deque()
+        #: The next entry, IndexError when none is queued: a worker's fast path, one C call. When
+        #: it raises, the worker calls :meth:`get` (which waits, or ends the worker once closed).
+        self.take: Callable[[], Entry] = self._items.popleft
         self._capacity = max(1, capacity)
         self._getters: deque[anyio.Event] = deque()  # idle workers, first come first woken
         self._space: anyio.Event | None = None  # set when the waiting put may go on
@@ -88,6 +93,8 @@ class EntryQueue:
                 return self.get_nowait()
             except anyio.WouldBlock:
                 pass
+            if self._space is not None:  # emptied by :attr:`take`: the waiting put may go on
+                self._space.set()
             woken = anyio.Event()
             self._getters.append(woken)
             try:

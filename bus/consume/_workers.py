@@ -1,7 +1,7 @@
 """Workers: run the handlers of one entry in order, each under ``handler_timeout_s``, retrying a
 failure in-process (tenacity, short capped backoff) before leaving the entry pending.
 
-A handler is started eagerly (:func:`start`: ``coro.send(None)`` runs it to its first await):
+A handler is started eagerly (:func:`start`: its coroutine runs to its first await at once):
 one that finishes without suspending (a no-op, a cache write) costs neither a timer nor a
 scope; one that suspends is awaited on through :class:`_Resume`, in the same task.
 """
@@ -13,7 +13,7 @@ import logging
 import time
 import traceback
 import types
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -23,7 +23,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from .._errors import Reject, RetryLater
 from .._redact import redact_text
 from ..wire import fields_dict
-from ._entry import DEAD, HANDLED, MARKS, PROGRESS, Entry, Failure
+from ._entry import DEAD, MARKS, PROGRESS, Entry, Failure
+from ._native import start as _c_start
 
 if TYPE_CHECKING:
     from .._settings import BusSettings
@@ -71,17 +72,32 @@ class _Resume:
                     return
 
 
-def start(awaitable: Awaitable[None]) -> Awaitable[None] | None:
-    """Run a handler's coroutine to its first suspension: None when it finished, else what to await.
-
-    Raises what the handler raised before its first await. Other awaitables are returned as they are.
-    """
+def _start(fn: Callable[[Any], Any], arg: Any, done: Any, resume: Callable[[Any, Any], Any]) -> Any:
+    """Python version of ``bus._speedups.start``: call ``fn(arg)``; a coroutine runs to its first
+    suspension: ``done`` when it finished, else ``resume(coro, yielded)``; any other result as it is."""
+    awaitable = fn(arg)
     if type(awaitable) is not types.CoroutineType:
         return awaitable
     try:
-        return _Resume(awaitable, awaitable.send(None))
+        return resume(awaitable, awaitable.send(None))
     except StopIteration:
-        return None
+        return done
+
+
+#: Call a handler and run it to its first suspension (see :func:`_start`); C when built.
+start_call: Callable[[Callable[[Any], Any], Any, Any, Callable[[Any, Any], Any]], Any] = _c_start or _start
+
+#: What :data:`start_call` returns for a handler that finished without suspending.
+DONE: Any = object()
+
+
+def start(fn: Callable[[Any], Any], arg: Any) -> Awaitable[None] | None:
+    """Call ``fn(arg)`` and run it to its first suspension: None when it finished, else what to await.
+
+    Raises what the handler raised before its first await. Other awaitables are returned as they are.
+    """
+    awaitable = start_call(fn, arg, DONE, _Resume)
+    return None if awaitable is DONE else awaitable
 
 
 class Workers:
@@ -120,51 +136,72 @@ class Workers:
 
     async def run(self, queue: EntryQueue) -> None:
         """One worker: entries until the queue ends; after the drain began, leave them pending."""
+        finished: list[Entry] = []  # handled, not yet handed to the acker (see :meth:`_run`)
+        try:
+            await self._run(queue, finished)
+        finally:
+            if finished:
+                self.acks.handled(finished)
+
+    async def _run(self, queue: EntryQueue, finished: list[Entry]) -> None:
+        """The loop of :meth:`run`. Entries whose handlers finish without suspending are collected
+        in ``finished`` and handed to the acker as one run before the worker awaits anything, so
+        none waits behind a slow handler or an empty queue."""
         process = self._process if self._tracing is None else self._traced  # chosen once, not per entry
         # A lone handler (most entries) is started right here, not in a coroutine of ours per entry;
         # with metrics or tracing on, every entry goes through ``process`` (timing, spans).
         lone = self._tracing is None and self.board.metrics is None
-        put = self.acks.put
-        get_nowait = queue.get_nowait
+        acks = self.acks
+        take = queue.take
+        keep = finished.append
         health = self.health
-        coroutine = types.CoroutineType
-        handled = HANDLED
+        call = start_call
+        done, resume = DONE, _Resume
+        failed: Exception | None
         while True:
             try:
-                entry = get_nowait()
-            except anyio.WouldBlock:
+                entry = take()
+            except IndexError:
+                if finished:
+                    acks.handled(finished)
+                    finished.clear()
                 try:
                     entry = await queue.get()
                 except anyio.EndOfStream:
                     return
-            except anyio.EndOfStream:
-                return
             if self.stopping:
                 self.in_flight.release(entry)  # not started: leave it pending
                 continue
+            subs = entry.subs
+            if lone and len(subs) == 1 and (health is None or not health.paused):
+                sub = subs[0]
+                try:  # the eager start of :meth:`_process`, inlined
+                    awaitable = call(sub.handler, entry.delivery, done, resume)
+                except StopIteration:  # a plain function's StopIteration: done, as a coroutine's return
+                    keep(entry)
+                    continue
+                except Exception as exc:
+                    awaitable, failed = None, exc
+                else:
+                    if awaitable is done:  # finished without suspending
+                        keep(entry)
+                        continue
+                    failed = None
+                if finished:  # about to await: hand over what is done first
+                    acks.handled(finished)
+                    finished.clear()
+                error = await self._settle(sub, entry.delivery, awaitable, failed)
+                if error is None:
+                    acks.handled([entry])
+                else:
+                    self._on_failure(entry, sub, error, [])
+                continue
+            if finished:
+                acks.handled(finished)
+                finished.clear()
             if health is not None and health.paused:
                 await health.wait_resumed()  # health hook: start nothing while Redis refuses
-            subs = entry.subs
-            if not lone or len(subs) != 1:  # (only an entry with several handlers has some ``done``)
-                await process(entry)
-                continue
-            sub = subs[0]
-            delivery = entry.delivery
-            try:  # the eager start of :meth:`_process`, inlined
-                awaitable = sub.handler(delivery)
-                if type(awaitable) is coroutine:
-                    awaitable = _Resume(awaitable, awaitable.send(None))
-            except StopIteration:
-                put(entry, handled)  # done without suspending
-                continue
-            except Exception as exc:
-                error = await self._settle(sub, delivery, None, exc)
-            else:
-                error = await self._settle(sub, delivery, awaitable)
-            if error is None:
-                put(entry, handled)
-            else:
-                self._on_failure(entry, sub, error, [])
+            await process(entry)  # (only an entry with several handlers has some ``done``)
 
     async def _traced(self, entry: Entry) -> BaseException | None:
         """:meth:`_process` inside the delivery's consumer span (OpenTelemetry, only when tracing is on)."""
@@ -195,23 +232,23 @@ class Workers:
             if many:  # each handler gets its own handler_key (effect_key); a lone one's is preset
                 delivery = msgspec.structs.replace(shared, handler_key=sub.handler_key)
             # Fast path, inlined: a handler that finishes without suspending needs nothing else.
-            started: Awaitable[None]
             try:
-                started = awaitable = sub.handler(delivery)
-                if type(awaitable) is types.CoroutineType:
-                    started = _Resume(awaitable, awaitable.send(None))
+                started = start_call(sub.handler, delivery, DONE, _Resume)
             except StopIteration:
-                error = None  # done without suspending
+                error = None  # a plain function's StopIteration: done, as a coroutine's return
             except Exception as exc:  # raised before its first await: retried like any failure
                 if len(succeeded) > marked:
                     marked = self._mark_progress(entry, succeeded, marked)
                 error = await self._settle(sub, delivery, None, exc)
             else:
-                if len(succeeded) > marked:
-                    # This handler takes time: the earlier ones' markers ride the next flush now,
-                    # so a crash while it runs does not repeat them (not only when it fails).
-                    marked = self._mark_progress(entry, succeeded, marked)
-                error = await self._settle(sub, delivery, started)
+                if started is DONE:  # finished without suspending
+                    error = None
+                else:
+                    if len(succeeded) > marked:
+                        # This handler takes time: the earlier ones' markers ride the next flush now,
+                        # so a crash while it runs does not repeat them (not only when it fails).
+                        marked = self._mark_progress(entry, succeeded, marked)
+                    error = await self._settle(sub, delivery, started)
             if error is not None:
                 self._on_failure(entry, sub, error, succeeded)
                 return error
@@ -219,7 +256,7 @@ class Workers:
                 succeeded.append(sub.handler_key)
         if started_at:
             entry.took = time.perf_counter() - started_at
-        self.acks.put(entry, HANDLED)
+        self.acks.handled([entry])
         return None
 
     async def _settle(
@@ -241,7 +278,7 @@ class Workers:
     async def _again(self, sub: Subscription, delivery: Any) -> BaseException | None:
         """One more call of ``sub``'s handler on ``delivery``, with its timeout and in-process retries."""
         try:
-            started = start(sub.handler(delivery))
+            started = start(sub.handler, delivery)
         except Exception as exc:
             return await self._call(sub, delivery, None, exc)
         return None if started is None else await self._call(sub, delivery, started)
@@ -337,7 +374,7 @@ class Workers:
                     self.board.stats.retries += 1
                     if self.board.metrics is not None:
                         self.board.metrics.inc("retried", self.board.labels(delivery))
-                    started = start(sub.handler(delivery))
+                    started = start(sub.handler, delivery)
                     if started is not None:
                         await self._bounded(sub, started, delivery)
             return None

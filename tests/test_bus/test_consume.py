@@ -212,6 +212,35 @@ async def test_copies_of_an_event_in_flight_are_acked_as_duplicates(backend: aio
     assert bus.stats.acked == 4 and bus.stats.duplicates == 2
 
 
+async def test_entries_handled_at_once_are_acked_while_a_later_handler_waits(
+    backend: aioredis.Redis, test_prefix: str
+) -> None:
+    """One worker: the entries whose handler finished without suspending are acked before the
+    worker waits on a later entry's handler, not after it."""
+    async with make_bus(backend, test_prefix, concurrency=1, batch_size=10) as bus:
+        release = anyio.Event()
+        slow_id = str(uuid.uuid4())
+
+        async def handler(delivery: Delivery) -> None:
+            if delivery.event_id == slow_id:
+                await release.wait()
+
+        bus.subscribe("TICKET_CREATED", handler, subscriber_id="mixed")
+        for _ in range(3):
+            await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys)
+        await xadd_reference(backend, "TICKET_CREATED", ticket_created_payload(), keys=bus.keys, event_id=slow_id)
+        async with anyio.create_task_group() as tg:
+            await tg.start(bus.run)
+            with anyio.fail_after(5):
+                await wait_for_stats(bus, lambda s: s.handled == 3)
+            assert not release.is_set() and bus.stats.acked == 3
+            release.set()
+            with anyio.fail_after(5):
+                await wait_for_stats(bus, lambda s: s.handled == 4)
+            tg.cancel_scope.cancel()
+    assert bus.stats.acked == 4
+
+
 async def test_decorator_form_and_handler_order(backend: aioredis.Redis, test_prefix: str) -> None:
     """``@bus.subscriber`` and ``bus.subscribe(type)`` register handlers that run in registration order."""
     calls: list[str] = []

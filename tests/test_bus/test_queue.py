@@ -48,6 +48,28 @@ async def test_put_waits_for_room_and_goes_on_as_workers_take() -> None:
     assert taken == batch
 
 
+async def test_a_put_waiting_for_room_goes_on_once_take_empties_the_queue() -> None:
+    """Entries taken with ``take`` (no wake-up per entry) let a waiting put go on as soon as a
+    worker finds the queue empty and calls get."""
+    queue = EntryQueue(3)
+    batch = _entries(7)
+    taken: list[Entry] = []
+    async with anyio.create_task_group() as tg:
+
+        async def worker() -> None:
+            while len(taken) < 7:
+                try:
+                    taken.append(queue.take())
+                except IndexError:
+                    taken.append(await queue.get())
+                assert len(queue) <= 3
+
+        tg.start_soon(worker)
+        with anyio.fail_after(5):
+            await queue.put(batch, _never)
+    assert taken == batch
+
+
 async def test_idle_workers_are_woken_one_per_entry() -> None:
     """Three idle workers and two entries: two workers get one each, the third keeps waiting."""
     queue = EntryQueue(10)
