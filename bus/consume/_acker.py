@@ -1,8 +1,8 @@
 """The acker: one buffer of finished entries, flushed as one MULTI/EXEC (group commit).
 
 Workers, the dispatcher and the reader put entries whose outcome is known (``Entry.outcome``)
-into the :class:`AckBuffer`; workers hand over the entries they handled in runs
-(:meth:`AckBuffer.handled`: a list of its own, no outcome to store or test per entry). The acker
+into the :class:`AckBuffer`; workers append the entries they handled to ``AckBuffer.done`` (a list
+of its own: no outcome to store or test per entry) and wake the acker before they await. The acker
 flushes whatever finished since its last flush: the dead letters, one XACK per stream, and the
 event and handler markers with their TTL, in one transaction. Outcomes are counted once Redis
 confirmed them. On Redis Cluster the flush is one transaction per slot, phase after phase (see
@@ -74,7 +74,8 @@ class AckBuffer:
         self.cap = cap
         #: Entries with an outcome other than HANDLED, as :meth:`put` queued them.
         self.entries: list[Entry] = []
-        #: Entries whose handlers all succeeded (their ``outcome`` is not set), as :meth:`handled` queued them.
+        #: Entries whose handlers all succeeded (their ``outcome`` is not set): workers append to this
+        #: very list (a flush never replaces it) and call :meth:`wake`; :meth:`handled` does both.
         self.done: list[Entry] = []
         self.wakeup = anyio.Event()
         self._woken = False  # ``wakeup.is_set()`` without two calls per entry put
@@ -90,9 +91,9 @@ class AckBuffer:
             self._woken = True
             self.wakeup.set()
 
-    def handled(self, entries: list[Entry]) -> None:
-        """Queue entries whose handlers all succeeded (XACK and the event marker) and wake the acker."""
-        self.done += entries
+    def handled(self, entry: Entry) -> None:
+        """Queue an entry whose handlers all succeeded (XACK and the event marker) and wake the acker."""
+        self.done.append(entry)
         if not self._woken:
             self._woken = True
             self.wakeup.set()
@@ -123,7 +124,8 @@ class AckBuffer:
     async def flush(self) -> None:
         """One MULTI/EXEC: dead letters, one XACK per stream, markers with their TTL."""
         batch = self.entries[:]
-        done = self.done[:]
+        done = self.done  # read up to ``n_handled`` in the loop below, before any await: no copy
+        n_handled = len(done)
         ids: dict[str, list[bytes]] = {}
         event_members: dict[str, list[bytes]] = {}
         handler_members: dict[str, list[bytes]] = {}
@@ -134,7 +136,7 @@ class AckBuffer:
         n_dead = n_invalid = n_dups = n_dropped = n_marks = 0
         all_hold = True  # every handled entry holds its event member (else: released one by one)
         targets: dict[str, list[Entry]] = {}
-        for entry in done:  # runs of one stream and of one tenant: one dict lookup per run
+        for entry in itertools.islice(done, n_handled):  # runs of one stream and of one tenant: one dict lookup per run
             if entry.stream != stream:
                 stream = entry.stream
                 stream_ids = ids.setdefault(stream, [])
@@ -168,7 +170,6 @@ class AckBuffer:
             else:
                 n_dropped += 1
             ids.setdefault(entry.stream, []).append(entry.entry_id)
-        n_handled = len(done)
         acks = [
             (stream, pack_command((b"XACK", stream, self.group), sids, ordered=False)) for stream, sids in ids.items()
         ]
@@ -200,7 +201,8 @@ class AckBuffer:
                         self.cap.seen(target, length, added, self.board)
         # Done: drop exactly what was flushed (workers may have appended meanwhile).
         del self.entries[: len(batch)]
-        del self.done[: len(done)]
+        flushed = done[:n_handled] if not all_hold or self.board.metrics is not None else None
+        del done[:n_handled]
         stats = self.board.stats
         stats.handled += n_handled
         stats.duplicates += n_dups
@@ -209,13 +211,15 @@ class AckBuffer:
         stats.trimmed_pending += n_dropped
         stats.acked += n_handled + n_dups + n_dead + n_dropped
         if self.board.metrics is not None:
-            self._count(done, batch, ids)
+            assert flushed is not None
+            self._count(flushed, batch, ids)
         if n_dropped:
             log.error("%d pending entries were trimmed or deleted before they were processed", n_dropped)
         if all_hold:
             self.in_flight.release_held(ids, event_members.values())
         else:
-            self.in_flight.release_all(done)
+            assert flushed is not None
+            self.in_flight.release_all(flushed)
         if batch:
             self.in_flight.release_all(e for e in batch if e.outcome != PROGRESS)
         self.board.notify()

@@ -188,7 +188,11 @@ class Reader:
         batch: list[Entry] = []
         size = 0
         for key, entries in reply:
-            batch.extend(self.in_flight.admit(stream_of[key], entries))
+            admitted = self.in_flight.admit(stream_of[key], entries)
+            if batch:
+                batch += admitted
+            else:  # one stream (the usual reply): its list as it is, no copy
+                batch = admitted
             size += _fields_size(entries)
         self._adapt(len(batch), size, command)
         self.board.stats.read += len(batch)

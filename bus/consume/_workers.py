@@ -136,24 +136,23 @@ class Workers:
 
     async def run(self, queue: EntryQueue) -> None:
         """One worker: entries until the queue ends; after the drain began, leave them pending."""
-        finished: list[Entry] = []  # handled, not yet handed to the acker (see :meth:`_run`)
         try:
-            await self._run(queue, finished)
+            await self._run(queue)
         finally:
-            if finished:
-                self.acks.handled(finished)
+            self.acks.wake()
 
-    async def _run(self, queue: EntryQueue, finished: list[Entry]) -> None:
-        """The loop of :meth:`run`. Entries whose handlers finish without suspending are collected
-        in ``finished`` and handed to the acker as one run before the worker awaits anything, so
-        none waits behind a slow handler or an empty queue."""
+    async def _run(self, queue: EntryQueue) -> None:
+        """The loop of :meth:`run`. Entries whose handlers finish without suspending go straight to
+        the acker's list; the acker is woken once per run of them, before the worker awaits
+        anything, so none waits behind a slow handler or an empty queue."""
         process = self._process if self._tracing is None else self._traced  # chosen once, not per entry
         # A lone handler (most entries) is started right here, not in a coroutine of ours per entry;
         # with metrics or tracing on, every entry goes through ``process`` (timing, spans).
         lone = self._tracing is None and self.board.metrics is None
         acks = self.acks
         take = queue.take
-        keep = finished.append
+        keep = acks.done.append
+        kept = False  # entries appended since the last wake-up of the acker
         health = self.health
         call = start_call
         done, resume = DONE, _Resume
@@ -162,9 +161,9 @@ class Workers:
             try:
                 entry = take()
             except IndexError:
-                if finished:
-                    acks.handled(finished)
-                    finished.clear()
+                if kept:
+                    acks.wake()
+                    kept = False
                 try:
                     entry = await queue.get()
                 except anyio.EndOfStream:
@@ -179,26 +178,28 @@ class Workers:
                     awaitable = call(sub.handler, entry.delivery, done, resume)
                 except StopIteration:  # a plain function's StopIteration: done, as a coroutine's return
                     keep(entry)
+                    kept = True
                     continue
                 except Exception as exc:
                     awaitable, failed = None, exc
                 else:
                     if awaitable is done:  # finished without suspending
                         keep(entry)
+                        kept = True
                         continue
                     failed = None
-                if finished:  # about to await: hand over what is done first
-                    acks.handled(finished)
-                    finished.clear()
+                if kept:  # about to await: the acker may flush what is done first
+                    acks.wake()
+                    kept = False
                 error = await self._settle(sub, entry.delivery, awaitable, failed)
                 if error is None:
-                    acks.handled([entry])
+                    acks.handled(entry)
                 else:
                     self._on_failure(entry, sub, error, [])
                 continue
-            if finished:
-                acks.handled(finished)
-                finished.clear()
+            if kept:
+                acks.wake()
+                kept = False
             if health is not None and health.paused:
                 await health.wait_resumed()  # health hook: start nothing while Redis refuses
             await process(entry)  # (only an entry with several handlers has some ``done``)
@@ -256,7 +257,7 @@ class Workers:
                 succeeded.append(sub.handler_key)
         if started_at:
             entry.took = time.perf_counter() - started_at
-        self.acks.handled([entry])
+        self.acks.handled(entry)
         return None
 
     async def _settle(
