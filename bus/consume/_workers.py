@@ -73,7 +73,7 @@ class _Resume:
 
 
 def _start(fn: Callable[[Any], Any], arg: Any, done: Any, resume: Callable[[Any, Any], Any]) -> Any:
-    """Python version of ``bus._speedups.start``: call ``fn(arg)``; a coroutine runs to its first
+    """Python version of ``bus.consume._speedups.start``: call ``fn(arg)``; a coroutine runs to its first
     suspension: ``done`` when it finished, else ``resume(coro, yielded)``; any other result as it is."""
     awaitable = fn(arg)
     if type(awaitable) is not types.CoroutineType:
