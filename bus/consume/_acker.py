@@ -72,7 +72,7 @@ class AckBuffer:
         self.timeout_s = timeout_s
         #: BUS_DEAD_LETTER_MAXLEN: each flush that dead-letters reads the targets' lengths (XLEN).
         self.cap = cap
-        #: Entries with an outcome other than HANDLED, as :meth:`put` queued them.
+        #: Entries with another outcome than handled, as :meth:`put` queued them.
         self.entries: list[Entry] = []
         #: Entries whose handlers all succeeded (their ``outcome`` is not set): workers append to this
         #: very list (a flush never replaces it) and call :meth:`wake`; :meth:`handled` does both.
@@ -84,19 +84,17 @@ class AckBuffer:
         self._cluster = is_cluster(client)
 
     def put(self, entry: Entry, outcome: int) -> None:
-        """Queue ``entry`` with its outcome (not HANDLED: :meth:`handled`) and wake the acker."""
+        """Queue ``entry`` with its outcome (a handled one: :meth:`handled`) and wake the acker."""
         entry.outcome = outcome
         self.entries.append(entry)
         if not self._woken:
-            self._woken = True
-            self.wakeup.set()
+            self.wake()
 
     def handled(self, entry: Entry) -> None:
         """Queue an entry whose handlers all succeeded (XACK and the event marker) and wake the acker."""
         self.done.append(entry)
         if not self._woken:
-            self._woken = True
-            self.wakeup.set()
+            self.wake()
 
     def put_all(self, entries: list[Entry], outcome: int) -> None:
         """:meth:`put` of several entries."""
@@ -124,7 +122,7 @@ class AckBuffer:
     async def flush(self) -> None:
         """One MULTI/EXEC: dead letters, one XACK per stream, markers with their TTL."""
         batch = self.entries[:]
-        done = self.done  # read up to ``n_handled`` in the loop below, before any await: no copy
+        done = self.done[:]
         n_handled = len(done)
         ids: dict[str, list[bytes]] = {}
         event_members: dict[str, list[bytes]] = {}
@@ -136,7 +134,7 @@ class AckBuffer:
         n_dead = n_invalid = n_dups = n_dropped = n_marks = 0
         all_hold = True  # every handled entry holds its event member (else: released one by one)
         targets: dict[str, list[Entry]] = {}
-        for entry in itertools.islice(done, n_handled):  # runs of one stream and of one tenant: one dict lookup per run
+        for entry in done:  # runs of one stream and of one tenant: one dict lookup per run
             if entry.stream != stream:
                 stream = entry.stream
                 stream_ids = ids.setdefault(stream, [])
@@ -201,8 +199,7 @@ class AckBuffer:
                         self.cap.seen(target, length, added, self.board)
         # Done: drop exactly what was flushed (workers may have appended meanwhile).
         del self.entries[: len(batch)]
-        flushed = done[:n_handled] if not all_hold or self.board.metrics is not None else None
-        del done[:n_handled]
+        del self.done[:n_handled]
         stats = self.board.stats
         stats.handled += n_handled
         stats.duplicates += n_dups
@@ -211,15 +208,13 @@ class AckBuffer:
         stats.trimmed_pending += n_dropped
         stats.acked += n_handled + n_dups + n_dead + n_dropped
         if self.board.metrics is not None:
-            assert flushed is not None
-            self._count(flushed, batch, ids)
+            self._count(done, batch, ids)
         if n_dropped:
             log.error("%d pending entries were trimmed or deleted before they were processed", n_dropped)
         if all_hold:
             self.in_flight.release_held(ids, event_members.values())
         else:
-            assert flushed is not None
-            self.in_flight.release_all(flushed)
+            self.in_flight.release_all(done)
         if batch:
             self.in_flight.release_all(e for e in batch if e.outcome != PROGRESS)
         self.board.notify()

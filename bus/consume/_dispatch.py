@@ -13,7 +13,6 @@ drop entries already processed or in flight, and hand the rest to the workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
@@ -289,7 +288,8 @@ class Dispatcher:
                 members = events.setdefault(tenant, [])
             members.append(member)
             if many:
-                handlers.setdefault(tenant, []).extend(self._handler_members(entry.delivery, subs))
+                assert self.markers is not None
+                handlers.setdefault(tenant, []).extend(self.markers.handler_members(entry.delivery, subs))
         self.acks.put_all(duplicates, DUPLICATE)
         return Decoded(ready, events, handlers)
 
@@ -315,16 +315,11 @@ class Dispatcher:
                 self.acks.put(entry, DUPLICATE)
                 continue
             if check.handlers and len(entry.subs) > 1:
-                members = self._handler_members(d, entry.subs)
+                members = markers.handler_members(d, entry.subs)
                 done = zip(entry.subs, members, strict=True)
                 entry.done = frozenset(s.handler_key for s, m in done if m in check.handlers)
             out.append(entry)
         return out
-
-    def _handler_members(self, delivery: Delivery, subs: Iterable[Subscription]) -> list[bytes]:
-        assert self.markers is not None
-        member = self.markers.handler_member
-        return [member(delivery.channel, delivery.event_id, s.handler_key).encode() for s in subs]
 
 
 def _tenant_of(payload_json: bytes) -> str:

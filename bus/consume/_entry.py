@@ -18,13 +18,13 @@ if TYPE_CHECKING:
     from ._delivery import Subscription
     from ._pending import PendingEntry
 
-__all__ = ["DEAD", "DROPPED", "DUPLICATE", "HANDLED", "MARKS", "PROGRESS", "Entry", "Failure", "InFlight"]
+__all__ = ["DEAD", "DROPPED", "DUPLICATE", "MARKS", "PROGRESS", "Entry", "Failure", "InFlight"]
 
-#: What the acker does with an entry (``Entry.outcome``): XACK and the event marker; XACK only
-#: (already processed); XADD a dead letter and XACK; the handler markers of ``members`` and
-#: release (left pending); the handler markers only (its later handlers still run); XACK only
-#: (deleted or trimmed while pending).
-HANDLED, DUPLICATE, DEAD, MARKS, PROGRESS, DROPPED = range(1, 7)
+#: What the acker does with an entry (``Entry.outcome``) other than a handled one (those go to
+#: ``AckBuffer.done``: XACK and the event marker): XACK only (already processed); XADD a dead
+#: letter and XACK; the handler markers of ``members`` and release (left pending); the handler
+#: markers only (its later handlers still run); XACK only (deleted or trimmed while pending).
+DUPLICATE, DEAD, MARKS, PROGRESS, DROPPED = range(2, 7)
 
 _first = itemgetter(0)
 _exhaust: Callable[[Iterable[Any]], None] = deque[Any](maxlen=0).extend  # runs an iterator to its end, keeping nothing

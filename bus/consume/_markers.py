@@ -39,7 +39,7 @@ own keys rotate.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._keys import Keys
@@ -92,6 +92,11 @@ class Markers:
     def handler_member(self, channel: str, event_id: str, handler_key: str) -> str:
         """``{group}|{channel}|{eventId}:{handlerKey}`` in ``{prefix}processed-handlers:{tenantId}``."""
         return f"{self.group}|{channel}|{event_id}:{handler_key}"
+
+    def handler_members(self, delivery: Any, subs: Iterable[Any]) -> list[bytes]:
+        """:meth:`handler_member` of each of ``subs`` (their ``handler_key``) for one delivery, encoded."""
+        member, channel, event_id = self.handler_member, delivery.channel, delivery.event_id
+        return [member(channel, event_id, s.handler_key).encode() for s in subs]
 
     def events_key(self, tenant_id: str) -> str:
         """The tenant's processed-event set (ours, never the reference's)."""

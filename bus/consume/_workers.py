@@ -288,15 +288,13 @@ class Workers:
         """Queue the success markers of ``succeeded[marked:]``; returns how many are queued now."""
         done = [s for s in entry.subs if s.handler_key in succeeded[marked:]]
         progress = Entry(entry.stream, entry.entry_id, None, entry.deliveries, entry.delivery)
-        progress.members = self.handler_members(entry.delivery, done)
+        progress.members = self._handler_members(entry.delivery, done)
         self.acks.put(progress, PROGRESS)
         return len(succeeded)
 
-    def handler_members(self, delivery: Any, subs: Any) -> list[bytes]:
-        """The handler markers of ``subs`` for ``delivery``."""
+    def _handler_members(self, delivery: Any, subs: list[Subscription]) -> list[bytes]:
         assert self.markers is not None
-        member = self.markers.handler_member
-        return [member(delivery.channel, delivery.event_id, s.handler_key).encode() for s in subs]
+        return self.markers.handler_members(delivery, subs)
 
     def _on_failure(self, entry: Entry, sub: Subscription, error: BaseException, succeeded: list[str]) -> None:
         self.board.stats.failed += 1
@@ -319,7 +317,7 @@ class Workers:
             log_failure(entry, group, what, error, logging.WARNING)
             if succeeded:
                 done = [s for s in entry.subs if s.handler_key in succeeded]
-                entry.members = self.handler_members(entry.delivery, done)
+                entry.members = self._handler_members(entry.delivery, done)
                 self.acks.put(entry, MARKS)
             else:
                 self.in_flight.release(entry)
