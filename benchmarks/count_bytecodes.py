@@ -26,7 +26,12 @@ from typing import Any
 from _workload import Target
 from run_all import Bench, Sizes
 
-KEYS = ("consume1000", "raw-consume1000", "raw-consume1000-full", "raw-consume1000-markers")
+from bus import EventBus
+
+CONSUME_KEYS = ("consume1000", "raw-consume1000", "raw-consume1000-full", "raw-consume1000-markers")
+#: Publish contenders: ours only (each call's event count comes from its return value).
+PUBLISH_KEYS = ("conc64-2", "many1000-2", "seq-2", "conc64-1", "many1000-1")
+KEYS = CONSUME_KEYS + PUBLISH_KEYS
 
 
 class OpcodeCounter:
@@ -56,27 +61,33 @@ class OpcodeCounter:
         sys.settrace(None)
 
 
-async def count(key: str, events: int, url: str) -> OpcodeCounter:
-    """One warm-up call of contender ``key``, then one counted call."""
+async def count(key: str, events: int, url: str) -> tuple[OpcodeCounter, int]:
+    """One warm-up call of contender ``key``, then one counted call; the counter and its events."""
     target = Target(url=url)
     bench = Bench(target, Sizes(consume=events), faststream=False, keys={key})
     client = target.client()
     bench._cleanups = []
     counter = OpcodeCounter()
+    bus = EventBus(target.settings())
     try:
-        await bench.ours_consume(client, 1000)
-        for validate in ("", "full", "markers"):
-            await bench.raw_consume(client, 1000, validate=validate)
+        if key in PUBLISH_KEYS:
+            await bus.connect()
+            bench.ours_publish(bus)
+        else:
+            await bench.ours_consume(client, 1000)
+            for validate in ("", "full", "markers"):
+                await bench.raw_consume(client, 1000, validate=validate)
         run = bench.contenders[key]
         await run()
         with counter:
-            await run()
+            done = await run()
     finally:
-        for bus in bench._cleanups:
-            await bus.aclose()
+        await bus.aclose()
+        for consumer_bus in bench._cleanups:
+            await consumer_bus.aclose()
         await client.aclose()
         await target.cleanup()
-    return counter
+    return counter, done if key in PUBLISH_KEYS else events
 
 
 def report(key: str, counter: OpcodeCounter, events: int, top: int) -> str:
@@ -90,13 +101,13 @@ def report(key: str, counter: OpcodeCounter, events: int, top: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("key", choices=KEYS, help="the consume contender of run_all.py")
-    parser.add_argument("--events", type=int, default=20_000, help="entries per call (default 20,000)")
+    parser.add_argument("key", choices=KEYS, help="a consume or publish contender of run_all.py")
+    parser.add_argument("--events", type=int, default=20_000, help="entries per consume call (default 20,000)")
     parser.add_argument("--top", type=int, default=25, help="functions listed (default 25)")
     parser.add_argument("--url", default="redis://127.0.0.1:6379/11", help="Redis database of the run (own db)")
     args = parser.parse_args(argv)
-    counter = asyncio.run(count(args.key, args.events, args.url))
-    print(report(args.key, counter, args.events, args.top))
+    counter, events = asyncio.run(count(args.key, args.events, args.url))
+    print(report(args.key, counter, events, args.top))
     return 0
 
 

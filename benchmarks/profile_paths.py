@@ -78,7 +78,7 @@ PUBLISH_STAGES: tuple[Stage, ...] = (
     ("ids and timestamps (new_event_id, now_iso)", _in("bus/_codec.py", "new_event_id", "now_iso")),
     ("envelope, workflow entry, RESP packing", _in("bus/_codec.py") + _in("bus/wire/_resp.py", "header", "bulk")),
     (
-        "Publisher.prepare itself (checks, copies, PreparedEvent)",
+        "Preparer.prepare itself (checks, copies, PreparedEvent)",
         _in("bus/publish/_prepare.py", "prepare", "_channels", "<listcomp>", "__init__", "stream") + _in("bus/_bus.py"),
     ),
     ("write: round trip and results (Publisher._exchange, ...)", _in("bus/publish/_writer.py") + _in("bus/wire/")),

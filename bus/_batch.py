@@ -2,8 +2,8 @@
 
 No background task: the first caller of a tick becomes the group's *leader*. It yields once
 (``anyio.lowlevel.checkpoint()``) so that every caller that is ready in the same tick joins
-the group, then writes the group in one MULTI/EXEC; the others wait, each on its own future,
-which the writer resolves once the group is written; each caller then takes its own slice of
+the group, then writes the group in one MULTI/EXEC; the others wait on one future shared by the
+group, which the writer resolves once the group is written; each caller then takes its own slice of
 the outcomes (or the group's error) from the group. A group that reaches ``max_batch`` events
 is closed and written at once by the caller that filled it (not at the end of the tick): the
 callers still to come in this tick prepare their events and form the next group while the full
@@ -56,19 +56,20 @@ MIN_SPLIT = 16
 class _Group:
     """The events of one group and the callers waiting for them."""
 
-    __slots__ = ("cap", "done", "error", "items", "loop", "outcomes", "solo", "waiters", "writing")
+    __slots__ = ("cap", "done", "error", "items", "loop", "outcomes", "solo", "writing", "written")
 
     def __init__(self, cap: int, *, solo: bool) -> None:
         #: Closed and written at once, by the caller that fills it, when it holds this many events.
         self.cap = cap
         #: Opened while no other group was unwritten: its cap may split the tick's callers in two.
         self.solo = solo
-        #: Looked up once per group: each waiting caller makes its future from it.
+        #: Looked up once per group: the first waiting caller makes the shared future from it.
         self.loop = asyncio.get_running_loop()
         self.items: list[PreparedEvent] = []
-        #: One future per waiting caller, resolved (with None) once the group is written; each
-        #: caller then reads its own slice of the outcomes (or the error) from the group.
-        self.waiters: list[asyncio.Future[None]] = []
+        #: The one future every waiting caller awaits, resolved (with None) once the group is
+        #: written; each caller then reads its own slice of the outcomes (or the error) from the
+        #: group. A caller's cancellation cancels it for all: the others wait on a new one.
+        self.written: asyncio.Future[None] | None = None
         self.writing = False
         self.done = False
         self.outcomes: list[Outcome] = []
@@ -115,28 +116,35 @@ class AutoBatcher:
         full = end >= group.cap
         if full:
             self._open = None  # the next caller starts a new group
-        if leader and not full:
-            await self._lead(group)
-        elif full:
-            await self._write_group(group)  # at once: the tick's later callers form the next group meanwhile
-        if not group.done:  # not written by this caller (nor before the leader looked again): wait for it
-            future: asyncio.Future[None] = group.loop.create_future()
-            group.waiters.append(future)
-            await future
+        if leader or full:
+            # One shield per group: a cancelled leader or filler still writes its group, then raises.
+            with anyio.CancelScope(shield=True):
+                if not full:
+                    await self._gather(group)
+                if not group.writing:  # (a filler may have written it while the leader waited)
+                    await self._write_group(group)  # a full group at once: the tick's later callers form the next
+        while not group.done:  # not written by this caller: wait for it with the group's other callers
+            written = group.written
+            if written is None or written.cancelled():
+                written = group.written = group.loop.create_future()
+            try:
+                await written
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():  # this caller was cancelled: it stops waiting
+                    raise
+                # Another caller of the group was cancelled, and with it the future they shared.
         if group.error is not None:
             raise _error_for(group.error, group.items[start:end])
         return group.outcomes[start:end]
 
-    async def _lead(self, group: _Group) -> None:
-        """Let this tick's callers join (shielded), then write the group unless a filler already did."""
-        with anyio.CancelScope(shield=True):
-            await anyio.lowlevel.checkpoint()
+    async def _gather(self, group: _Group) -> None:
+        """Let this tick's callers join the leader's group (the caller holds a shield), then close it."""
+        await anyio.lowlevel.checkpoint()
         if group.solo and self._max_in_flight > 1:  # (one write slot: two halves could not overlap)
             self._learn_split(group)
         if self._open is group:
             self._open = None
-        if not group.writing:
-            await self._write_group(group)
 
     def _learn_split(self, group: _Group) -> None:
         """Set the next solo group's cap to half this tick's fan-in (every caller of the tick has
@@ -148,25 +156,25 @@ class AutoBatcher:
         self._split_at = min(half, self._max_batch) if half >= MIN_SPLIT else self._max_batch
 
     async def _write_group(self, group: _Group) -> None:
-        """Write the group once (shielded: others wait for it), then resolve every waiting caller."""
+        """Write the group once (the caller holds a shield: others wait for it), then resolve every
+        waiting caller."""
         group.writing = True
         try:
-            with anyio.CancelScope(shield=True):
-                if self._in_flight < self._max_in_flight:
-                    self._in_flight += 1  # a free slot: no yield before the write starts
+            if self._in_flight < self._max_in_flight:
+                self._in_flight += 1  # a free slot: no yield before the write starts
+            else:
+                slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._slot_waiters.append(slot)
+                await slot  # the slot is handed over by the write that frees it
+            try:
+                group.outcomes = await self._write(group.items)
+            except Exception as exc:
+                group.error = exc
+            finally:
+                if self._slot_waiters:
+                    self._slot_waiters.popleft().set_result(None)  # hand the slot to the next group
                 else:
-                    slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                    self._slot_waiters.append(slot)
-                    await slot  # the slot is handed over by the write that frees it
-                try:
-                    group.outcomes = await self._write(group.items)
-                except Exception as exc:
-                    group.error = exc
-                finally:
-                    if self._slot_waiters:
-                        self._slot_waiters.popleft().set_result(None)  # hand the slot to the next group
-                    else:
-                        self._in_flight -= 1
+                    self._in_flight -= 1
         finally:
             if group.error is None and len(group.outcomes) != len(group.items):  # interrupted (not an Exception)
                 group.error = BusError("the batched write was interrupted; its outcome is not known")
@@ -180,10 +188,9 @@ class AutoBatcher:
 
     @staticmethod
     def _resolve(group: _Group) -> None:
-        for future in group.waiters:
-            if not future.done():  # (done: the caller was cancelled and stopped waiting)
-                future.set_result(None)
-        group.waiters.clear()
+        written = group.written
+        if written is not None and not written.done():  # (done: cancelled; its callers look at group.done)
+            written.set_result(None)
 
     async def drain(self) -> None:
         """Return once every group that was submitted has been written (used on close)."""

@@ -70,19 +70,21 @@ def _options(
     batch: bool,
 ) -> PublishOptions:
     """The keywords as one value; the common ones (only channel and batch) come from a cache."""
-    channels = channel if channel is None or isinstance(channel, str | tuple) else tuple(channel)
-    plain = event_id is None and timestamp is None and not force and workflow is None and hooks is None
-    if plain and idempotency_key is None and tenant is None:
-        cache = _PLAIN[batch]
-        options = cache.get(channels)
-        if options is None:
-            if len(cache) >= 1024:
-                cache.clear()
-                cache[None] = PublishOptions.DEFAULT
-            options = cache[channels] = PublishOptions(channels=channels, batch=batch)
-        return options
+    if (
+        event_id is None
+        and timestamp is None
+        and not force
+        and workflow is None
+        and hooks is None
+        and idempotency_key is None
+        and tenant is None
+    ):
+        try:
+            return _PLAIN[batch][channel]  # type: ignore[index]
+        except (KeyError, TypeError):  # a channel not seen yet, or channels given as a list
+            return _plain_options(channel, batch)
     return PublishOptions(
-        channels=channels,
+        channels=_channels(channel),
         event_id=event_id,
         timestamp=timestamp,
         force=force,
@@ -92,6 +94,23 @@ def _options(
         tenant=tenant,
         batch=batch,
     )
+
+
+def _channels(channel: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
+    return channel if channel is None or isinstance(channel, str | tuple) else tuple(channel)
+
+
+def _plain_options(channel: str | Sequence[str] | None, batch: bool) -> PublishOptions:
+    """The options of a plain call on ``channel``, cached by the channels (at most 1024 of them)."""
+    channels = _channels(channel)
+    cache = _PLAIN[batch]
+    options = cache.get(channels)
+    if options is None:
+        if len(cache) >= 1024:
+            cache.clear()
+            cache[None] = PublishOptions.DEFAULT
+        options = cache[channels] = PublishOptions(channels=channels, batch=batch)
+    return options
 
 
 log = logging.getLogger("bus")
@@ -272,7 +291,7 @@ class EventBus:
         tenant: str | None = None,
         options: PublishOptions | None = None,
     ) -> PreparedEvent:
-        """Validate and encode one publish without I/O (see :meth:`Publisher.prepare`).
+        """Validate and encode one publish without I/O (see :meth:`Preparer.prepare`).
 
         ``channel`` may name several channels: the envelope is written to each, every copy with
         its own fresh id unless ``event_id`` is given (the reference's behaviour, on which its
@@ -332,7 +351,8 @@ class EventBus:
         (see :meth:`prepare`); with ``options.strict`` False a failure is logged and returned as
         a result whose ``error`` is set instead of raised.
         """
-        self._check_open()
+        if self._closed:  # (the check inlined: the per-event path)
+            self._check_open()
         if options is None:
             options = _options(channel, event_id, timestamp, force, None, hooks, idempotency_key, tenant, batch)
         elif (channel, event_id, timestamp, force, None, hooks, idempotency_key, tenant) != _KEYWORD_DEFAULTS or batch:

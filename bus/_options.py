@@ -2,7 +2,7 @@
 
 The top-level functions (``publish_event``, ``publish_workflow_event``, ``bus.publish``...) keep
 their keyword arguments; they build the options once and hand this value down to
-``Publisher.prepare``, so a new option is one field here and one use where it matters.
+``Preparer.prepare``, so a new option is one field here and one use where it matters.
 """
 
 from __future__ import annotations

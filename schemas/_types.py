@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from time import time_ns
 from typing import Annotated, Literal
 
 from msgspec import Meta
@@ -113,7 +114,7 @@ def utc_now_iso() -> str:
 
     Built once per millisecond (the publish path asks for it on every event).
     """
-    ms = time.time_ns() // 1_000_000
+    ms = time_ns() // 1_000_000
     cached = _NOW[0]
     if cached[0] == ms:
         return cached[1]

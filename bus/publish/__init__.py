@@ -2,7 +2,7 @@
 
 A :class:`PreparedEvent` is one logical publish: the envelope on one or more channels' per-type
 streams plus, on ``global``, the workflow stream entry. Everything is validated and packed into
-RESP bytes by :meth:`Publisher.prepare` before any I/O, so an invalid event never writes.
+RESP bytes by :meth:`Preparer.prepare` before any I/O, so an invalid event never writes.
 
 :meth:`Publisher.write` sends any number of prepared events as ONE round trip: the XADDs
 between MULTI and EXEC (a lone command goes without them). Atomicity, precisely:
@@ -28,10 +28,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from schemas import Payload, Registry
+from schemas import Registry
 
 from .._keys import Keys
-from .._options import PublishOptions
 from .._settings import BusSettings
 from ..wire import count_connect_attempts
 from ._prepare import Preparer
@@ -77,18 +76,15 @@ class Publisher:
         self.preparer = Preparer(settings, keys, registry, capabilities, tracing)
         self.writer = Writer(client, settings, keys, connect_attempts=connect_attempts)
         self.writer.tracing = tracing
+        #: Validate and encode one publish; raises before any I/O (see :meth:`Preparer.prepare`).
+        #: Bound here: no forwarding frame on the publish path.
+        self.prepare = self.preparer.prepare
         self.stream = self.preparer.stream
         self.marker_key = self.preparer.marker_key
         self.write = self.writer.write
         self.write_outcomes = self.writer.write_outcomes
         self.write_chunks = self.writer.write_chunks
         self.wait_idle = self.writer.wait_idle
-
-    def prepare(
-        self, event_type: str, payload: Mapping[str, Any] | Payload, options: PublishOptions = PublishOptions.DEFAULT
-    ) -> PreparedEvent:
-        """Validate and encode one publish; raises before any I/O (see :meth:`Preparer.prepare`)."""
-        return self.preparer.prepare(event_type, payload, options)
 
     @property
     def round_trips(self) -> int:

@@ -22,7 +22,7 @@ log = logging.getLogger("bus.publish")
 class PreparedEvent:
     """A validated, encoded publish: one envelope on one or more streams, ready to write.
 
-    Built by :meth:`Publisher.prepare` (no I/O); written by :meth:`Publisher.write`.
+    Built by :meth:`Preparer.prepare` (no I/O); written by :meth:`Publisher.write`.
     """
 
     __slots__ = ("command", "event_id", "event_ids", "event_type", "n_commands", "script", "size", "streams")

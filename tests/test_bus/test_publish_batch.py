@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio
@@ -244,6 +245,37 @@ async def test_a_cancelled_follower_stops_waiting_and_its_event_is_written(
             stored = await entries(backend, stream)
     assert scopes[0].cancelled_caught
     assert len(done) == 1 and len(stored) == 2 and bus.batcher.groups_written == 1
+
+
+async def test_a_cancelled_follower_does_not_wake_the_others(backend: aioredis.Redis, test_prefix: str) -> None:
+    """Followers share one future: one cancelled (asyncio's own cancel) leaves the others waiting for their results."""
+    gate = anyio.Event()
+    async with open_bus(backend, test_prefix) as bus:
+        stream = bus.keys.stream(NOTIFY, "TICKET_CREATED")
+        write = bus.publisher.write_outcomes
+
+        async def gated(prepared: Any) -> Any:
+            await gate.wait()
+            return await write(prepared)
+
+        bus.batcher._write = gated
+
+        def publish() -> asyncio.Task[PublishResult]:
+            coro = bus.publish("TICKET_CREATED", ticket_created(), channel=NOTIFY, batch=True)
+            return asyncio.ensure_future(coro)
+
+        with anyio.fail_after(10):
+            tasks = [publish() for _ in range(4)]  # a leader and three followers of one group
+            await anyio.wait_all_tasks_blocked()
+            tasks[1].cancel()
+            await anyio.wait_all_tasks_blocked()  # the others woke (their future was cancelled) and wait again
+            assert not any(t.done() for t in (tasks[0], tasks[2], tasks[3]))
+            gate.set()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        stored = await entries(backend, stream)
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert all(isinstance(r, PublishResult) for i, r in enumerate(results) if i != 1)
+    assert len(stored) == 4 and bus.batcher.groups_written == 1
 
 
 async def test_groups_beyond_max_in_flight_wait_for_a_slot(backend: aioredis.Redis, test_prefix: str) -> None:

@@ -1,4 +1,4 @@
-"""PublishOptions: one value from the top-level functions down to Publisher.prepare."""
+"""PublishOptions: one value from the top-level functions down to Preparer.prepare."""
 
 from __future__ import annotations
 
@@ -15,26 +15,26 @@ from bus import (
     CHANNEL_NOTIFICATIONS,
     WORKFLOW_STREAM,
     PayloadValidationError,
-    Publisher,
     PublishOptions,
     WorkflowHooks,
 )
+from bus.publish import Preparer
 from publishers import Actor, PublishContext, prepare_workflow_event, publish_event, publish_workflow_event
 from test_bus._support import UUID, open_bus, ticket_created
 
 
 class OptionsSpy:
-    """Records the options every ``Publisher.prepare`` receives."""
+    """Records the options every ``Preparer.prepare`` receives (installed before the bus opens)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.seen: list[PublishOptions] = []
-        original = Publisher.prepare
+        original = Preparer.prepare
 
-        def prepare(publisher: Publisher, event_type: str, payload: Any, options: PublishOptions) -> Any:
+        def prepare(preparer: Preparer, event_type: str, payload: Any, options: PublishOptions) -> Any:
             self.seen.append(options)
-            return original(publisher, event_type, payload, options)
+            return original(preparer, event_type, payload, options)
 
-        monkeypatch.setattr(Publisher, "prepare", prepare)
+        monkeypatch.setattr(Preparer, "prepare", prepare)
 
 
 async def test_no_channels_is_the_fanout(fake_client: aioredis.Redis, test_prefix: str) -> None:
