@@ -1,15 +1,16 @@
-"""Python bytecodes executed per event, by function, over one consume call: a count, not a timing.
+"""Python bytecodes executed per event, by function, over one consume or publish call: a count, not a timing.
 
 Wall-clock ratios on a shared 2-core machine move by 15-20% between runs, so a change worth a few
 percent cannot be seen in them. The number of bytecodes the interpreter executes per event does not
-depend on the machine's load: this script runs one of ``run_all.py``'s consume contenders once to
-warm up, then once more with ``sys.settrace`` counting every opcode (``f_trace_opcodes``), and
+depend on the machine's load: this script runs one of ``run_all.py``'s consume or publish
+contenders once to warm up, then once more with ``sys.settrace`` counting every opcode (``f_trace_opcodes``), and
 prints bytecodes per event in total and by function. Work done in C (msgspec, hiredis, the C
 checks) is not counted; the prefill of the stream is (``prefill_command``, ``bulk``,
 ``_drain_hiredis`` reading its replies), the same for every contender.
 
 Run: ``python benchmarks/count_bytecodes.py consume1000`` (or ``raw-consume1000-full``,
-``raw-consume1000``; ``--events N``, ``--top K``, ``--url``). Tracing makes the call about 30x
+``raw-consume1000``; ``--events N``, ``--top K``, ``--url``); publish: ``conc64-2`` (64 auto-batched
+callers), ``many1000-2`` (``publish_many`` of 1000), ``seq-2``... Tracing makes the call about 30x
 slower; the figures are the same on a busy machine.
 """
 

@@ -106,8 +106,8 @@ def test_run_all_prints_the_table(capsys: pytest.CaptureFixture[str], free_db: s
 
 
 @pytest.mark.integration
-def test_count_bytecodes_counts_the_consume_loop(capsys: pytest.CaptureFixture[str], free_db: str) -> None:
-    """count_bytecodes.py counts a positive number of bytecodes per event, with our loop's functions among them."""
+def test_count_bytecodes_counts_the_consume_and_publish_paths(capsys: pytest.CaptureFixture[str], free_db: str) -> None:
+    """count_bytecodes.py counts bytecodes per event of a consume and a publish contender, naming their functions."""
     sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location("count_bytecodes", BENCHMARKS / "count_bytecodes.py")
     assert spec is not None and spec.loader is not None
@@ -118,3 +118,7 @@ def test_count_bytecodes_counts_the_consume_loop(capsys: pytest.CaptureFixture[s
     head, *rows = out.splitlines()
     assert head.startswith("consume1000: ") and float(head.split()[1].replace(",", "")) > 0
     assert any("Dispatcher.decode" in row for row in rows)
+    assert module.main(["conc64-2", "--top", "40", "--url", free_db]) == 0
+    head, *rows = capsys.readouterr().out.splitlines()
+    assert head.startswith("conc64-2: ") and "(1,280 events)" in head  # 64 callers of 20 events
+    assert any("AutoBatcher.submit_outcomes" in row for row in rows)
