@@ -54,8 +54,9 @@ STREAM_CHUNK = 100
 
 #: The option keywords of :meth:`EventBus.prepare` at their defaults (``options=`` excludes them).
 _KEYWORD_DEFAULTS = (CHANNEL_GLOBAL, None, None, False, None, None, None, None)
-#: Options of the plain keyword calls, by ``batch`` then channel (no key tuple per call).
-_PLAIN: tuple[dict[str | tuple[str, ...] | None, PublishOptions], ...] = ({}, {None: PublishOptions.DEFAULT})
+#: Options of the plain keyword calls, by ``batch`` then channel (no key tuple per call). Keyed by
+#: the channel as the caller gives it (a list is unhashable: looked up by its tuple instead).
+_PLAIN: tuple[dict[object, PublishOptions], ...] = ({}, {None: PublishOptions.DEFAULT})
 
 
 def _options(
@@ -80,7 +81,7 @@ def _options(
         and tenant is None
     ):
         try:
-            return _PLAIN[batch][channel]  # type: ignore[index]
+            return _PLAIN[batch][channel]
         except (KeyError, TypeError):  # a channel not seen yet, or channels given as a list
             return _plain_options(channel, batch)
     return PublishOptions(
@@ -97,6 +98,7 @@ def _options(
 
 
 def _channels(channel: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
+    """The channel keyword as ``PublishOptions.channels`` holds it (a sequence as a tuple)."""
     return channel if channel is None or isinstance(channel, str | tuple) else tuple(channel)
 
 

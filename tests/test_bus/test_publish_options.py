@@ -89,6 +89,21 @@ async def test_defaults_share_one_value(
         assert spy.seen[-1] == PublishOptions(channels=(CHANNEL_GLOBAL, "custom"), strict=False, batch=False)
 
 
+async def test_plain_calls_on_a_channel_list_share_one_value(
+    fake_client: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Channels given as a list are held as a tuple; equal lists (or that tuple) share one options value."""
+    spy = OptionsSpy(monkeypatch)
+    async with open_bus(fake_client, test_prefix) as bus:
+        await bus.publish("TICKET_CREATED", ticket_created(), channel=[CHANNEL_GLOBAL, "custom"])
+        await bus.publish("TICKET_CREATED", ticket_created(), channel=[CHANNEL_GLOBAL, "custom"])
+        await bus.publish("TICKET_CREATED", ticket_created(), channel=(CHANNEL_GLOBAL, "custom"))
+        await bus.publish("TICKET_CREATED", ticket_created(), channel="custom", batch=True)
+    assert spy.seen[0] is spy.seen[1] is spy.seen[2]
+    assert spy.seen[0] == PublishOptions(channels=(CHANNEL_GLOBAL, "custom"), batch=False)
+    assert spy.seen[3] == PublishOptions(channels="custom", batch=True)
+
+
 async def test_workflow_keywords_become_one_value(
     fake_client: aioredis.Redis, test_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
