@@ -69,9 +69,9 @@ async def count(key: str, events: int, url: str) -> tuple[OpcodeCounter, int]:
     client = target.client()
     bench._cleanups = []
     counter = OpcodeCounter()
-    bus = EventBus(target.settings())
+    bus = EventBus(target.settings()) if key in PUBLISH_KEYS else None
     try:
-        if key in PUBLISH_KEYS:
+        if bus is not None:
             await bus.connect()
             bench.ours_publish(bus)
         else:
@@ -83,7 +83,8 @@ async def count(key: str, events: int, url: str) -> tuple[OpcodeCounter, int]:
         with counter:
             done = await run()
     finally:
-        await bus.aclose()
+        if bus is not None:
+            await bus.aclose()
         for consumer_bus in bench._cleanups:
             await consumer_bus.aclose()
         await client.aclose()

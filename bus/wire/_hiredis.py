@@ -7,12 +7,14 @@ exactly three places, each checked by ``tests/test_bus/test_wire.py`` (:func:`ch
 Sentinel mode's ``SentinelManagedConnection`` is read the same way, with its one addition (a
 demoted master's READONLY disconnects and raises ``ConnectionError``) done here.
 
-Reading: ``Connection.read_response()`` costs ~6 us per reply (a timeout context and error
-formatting per call), which dominates a 1,000-entry MULTI/EXEC (1,000 ``QUEUED`` replies).
-:func:`read_replies` therefore reads from the connection's parser directly under ONE timeout for
-the whole round trip (~0.35 us per reply), and falls back to ``read_response()`` per reply on
-connections without a parser it knows. Either way error replies come back as
-``redis.exceptions.ResponseError`` values, not raised: the caller decides what they mean.
+Reading: ``Connection.read_response()`` sets up a timeout context and formats errors on every
+call, which dominates a 1,000-entry MULTI/EXEC (1,000 ``QUEUED`` replies). :func:`read_replies`
+therefore reads from the connection's parser directly under ONE timeout for the whole round
+trip, and falls back to ``read_response()`` per reply on connections without a parser it knows.
+Either way error replies come back as ``redis.exceptions.ResponseError`` values, not raised: the
+caller decides what they mean. Timeouts here are stdlib ``asyncio.timeout``: the same
+``TimeoutError`` as ``anyio.fail_after``, it composes with anyio's cancel scopes, and it does a
+fraction of the work (one per round trip; ``benchmarks/RESULTS.md``, session 9).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import anyio
 import redis.exceptions as rex
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import SentinelManagedConnection
@@ -68,7 +69,7 @@ async def read_replies(conn: Any, count: int, timeout_s: float | None, *, fast: 
     parser = fast_reader(conn) if fast else None
     out: list[Any] = []
     append = out.append
-    async with asyncio.timeout(timeout_s):  # (stdlib's timer: a fraction of anyio.fail_after's work)
+    async with asyncio.timeout(timeout_s):
         if parser is not None and type(parser) is _AsyncHiredisParser and parser._connected:
             await _drain_hiredis(parser, count, append)
         elif parser is not None:
@@ -144,7 +145,7 @@ async def send_packed(conn: Any, data: bytes, timeout_s: float | None) -> None:
     ):
         writer.write(data)
         if writer.transport.get_write_buffer_size():
-            with anyio.fail_after(timeout_s):
+            async with asyncio.timeout(timeout_s):
                 await writer.drain()
         else:
             await writer.drain()  # raises at once if the connection was lost
